@@ -1,0 +1,90 @@
+"""The project's one configuration: librispeech/config.yaml, read once, with environment overrides."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+CONFIG_FILE = PACKAGE_DIR / "config.yaml"
+BUNDLED_CORPUS = REPO_ROOT / "data" / "LibriSpeech"
+SUBSETS = ("training", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    root: Path
+    splits: Mapping[str, str]
+    hf_dataset: str
+    hf_config: str
+    hf_splits: Mapping[str, str]
+    samples_per_split: int | None  # None = every utterance
+    seed: int
+    sample_rate: int
+    max_samples: int
+    normalize_epsilon: float
+    max_label_length: int
+    vocab_file: Path
+    model_path: Path
+    checkpoint: str
+
+    @property
+    def uses_bundled_corpus(self) -> bool:
+        return self.source == "openslr" and self.root == BUNDLED_CORPUS
+
+
+def parse_samples_per_split(value: Any) -> int | None:
+    """An integer >= 1, or "all" (None)."""
+    if value is None or str(value).strip().lower() == "all":
+        return None
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"samples_per_split must be a positive integer or 'all', got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"samples_per_split must be a positive integer or 'all', got {value!r}")
+    return count
+
+
+def _resolve(path: str | os.PathLike, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    data, audio, text, model = raw["data"], raw["audio"], raw["text"], raw["model"]
+    source = environ.get("LIBRISPEECH_SOURCE", data["source"])
+    if source not in ("openslr", "huggingface"):
+        raise ValueError(f"data source must be 'openslr' or 'huggingface', got {source!r}")
+    root = environ.get("LIBRISPEECH_ROOT") or data.get("root")
+    return Config(
+        source=source,
+        root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
+        splits=dict(data["splits"]),
+        hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
+        hf_config=data["hf_config"],
+        hf_splits=dict(data["hf_splits"]),
+        samples_per_split=parse_samples_per_split(
+            environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),
+        seed=int(data["seed"]),
+        sample_rate=int(audio["sample_rate"]),
+        max_samples=int(audio["max_samples"]),
+        normalize_epsilon=float(audio["normalize_epsilon"]),
+        max_label_length=int(text["max_label_length"]),
+        vocab_file=_resolve(text["vocab_file"], PACKAGE_DIR),
+        model_path=_resolve(environ.get("WAV2VEC_MODEL") or model["path"], REPO_ROOT),
+        checkpoint=model["checkpoint"],
+    )
+
+
+@functools.cache
+def get_config() -> Config:
+    """The configuration, read on first use (not at import) and kept for the process."""
+    with open(CONFIG_FILE, encoding="utf-8") as handle:
+        return build_config(yaml.safe_load(handle), os.environ)

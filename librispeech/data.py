@@ -1,0 +1,401 @@
+"""LibriSpeech utterances per Tensorleap subset, from the OpenSLR folder tree or the HF datasets copy.
+
+Preprocessing reads directory listings, transcripts and audio headers only; audio is decoded on demand (one small
+cache per split, so the encoders, metadata and visualizers of a sample share one decode).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import random
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import soundfile
+
+from librispeech.config import SUBSETS, Config, get_config
+from librispeech.tokenizer import normalize_transcript
+
+logger = logging.getLogger("librispeech")
+
+# Why an utterance was left out.
+MISSING_AUDIO = "missing audio file"
+MISSING_TRANSCRIPT = "audio file without a transcript line"
+EMPTY_TRANSCRIPT = "empty transcript"
+UNREADABLE_AUDIO = "unreadable audio"
+TOO_LONG = "longer than the model input (max_samples)"
+EMPTY_AUDIO = "no audio samples"
+WARNING_IDS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    speaker_id: int
+    chapter_id: int
+    transcript: str          # upper-cased, single-spaced
+    num_samples: int         # at the model's sample rate, after resampling
+    source_sample_rate: int
+    channels: int
+    audio_path: str | None = None  # OpenSLR tree
+    hf_row: int | None = None      # row of the HF dataset
+
+
+@dataclass(frozen=True)
+class ExcludedUtterance:
+    id: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SpeakerInfo:
+    sex: str | None
+    subset: str | None
+    minutes: float | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class ChapterInfo:
+    reader_id: int | None
+    minutes: float | None
+    subset: str | None
+    book_id: str | None
+    title: str | None
+    project_title: str | None
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """SPEAKERS.TXT, CHAPTERS.TXT and BOOKS.TXT joined by id; empty when the files are absent."""
+    speakers: dict[int, SpeakerInfo] = field(default_factory=dict)
+    chapters: dict[int, ChapterInfo] = field(default_factory=dict)
+    books: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class SplitData:
+    """What a PreprocessResponse carries: the selected utterances and what was left out, and why."""
+    subset: str
+    split: str
+    source: str
+    utterances: dict[str, Utterance]
+    excluded: list[ExcludedUtterance]
+    corpus_info: CorpusInfo
+    sample_rate: int
+    hf_dataset: Any = None
+    audio_cache_size: int = 16
+    _audio_cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    def audio(self, sample_id: str) -> np.ndarray:
+        """The utterance's mono float32 waveform at the model's sample rate (unpadded, not normalised)."""
+        if sample_id in self._audio_cache:
+            self._audio_cache.move_to_end(sample_id)
+            return self._audio_cache[sample_id]
+        utterance = self.utterances[sample_id]
+        if utterance.audio_path is not None:
+            source = utterance.audio_path
+        else:
+            source = io.BytesIO(_hf_audio_bytes(self.hf_dataset, utterance.hf_row))
+        waveform = decode_audio(source, self.sample_rate, name=sample_id)
+        self._audio_cache[sample_id] = waveform
+        if len(self._audio_cache) > self.audio_cache_size:
+            self._audio_cache.popitem(last=False)
+        return waveform
+
+
+def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
+    """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does)."""
+    try:
+        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises several types for corrupt data
+        raise ValueError(f"cannot decode audio of {name or source}: {error}") from error
+    mono = samples.mean(axis=1)
+    if rate != sample_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
+    return frames if rate == sample_rate else int(math.ceil(frames * sample_rate / rate))
+
+
+# ---------------------------------------------------------------- corpus tables (SPEAKERS / CHAPTERS / BOOKS)
+
+def _table_rows(path: Path, fields: int) -> Iterable[list[str]]:
+    """Rows of a LibriSpeech '|' table; the last field keeps any further '|' (some names contain one)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith(";") or not line.strip():
+                continue
+            parts = [part.strip() for part in line.rstrip("\n").split("|", fields - 1)]
+            if len(parts) == fields:
+                yield parts
+
+
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_corpus_info(root: Path) -> CorpusInfo:
+    speakers, chapters, books = {}, {}, {}
+    if (root / "SPEAKERS.TXT").is_file():
+        for speaker, sex, subset, minutes, name in _table_rows(root / "SPEAKERS.TXT", 5):
+            if speaker.isdigit():
+                speakers[int(speaker)] = SpeakerInfo(sex or None, subset or None, _as_float(minutes), name or None)
+    if (root / "CHAPTERS.TXT").is_file():
+        for chapter, reader, minutes, subset, _project, book, titles in _table_rows(root / "CHAPTERS.TXT", 7):
+            if chapter.isdigit():
+                # "CH. TITLE | PROJECT TITLE": a chapter title may itself contain '|', so split on the last one.
+                title, _, project_title = titles.rpartition("|") if "|" in titles else (titles, "", "")
+                chapters[int(chapter)] = ChapterInfo(
+                    int(reader) if reader.isdigit() else None, _as_float(minutes), subset or None,
+                    book or None, title.strip() or None, project_title.strip() or None)
+    if (root / "BOOKS.TXT").is_file():
+        for book, rest in _table_rows(root / "BOOKS.TXT", 2):
+            books[book] = rest.split("|")[0].strip() or None
+    return CorpusInfo(speakers, chapters, books)
+
+
+# ---------------------------------------------------------------- selection shared by both sources
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str
+    transcript: str
+    speaker_id: int
+    chapter_id: int
+    audio_path: str | None = None
+    hf_row: int | None = None
+
+
+def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: Config):
+    """(Utterance, None) or (None, ExcludedUtterance) from the audio header alone."""
+    try:
+        info = read_info()
+    except Exception as error:
+        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, str(error).splitlines()[0][:200])
+    num_samples = resampled_length(info.frames, info.samplerate, config.sample_rate)
+    if num_samples <= 0:
+        return None, ExcludedUtterance(candidate.id, EMPTY_AUDIO)
+    if num_samples > config.max_samples:
+        return None, ExcludedUtterance(
+            candidate.id, TOO_LONG, f"{num_samples / config.sample_rate:.2f} s > {config.max_samples} samples")
+    return Utterance(candidate.id, candidate.speaker_id, candidate.chapter_id, candidate.transcript, num_samples,
+                     info.samplerate, info.channels, candidate.audio_path, candidate.hf_row), None
+
+
+def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple], config: Config):
+    """Seeded sample of valid utterances: shuffle all ids, then read headers until enough pass.
+
+    Only headers are read, in small parallel batches (soundfile releases the GIL while reading).
+    """
+    order = sorted(candidates, key=lambda c: c.id)
+    random.Random(config.seed).shuffle(order)
+    wanted = len(order) if config.samples_per_split is None else config.samples_per_split
+    selected, excluded = [], []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        start = 0
+        while len(selected) < wanted and start < len(order):
+            batch = order[start:start + max(64, 2 * (wanted - len(selected)))]
+            start += len(batch)
+            for utterance, problem in pool.map(header, batch):
+                if problem is not None:
+                    excluded.append(problem)
+                elif len(selected) < wanted:
+                    selected.append(utterance)
+    return sorted(selected, key=lambda u: u.id), excluded
+
+
+def _report(split: SplitData, considered: int) -> None:
+    if not split.excluded:
+        return
+    reasons = Counter(e.reason for e in split.excluded)
+    first = ", ".join(e.id for e in split.excluded[:WARNING_IDS_SHOWN])
+    logger.warning("%s (%s): left out %d of %d utterances (%s); first: %s%s. Full list: "
+                   "PreprocessResponse.data.excluded", split.split, split.subset, len(split.excluded), considered,
+                   ", ".join(f"{n} {r}" for r, n in reasons.most_common()), first,
+                   ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
+
+
+def _finish(subset: str, split_name: str, config: Config, candidates: list[_Candidate],
+            structural: list[ExcludedUtterance], header, corpus_info: CorpusInfo, hf_dataset=None) -> SplitData:
+    selected, header_problems = _select(candidates, header, config)
+    excluded = sorted(structural, key=lambda e: e.id) + header_problems
+    split = SplitData(subset, split_name, config.source, {u.id: u for u in selected}, excluded, corpus_info,
+                      config.sample_rate, hf_dataset)
+    _report(split, len(candidates) + len(structural))
+    if not selected:
+        raise ValueError(f"{split_name} ({subset}): no usable utterance among {len(candidates) + len(structural)}; "
+                         f"reasons: {dict(Counter(e.reason for e in excluded))}")
+    return split
+
+
+# ---------------------------------------------------------------- OpenSLR folder tree
+
+def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
+    candidates, problems, listed = [], [], set()
+    flacs = {p.stem: p for p in chapter_dir.glob("*.flac")}
+    for transcript_file in sorted(chapter_dir.glob("*.trans.txt")):
+        with open(transcript_file, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                utterance_id, _, text = line.strip().partition(" ")
+                listed.add(utterance_id)
+                speaker, chapter = (utterance_id.split("-") + ["", ""])[:2]
+                transcript = normalize_transcript(text)
+                if not transcript:
+                    problems.append(ExcludedUtterance(utterance_id, EMPTY_TRANSCRIPT, str(transcript_file)))
+                elif utterance_id not in flacs:
+                    problems.append(ExcludedUtterance(utterance_id, MISSING_AUDIO,
+                                                      str(chapter_dir / f"{utterance_id}.flac")))
+                else:
+                    candidates.append(_Candidate(
+                        utterance_id, transcript, int(speaker) if speaker.isdigit() else -1,
+                        int(chapter) if chapter.isdigit() else -1, audio_path=str(flacs[utterance_id])))
+    problems += [ExcludedUtterance(stem, MISSING_TRANSCRIPT, str(path))
+                 for stem, path in sorted(flacs.items()) if stem not in listed]
+    return candidates, problems
+
+
+def load_openslr_split(subset: str, config: Config, corpus_info: CorpusInfo | None = None) -> SplitData:
+    split_name = config.splits[subset]
+    split_dir = config.root / split_name
+    if not split_dir.is_dir():
+        raise FileNotFoundError(
+            f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder. "
+            f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
+            f"data.splits in librispeech/config.yaml.")
+    candidates, structural = [], []
+    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir()):
+        found, problems = _chapter_candidates(chapter_dir)
+        candidates += found
+        structural += problems
+
+    def header(candidate: _Candidate):
+        return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)
+
+    return _finish(subset, split_name, config, candidates, structural, header,
+                   corpus_info if corpus_info is not None else read_corpus_info(config.root))
+
+
+# ---------------------------------------------------------------- HF datasets (openslr/librispeech_asr)
+
+def open_hf_split(config: Config, subset: str):
+    """The HF split with audio left undecoded (datasets >= 4 would need torchcodec to decode it)."""
+    import datasets
+
+    split_name = config.hf_splits[subset]
+    location = Path(config.hf_dataset).expanduser()
+    if location.exists():
+        if (location / "dataset_dict.json").is_file() or (location / "state.json").is_file():
+            loaded = datasets.load_from_disk(str(location))  # a save_to_disk copy
+            if isinstance(loaded, datasets.DatasetDict):
+                if split_name not in loaded:
+                    raise FileNotFoundError(f"split {split_name!r} not in {location} (has {list(loaded)})")
+                loaded = loaded[split_name]
+            dataset = loaded
+        else:  # a parquet copy laid out as on the hub: {config}/{split}/*.parquet
+            files = sorted((location / config.hf_config / split_name).glob("*.parquet")) or \
+                sorted((location / split_name).glob("*.parquet"))
+            if not files:
+                raise FileNotFoundError(f"no parquet files for split {split_name!r} under {location} "
+                                        f"(expected {config.hf_config}/{split_name}/*.parquet)")
+            dataset = datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]},
+                                            split=split_name)
+    else:
+        dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
+    return dataset.cast_column("audio", datasets.Audio(decode=False))
+
+
+def _hf_audio_bytes(dataset, row: int) -> bytes:
+    audio = dataset[int(row)]["audio"]
+    if audio.get("bytes"):
+        return audio["bytes"]
+    if audio.get("path") and Path(audio["path"]).is_file():
+        return Path(audio["path"]).read_bytes()
+    raise ValueError(f"row {row} of the HF dataset has no audio bytes and no readable path")
+
+
+def load_hf_split(subset: str, config: Config) -> SplitData:
+    dataset = open_hf_split(config, subset)
+    columns = dataset.select_columns(["id", "text", "speaker_id", "chapter_id"]).to_dict()
+    candidates, structural = [], []
+    for row, (utterance_id, text, speaker, chapter) in enumerate(
+            zip(columns["id"], columns["text"], columns["speaker_id"], columns["chapter_id"])):
+        transcript = normalize_transcript(text or "")
+        if not transcript:
+            structural.append(ExcludedUtterance(str(utterance_id), EMPTY_TRANSCRIPT, f"row {row}"))
+        else:
+            candidates.append(_Candidate(str(utterance_id), transcript, int(speaker), int(chapter), hf_row=row))
+
+    def header(candidate: _Candidate):
+        return _audio_header(lambda: soundfile.info(io.BytesIO(_hf_audio_bytes(dataset, candidate.hf_row))),
+                             candidate, config)
+
+    return _finish(subset, config.hf_splits[subset], config, candidates, structural, header, CorpusInfo(), dataset)
+
+
+def load_split(subset: str, config: Config | None = None) -> SplitData:
+    config = config or get_config()
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
+    if config.source == "huggingface":
+        return load_hf_split(subset, config)
+    return load_openslr_split(subset, config)
+
+
+def load_all_splits(config: Config | None = None) -> dict[str, SplitData]:
+    config = config or get_config()
+    if config.source == "huggingface":
+        return {subset: load_hf_split(subset, config) for subset in SUBSETS}
+    corpus_info = read_corpus_info(config.root)  # read the tables once for all splits
+    return {subset: load_openslr_split(subset, config, corpus_info) for subset in SUBSETS}
+
+
+# ---------------------------------------------------------------- model inputs
+
+def normalize_audio(audio: np.ndarray, epsilon: float) -> np.ndarray:
+    """Zero mean, unit variance over the real samples, as Wav2Vec2FeatureExtractor(do_normalize=True)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return ((audio - audio.mean()) / np.sqrt(audio.var() + epsilon)).astype(np.float32)
+
+
+def pad_to(values: np.ndarray, length: int) -> np.ndarray:
+    if len(values) > length:
+        raise ValueError(f"{len(values)} samples do not fit the model input of {length}")
+    padded = np.zeros(length, dtype=np.float32)
+    padded[:len(values)] = values
+    return padded
+
+
+# ---------------------------------------------------------------- speaker / chapter / book records
+
+RECORD_TYPES = {  # key -> metadata type name, so a None value still has a declared type
+    "sex": "string", "speaker_name": "string", "speaker_minutes": "float", "speaker_subset": "string",
+    "chapter_title": "string", "chapter_minutes": "float", "book_id": "string", "book_title": "string",
+}
+
+
+def record_fields(utterance: Utterance, corpus_info: CorpusInfo) -> dict[str, str | float | None]:
+    """The speaker, chapter and book behind an utterance; None where the corpus tables do not say."""
+    speaker = corpus_info.speakers.get(utterance.speaker_id, SpeakerInfo(None, None, None, None))
+    chapter = corpus_info.chapters.get(utterance.chapter_id, ChapterInfo(None, None, None, None, None, None))
+    book_title = corpus_info.books.get(chapter.book_id) if chapter.book_id else None
+    return {
+        "sex": speaker.sex, "speaker_name": speaker.name, "speaker_minutes": speaker.minutes,
+        "speaker_subset": speaker.subset, "chapter_title": chapter.title, "chapter_minutes": chapter.minutes,
+        "book_id": chapter.book_id, "book_title": book_title or chapter.project_title,
+    }

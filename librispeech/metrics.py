@@ -1,0 +1,70 @@
+"""CTC loss (keras.ops, shared by the Tensorleap integration and training) and jiwer error rates."""
+from __future__ import annotations
+
+import jiwer
+import numpy as np
+
+from librispeech.tokenizer import BLANK_ID, decode_greedy, decode_reference
+
+# Rates and error counts go down as the model improves; word information preserved and hits go up.
+ERROR_RATE_KEYS = (
+    "wer", "cer", "mer", "wil", "wip",
+    "word_hits", "word_substitutions", "word_deletions", "word_insertions",
+    "char_hits", "char_substitutions", "char_deletions", "char_insertions",
+)
+HIGHER_IS_BETTER = frozenset({"wip", "word_hits", "char_hits"})
+
+
+def ctc_loss(logits, labels):
+    """Per-sample CTC negative log-likelihood ("sum" reduction over a sample, as wav2vec2's CTC head).
+
+    logits [batch, frames, vocab] over the full fixed-length input: frames past the audio are a certain blank,
+    so they add ~0 and no output lengths are needed. labels [batch, max_label_length]: token ids padded with the
+    blank (0); a label's length is its number of non-zero ids. float16 inputs are computed in float32.
+    """
+    from keras import ops
+
+    logits = ops.cast(logits, "float32")
+    labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
+    batch, frames = ops.shape(logits)[0], ops.shape(logits)[1]
+    label_lengths = ops.sum(ops.cast(ops.not_equal(labels, BLANK_ID), "int32"), axis=-1)
+    logit_lengths = ops.full((batch,), frames, dtype="int32")
+    return ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=BLANK_ID)
+
+
+def as_batch(array: np.ndarray, sample_ndim: int) -> np.ndarray:
+    """Add a batch axis when a single sample is given."""
+    array = np.asarray(array)
+    return array[None] if array.ndim == sample_ndim else array
+
+
+def transcription_pairs(logits: np.ndarray, labels: np.ndarray) -> list[tuple[str, str]]:
+    """(reference, greedy hypothesis) for each sample of a batch."""
+    logits, labels = as_batch(logits, 2), as_batch(labels, 1)
+    return [(decode_reference(label), decode_greedy(sample_logits)) for sample_logits, label in zip(logits, labels)]
+
+
+def error_rates_of_pair(reference: str, hypothesis: str) -> dict[str, float]:
+    """jiwer's word and character measures for one pair. An empty hypothesis is valid (everything deleted)."""
+    if not reference.strip():
+        raise ValueError("error rates need a non-empty reference transcript")
+    words = jiwer.process_words(reference, hypothesis)
+    chars = jiwer.process_characters(reference, hypothesis)
+    return {
+        "wer": words.wer, "cer": chars.cer, "mer": words.mer, "wil": words.wil, "wip": words.wip,
+        "word_hits": words.hits, "word_substitutions": words.substitutions,
+        "word_deletions": words.deletions, "word_insertions": words.insertions,
+        "char_hits": chars.hits, "char_substitutions": chars.substitutions,
+        "char_deletions": chars.deletions, "char_insertions": chars.insertions,
+    }
+
+
+def error_rates(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Each measure as a float32 array with one value per sample."""
+    rows = [error_rates_of_pair(reference, hypothesis) for reference, hypothesis in transcription_pairs(logits, labels)]
+    return {key: np.array([row[key] for row in rows], dtype=np.float32) for key in ERROR_RATE_KEYS}
+
+
+def corpus_error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus-level WER and CER: jiwer over all pairs at once (errors summed, then divided), as HF's recipe does."""
+    return {"wer": float(jiwer.wer(references, hypotheses)), "cer": float(jiwer.cer(references, hypotheses))}

@@ -1,0 +1,70 @@
+"""Character-level CTC tokenization with transformers' Wav2Vec2CTCTokenizer over the shipped vocab file."""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from librispeech.config import get_config
+
+BLANK_ID = 0  # <pad> doubles as the CTC blank in wav2vec2-base-960h
+WORD_DELIMITER = "|"
+
+
+@functools.cache
+def get_tokenizer(vocab_file: Path | None = None):
+    from transformers import Wav2Vec2CTCTokenizer  # heavy import, deferred to first use
+
+    return Wav2Vec2CTCTokenizer(
+        str(vocab_file or get_config().vocab_file),
+        unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
+    )
+
+
+@functools.cache
+def vocabulary_tokens(vocab_file: Path | None = None) -> tuple[str, ...]:
+    """The vocabulary in id order (the labels of the model's output channels)."""
+    with open(vocab_file or get_config().vocab_file, encoding="utf-8") as handle:
+        vocab = json.load(handle)
+    return tuple(sorted(vocab, key=vocab.get))
+
+
+@functools.cache
+def transcript_characters() -> frozenset[str]:
+    """Characters a transcript may contain (single-character tokens; the delimiter is spelled as a space)."""
+    return frozenset(t for t in vocabulary_tokens() if len(t) == 1 and t != WORD_DELIMITER)
+
+
+def normalize_transcript(text: str) -> str:
+    """LibriSpeech style: upper case, single spaces. Other characters stay and are encoded as <unk>."""
+    return " ".join(text.upper().split())
+
+
+def encode_transcript(text: str, max_label_length: int) -> np.ndarray:
+    """Token ids as float32, zero-padded (blank) to max_label_length."""
+    ids = get_tokenizer()(normalize_transcript(text)).input_ids
+    if len(ids) > max_label_length:
+        raise ValueError(f"transcript has {len(ids)} tokens, more than max_label_length={max_label_length}: "
+                         f"{text[:60]!r}...")
+    encoded = np.zeros(max_label_length, dtype=np.float32)
+    encoded[:len(ids)] = ids
+    return encoded
+
+
+def decode_reference(label_ids: np.ndarray) -> str:
+    """The exact reference text of a padded label: no CTC collapsing, so BOOKKEEPER keeps its doubled letters."""
+    ids = np.rint(np.asarray(label_ids, dtype=np.float32)).astype(np.int64).ravel()
+    return get_tokenizer().decode(ids[ids != BLANK_ID].tolist(), group_tokens=False)
+
+
+def greedy_ids(logits: np.ndarray) -> np.ndarray:
+    """Best path per frame: argmax over the vocabulary axis (the last one)."""
+    return np.argmax(np.asarray(logits, dtype=np.float32), axis=-1)
+
+
+def decode_greedy(logits: np.ndarray) -> str:
+    """Greedy CTC decoding of one sample's logits [frames, vocab]: merge repeats, drop blanks."""
+    return get_tokenizer().decode(greedy_ids(logits).tolist(), group_tokens=True)

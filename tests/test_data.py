@@ -1,0 +1,200 @@
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import make_config, tone, write_tables, write_utterance
+from librispeech import data
+from librispeech.config import parse_samples_per_split
+
+SPLITS = {"training": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Three splits, two speakers each, tables present; plus one utterance of every bad kind in dev-clean."""
+    root = tmp_path / "LibriSpeech"
+    for index, split in enumerate(SPLITS.values()):
+        for speaker in (100 + 10 * index, 101 + 10 * index):
+            for utt in range(3):
+                write_utterance(root, split, speaker, 7000 + speaker, utt, f"hello world number {utt}",
+                                tone(0.5 + 0.1 * utt))
+    dev = root / "dev-clean"
+    write_utterance(root, "dev-clean", 110, 7110, 10, "THE FILE IS MISSING")
+    write_utterance(root, "dev-clean", 110, 7110, 11, "   ", tone(0.5))
+    broken = write_utterance(root, "dev-clean", 110, 7110, 12, "BROKEN AUDIO")
+    (dev / "110" / "7110" / f"{broken}.flac").write_bytes(b"this is not a flac file")
+    write_utterance(root, "dev-clean", 110, 7110, 13, "FAR TOO LONG", tone(3.0))
+    soundfile.write(dev / "110" / "7110" / "110-7110-0014.flac", tone(0.5), 16000)  # no transcript line
+    write_tables(root, {100: ("F", "Ada Reader"), 110: ("M", "Bob | Speaker")},
+                 {7100: (100, "42", "The First Chapter"), 7110: (110, "43", "A | B")},
+                 {"42": "A Book Title", "43": "Another Book"})
+    return root
+
+
+def test_openslr_splits_sample_ids_and_records(corpus):
+    config = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
+    splits = data.load_all_splits(config)
+    assert [s.split for s in splits.values()] == list(SPLITS.values())
+    assert len(splits["training"].utterances) == 6 and len(splits["test"].utterances) == 6
+    assert list(splits["training"].utterances) == sorted(splits["training"].utterances)
+    utterance = splits["training"].utterances["100-7100-0001"]
+    assert utterance.transcript == "HELLO WORLD NUMBER 1"  # upper-cased
+    assert (utterance.speaker_id, utterance.chapter_id, utterance.num_samples) == (100, 7100, 9600)
+    records = data.record_fields(utterance, splits["training"].corpus_info)
+    assert records == {"sex": "F", "speaker_name": "Ada Reader", "speaker_minutes": 12.34,
+                       "speaker_subset": "train-clean-100", "chapter_title": "The First Chapter",
+                       "chapter_minutes": 3.21, "book_id": "42", "book_title": "A Book Title"}
+    # A '|' inside a name or chapter title is kept (LibriSpeech's SPEAKERS.TXT has such names).
+    dev = splits["validation"]
+    assert data.record_fields(dev.utterances["110-7110-0000"], dev.corpus_info)["speaker_name"] == "Bob | Speaker"
+    assert data.record_fields(dev.utterances["110-7110-0000"], dev.corpus_info)["chapter_title"] == "A | B"
+    # Speakers missing from the tables give None, not an error.
+    assert set(data.record_fields(splits["test"].utterances["120-7120-0000"], dev.corpus_info).values()) == {None}
+
+
+def test_bad_inputs_are_left_out_and_reported(corpus, caplog):
+    config = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        dev = data.load_openslr_split("validation", config)
+    reasons = {e.id: e.reason for e in dev.excluded}
+    assert reasons == {"110-7110-0010": data.MISSING_AUDIO, "110-7110-0011": data.EMPTY_TRANSCRIPT,
+                       "110-7110-0012": data.UNREADABLE_AUDIO, "110-7110-0013": data.TOO_LONG,
+                       "110-7110-0014": data.MISSING_TRANSCRIPT}
+    assert not set(reasons) & set(dev.utterances)
+    assert len(dev.utterances) == 6
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "dev-clean" in lines[0] and "left out 5 of 11" in lines[0]
+    assert "110-7110-0010" in lines[0]
+
+
+def test_no_warning_for_clean_split(corpus, caplog):
+    config = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        data.load_openslr_split("training", config)
+    assert caplog.records == []
+
+
+def test_seeded_sample_is_deterministic(corpus):
+    config = make_config(corpus, data__samples_per_split=3)
+    first = list(data.load_openslr_split("training", config).utterances)
+    again = list(data.load_openslr_split("training", config).utterances)
+    other_seed = [list(data.load_openslr_split("training", make_config(
+        corpus, data__samples_per_split=3, data__seed=seed)).utterances) for seed in range(1, 6)]
+    assert first == again and len(first) == 3
+    assert any(ids != first for ids in other_seed)
+
+
+def test_sample_keeps_its_size_when_files_are_bad(corpus):
+    config = make_config(corpus, data__samples_per_split=6, audio__max_samples=32000)
+    assert len(data.load_openslr_split("validation", config).utterances) == 6
+
+
+def test_missing_split_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-clean-100.*not a folder"):
+        data.load_openslr_split("training", make_config(tmp_path))
+
+
+def test_split_without_usable_audio_is_a_clear_error(tmp_path):
+    write_utterance(tmp_path, "train-clean-100", 1, 2, 0, "NO AUDIO HERE")
+    with pytest.raises(ValueError, match="no usable utterance.*missing audio file"):
+        data.load_openslr_split("training", make_config(tmp_path))
+
+
+def test_resampled_and_stereo_audio(tmp_path):
+    write_utterance(tmp_path, "train-clean-100", 1, 2, 0, "eight kilohertz", tone(1.0, 8000), sample_rate=8000)
+    write_utterance(tmp_path, "train-clean-100", 1, 2, 1, "two channels", tone(1.0, channels=2))
+    split = data.load_openslr_split("training", make_config(tmp_path))
+    resampled, stereo = split.audio("1-2-0000"), split.audio("1-2-0001")
+    assert split.utterances["1-2-0000"].num_samples == len(resampled) == 16000
+    assert split.utterances["1-2-0000"].source_sample_rate == 8000
+    assert stereo.ndim == 1 and stereo.dtype == np.float32 and len(stereo) == 16000
+    np.testing.assert_allclose(stereo, tone(1.0), atol=1e-4)
+    assert split.audio("1-2-0001") is stereo  # decoded once, then cached
+
+
+def test_normalize_and_pad():
+    audio = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    normalized = data.normalize_audio(audio, 1e-7)
+    np.testing.assert_allclose(normalized, (audio - 2.5) / np.sqrt(1.25 + 1e-7), rtol=1e-6)
+    padded = data.pad_to(normalized, 6)
+    assert padded.dtype == np.float32 and padded.tolist()[4:] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="do not fit"):
+        data.pad_to(normalized, 3)
+
+
+def test_samples_per_split_parsing():
+    assert parse_samples_per_split("all") is None and parse_samples_per_split(" 12 ") == 12
+    for bad in ("0", "-3", "some"):
+        with pytest.raises(ValueError, match="positive integer or 'all'"):
+            parse_samples_per_split(bad)
+
+
+def test_environment_overrides(corpus, monkeypatch):
+    from librispeech.config import get_config
+
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(corpus))
+    monkeypatch.setenv("LIBRISPEECH_SAMPLES_PER_SPLIT", "2")
+    config = get_config()
+    assert config.root == corpus and config.samples_per_split == 2
+    assert len(data.load_split("test").utterances) == 2
+
+
+def _hf_rows(root):
+    """The rows of an OpenSLR tree in openslr/librispeech_asr's columns, FLAC bytes inline."""
+    rows = []
+    for flac in sorted(root.glob("*/*/*/*.flac")):
+        speaker, chapter, _ = flac.stem.split("-")
+        transcripts = dict(line.split(" ", 1) for line in
+                           (flac.parent / f"{speaker}-{chapter}.trans.txt").read_text().splitlines())
+        if flac.stem in transcripts:
+            rows.append({"file": str(flac), "audio": {"bytes": flac.read_bytes(), "path": flac.name},
+                         "text": transcripts[flac.stem].upper(), "speaker_id": int(speaker),
+                         "chapter_id": int(chapter), "id": flac.stem, "split": flac.parts[-4]})
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["save_to_disk", "parquet"])
+def test_hf_datasets_path_matches_openslr(corpus, tmp_path, layout):
+    datasets = pytest.importorskip("datasets")
+    hf_names = {"train-clean-100": "train.100", "dev-clean": "validation", "test-clean": "test"}
+    rows = _hf_rows(corpus)
+    # Audio stored as Arrow does it ({bytes, path}); datasets would need torchcodec to encode an Audio feature.
+    audio_storage = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    features = datasets.Features({"file": datasets.Value("string"), "audio": audio_storage,
+                                  "text": datasets.Value("string"), "speaker_id": datasets.Value("int64"),
+                                  "chapter_id": datasets.Value("int64"), "id": datasets.Value("string")})
+    per_split = {hf_names[name]: datasets.Dataset.from_list(
+        [{k: v for k, v in r.items() if k != "split"} for r in rows if r["split"] == name], features=features)
+        for name in hf_names}
+    location = tmp_path / "hf_copy"
+    if layout == "save_to_disk":
+        datasets.DatasetDict(per_split).save_to_disk(str(location))
+    else:
+        for name, dataset in per_split.items():
+            (location / "clean" / name).mkdir(parents=True)
+            dataset.to_parquet(str(location / "clean" / name / "0000.parquet"))
+
+    openslr = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
+    hf = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000,
+                     data__source="huggingface", data__hf_dataset=str(location))
+    for subset in ("training", "validation", "test"):
+        from_tree, from_hf = data.load_split(subset, openslr), data.load_split(subset, hf)
+        assert list(from_hf.utterances) == list(from_tree.utterances)
+        for utterance_id, utterance in from_tree.utterances.items():
+            assert from_hf.utterances[utterance_id].transcript == utterance.transcript
+            assert from_hf.utterances[utterance_id].num_samples == utterance.num_samples
+        np.testing.assert_array_equal(from_hf.audio(utterance_id), from_tree.audio(utterance_id))
+        # The HF copy has no SPEAKERS/CHAPTERS/BOOKS tables: records are all None.
+        assert set(data.record_fields(utterance, from_hf.corpus_info).values()) == {None}
+    # The broken FLAC and the too-long one are left out on this path too.
+    reasons = {e.reason for e in data.load_split("validation", hf).excluded}
+    assert {data.UNREADABLE_AUDIO, data.TOO_LONG} <= reasons
+
+
+def test_hf_missing_split_is_a_clear_error(tmp_path):
+    (tmp_path / "clean").mkdir()
+    config = make_config(data__source="huggingface", data__hf_dataset=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no parquet files for split 'train.100'"):
+        data.load_split("training", config)
