@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from librispeech import metrics, tokenizer
+
+VOCAB = {t: i for i, t in enumerate(tokenizer.vocabulary_tokens())}
+
+
+def reference_ctc_nll(log_probs: np.ndarray, label: list[int], blank: int = 0) -> float:
+    """The CTC forward algorithm (Graves 2006) in log space, written out for the test."""
+    extended = [blank]
+    for token in label:
+        extended += [token, blank]
+    alpha = np.full(len(extended), -np.inf)
+    alpha[0] = log_probs[0, blank]
+    if len(extended) > 1:
+        alpha[1] = log_probs[0, extended[1]]
+    for t in range(1, len(log_probs)):
+        previous = alpha.copy()
+        for s, token in enumerate(extended):
+            candidates = [previous[s]]
+            if s >= 1:
+                candidates.append(previous[s - 1])
+            if s >= 2 and token != blank and token != extended[s - 2]:
+                candidates.append(previous[s - 2])
+            alpha[s] = np.logaddexp.reduce(candidates) + log_probs[t, token]
+    return float(-np.logaddexp(alpha[-1], alpha[-2]))
+
+
+def log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def label_of(text: str, length: int = 40) -> np.ndarray:
+    return tokenizer.encode_transcript(text, length)
+
+
+def logits_for_path(path: list[str], frames: int, confidence: float = 20.0) -> np.ndarray:
+    """Logits that put `confidence` on each token of the path, then blank frames to `frames`."""
+    logits = np.zeros((frames, 32), np.float32)
+    for t, token in enumerate(path + ["<pad>"] * (frames - len(path))):
+        logits[t, VOCAB[token]] = confidence
+    return logits
+
+
+def with_padded_frames(logits: np.ndarray, extra: int) -> np.ndarray:
+    """What the model emits past the real audio: a certain blank (pad logit 1e4 above the rest)."""
+    blank = np.zeros((extra, 32), np.float32)
+    blank[:, 0] = 1e4
+    return np.concatenate([logits, blank])
+
+
+def test_ctc_loss_equals_the_forward_algorithm():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 30, 32)).astype(np.float32) * 3
+    labels = np.stack([label_of("CAT"), label_of("A DOG")])
+    loss = np.asarray(metrics.ctc_loss(logits, labels))
+    assert loss.shape == (2,)
+    for sample in range(2):
+        ids = [int(i) for i in labels[sample] if i]
+        assert loss[sample] == pytest.approx(reference_ctc_nll(log_softmax(logits[sample]), ids), abs=1e-3)
+
+
+def test_perfect_prediction_is_near_zero_and_wrong_one_is_higher():
+    label = label_of("BOOKKEEPER")[None]
+    path = ["B", "O", "<pad>", "O", "K", "<pad>", "K", "E", "<pad>", "E", "P", "E", "R"]
+    perfect = logits_for_path(path, 20)[None]
+    wrong = logits_for_path(["B", "O", "K", "E", "P", "E", "R"], 20)[None]  # doubled letters merged away
+    assert float(np.asarray(metrics.ctc_loss(perfect, label))[0]) < 1e-3
+    assert float(np.asarray(metrics.ctc_loss(wrong, label))[0]) > 10.0
+
+
+def test_padded_frames_add_nothing_and_float16_works():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(25, 32)).astype(np.float32)
+    label = label_of("HI THERE")[None]
+    over_real_frames = float(np.asarray(metrics.ctc_loss(real[None], label))[0])
+    padded = with_padded_frames(real, 75)[None]
+    assert float(np.asarray(metrics.ctc_loss(padded, label))[0]) == pytest.approx(over_real_frames, abs=1e-3)
+    half = np.asarray(metrics.ctc_loss(padded.astype(np.float16), label.astype(np.float16)))
+    assert half.dtype == np.float32 and half[0] == pytest.approx(over_real_frames, abs=0.05)
+
+
+def test_error_rates_on_known_strings():
+    perfect = metrics.error_rates_of_pair("BOOKKEEPER IS HERE", "BOOKKEEPER IS HERE")
+    assert perfect["wer"] == 0.0 and perfect["cer"] == 0.0 and perfect["wip"] == 1.0 and perfect["word_hits"] == 3
+    merged = metrics.error_rates_of_pair("BOOKKEEPER IS HERE", "BOKEPER IS HERE")
+    assert merged["wer"] == pytest.approx(1 / 3) and merged["word_substitutions"] == 1
+    assert merged["char_deletions"] == 3 and merged["cer"] == pytest.approx(3 / 18)
+    inserted = metrics.error_rates_of_pair("A CAT", "A BIG CAT")
+    assert inserted["word_insertions"] == 1 and inserted["wer"] == 0.5
+
+
+def test_empty_hypothesis_is_valid():
+    empty = metrics.error_rates_of_pair("HELLO WORLD", "")
+    assert empty["wer"] == 1.0 and empty["cer"] == 1.0 and empty["word_deletions"] == 2
+    assert empty["wip"] == 0.0 and empty["char_deletions"] == 11
+
+
+def test_error_rates_from_logits_and_labels():
+    path = ["H", "I", "|", "Y", "O", "U"]
+    logits = np.stack([logits_for_path(path, 12), logits_for_path([], 12)])
+    labels = np.stack([label_of("HI YOU"), label_of("HI YOU")])
+    rates = metrics.error_rates(logits, labels)
+    assert set(rates) == set(metrics.ERROR_RATE_KEYS)
+    assert all(v.dtype == np.float32 and v.shape == (2,) for v in rates.values())
+    assert rates["wer"].tolist() == [0.0, 1.0]
+    # A single sample without a batch axis is accepted too.
+    assert metrics.error_rates(logits[0], labels[0])["cer"].tolist() == [0.0]
+
+
+def test_corpus_error_rates_sum_errors_over_all_pairs():
+    rates = metrics.corpus_error_rates(["A B C D", "E F"], ["A B C D", "X F"])
+    assert rates["wer"] == pytest.approx(1 / 6)  # not the mean of per-sample rates (0.25)
