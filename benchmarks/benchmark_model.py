@@ -1,0 +1,151 @@
+"""Inference speed of the native Keras Wav2Vec2ForCTC against Hugging Face's PyTorch Wav2Vec2ForCTC.
+
+The full-size base config (wav2vec2-base-960h: 7 conv layers, 12 x 768 transformer, vocab 32) with random weights on
+--seconds of audio (default 15 s) per sample, at each batch size. With torch installed, the PyTorch model's random
+weights are converted into the Keras model, so the run also reports the logits difference at full size.
+
+Engines (timed in interleaved rounds, so a busy machine slows all of them alike):
+  keras      the Keras model, compiled predict function (TF backend: tf.function; JAX: jax.jit)
+  keras-xla  TF backend only: the same with model.compile(jit_compile=True) (XLA)
+  pytorch    HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
+
+Run (CPU):  .venv/bin/python benchmarks/benchmark_model.py --batch-sizes 1 8 --repeats 3
+JAX on GPU: KERAS_BACKEND=jax python benchmarks/benchmark_model.py --backend jax --batch-sizes 1 8 --no-pytorch
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per engine and batch size")
+    parser.add_argument("--seconds", type=float, default=15.0, help="audio per sample (max_samples = seconds * 16k)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
+                        help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
+    parser.add_argument("--engines", nargs="+", default=None,
+                        help="subset of: keras keras-xla pytorch (default: all that apply)")
+    parser.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--layers", type=int, default=12, help="transformer layers (12 = base)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for TF (intra-op) and torch alike (default: the libraries' defaults)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    backend = os.environ["KERAS_BACKEND"]
+
+    import numpy as np
+    import keras
+
+    if args.threads and backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    from librispeech.export import convert_to_keras
+    from librispeech.modeling_wav2vec2 import Wav2Vec2Config, build_wav2vec2_for_ctc
+
+    sample_rate = 16000
+    max_samples = int(round(args.seconds * sample_rate))
+    config = Wav2Vec2Config(num_hidden_layers=args.layers)  # the base-960h architecture
+    engines = args.engines or (["keras", "keras-xla"] if backend == "tensorflow" else ["keras"]) + ["pytorch"]
+    if args.no_pytorch and "pytorch" in engines:
+        engines.remove("pytorch")
+
+    torch = reference = None
+    if "pytorch" in engines:
+        try:
+            import torch
+            from transformers import Wav2Vec2Config as HFConfig, Wav2Vec2ForCTC
+        except ImportError:
+            print("torch/transformers not installed: PyTorch reference skipped")
+            engines.remove("pytorch")
+    if torch is not None:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        reference = Wav2Vec2ForCTC(HFConfig(**config.to_dict())).eval()
+        weights = {key: value.detach().numpy() for key, value in reference.state_dict().items()}
+        model = convert_to_keras(config.to_dict(), weights, max_samples, progress=False)
+    else:
+        model = build_wav2vec2_for_ctc(config, max_samples)
+
+    compiled = {}
+    if "keras" in engines:
+        compiled["keras"] = model
+        model.compile(jit_compile=False)
+    if "keras-xla" in engines:
+        xla_model = keras.Model(model.inputs, model.outputs)  # same layers and weights, its own compile flag
+        xla_model.compile(jit_compile=True)
+        compiled["keras-xla"] = xla_model
+
+    threads = ""
+    if backend == "tensorflow":
+        import tensorflow as tf
+        threading = tf.config.threading
+        threads = (f"TF {tf.__version__} intra/inter-op threads {threading.get_intra_op_parallelism_threads()}"
+                   f"/{threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+    if torch is not None:
+        threads += f"; torch {torch.__version__} threads {torch.get_num_threads()}"
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; keras {keras.__version__} "
+          f"backend {backend}; {threads}")
+    print(f"model: base config, {config.num_hidden_layers} layers, {model.count_params():,} parameters; "
+          f"{args.seconds:g} s per sample = {max_samples} samples -> {config.num_frames(max_samples)} frames")
+
+    rng = np.random.default_rng(0)
+    results = {}
+    for batch in args.batch_sizes:
+        audio = rng.normal(0, 1, (batch, max_samples)).astype(np.float32)
+        lengths = np.full((batch, 1), max_samples, dtype=np.float32)
+        calls = {}
+        for name, keras_model in compiled.items():
+            calls[name] = (lambda m=keras_model: np.asarray(m.predict_on_batch([audio, lengths])))
+        if "pytorch" in engines:
+            audio_torch = torch.from_numpy(audio)
+
+            def run_pytorch():
+                with torch.inference_mode():
+                    return reference(audio_torch).logits.numpy()
+            calls["pytorch"] = run_pytorch
+
+        outputs, warmup = {}, {}
+        for name, call in calls.items():  # warm-up (tracing / XLA compilation), and the outputs to compare
+            start = time.perf_counter()
+            outputs[name] = call()
+            warmup[name] = time.perf_counter() - start
+        times = {name: [] for name in calls}
+        for _ in range(args.repeats):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+        print(f"\nbatch {batch} ({batch * args.seconds:g} s of audio per call), {args.repeats} timed calls each:")
+        for name in calls:
+            best, median = min(times[name]), float(np.median(times[name]))
+            results[(batch, name)] = median
+            print(f"  {name:10s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
+                  f"real-time factor {median / (batch * args.seconds):.4f}  "
+                  f"throughput {batch * args.seconds / median:6.1f} s of audio per s")
+        if "pytorch" in calls:
+            for name in compiled:
+                ratio = results[(batch, "pytorch")] / results[(batch, name)]
+                difference = np.abs(outputs[name] - outputs["pytorch"]).max()
+                print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,468 @@
+"""Convert a Hugging Face Wav2Vec2ForCTC checkpoint into the native Keras model and save it as .h5.
+
+    poetry run export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5 [--max-seconds 34.955]
+
+The checkpoint is a hub id or a local folder in HF format: config.json plus model.safetensors (or a sharded
+model.safetensors.index.json), else pytorch_model.bin (needs torch), else tf_model.h5 (HF's TF weights, read with
+h5py). Every weight of the Keras model must come from the checkpoint with the right shape; anything missing, unknown
+or mis-shaped is an error naming the key. The tokenizer's vocab.json is written next to the model. After saving, the
+export checks itself: saved -> loaded .h5 gives identical outputs, and (when torch and transformers are installed)
+the logits match HF's PyTorch Wav2Vec2ForCTC from the same checkpoint on a short random input.
+
+Python use: load_checkpoint(path_or_id) -> (config_dict, weights); convert_to_keras(config, weights, max_samples)
+-> keras.Model; export(checkpoint, output, max_seconds) -> Path.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+logger = logging.getLogger("librispeech.export")
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+SAFETENSORS_FILE, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
+PYTORCH_FILE, PYTORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
+TF_FILE = "tf_model.h5"
+WEIGHT_FILES = (SAFETENSORS_INDEX, SAFETENSORS_FILE, PYTORCH_INDEX, PYTORCH_FILE, TF_FILE)  # in order of preference
+EXTRA_FILES = (CONFIG_FILE, VOCAB_FILE, "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json")
+
+# Checkpoint weights known to be irrelevant to CTC inference (pre-training heads, SpecAugment's mask vector).
+IGNORED_KEYS = re.compile(r"^(masked_spec_embed|quantizer\..*|project_q\..*|project_hid\..*|dropout_features\..*)$")
+POS_CONV = "encoder.pos_conv_embed.conv"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be converted: missing, unknown or mis-shaped weights, unreadable files."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
+    """A local checkpoint folder, or the hub snapshot of a repo id (config, vocab and one weight format only)."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(path_or_id).startswith((".", "/")):
+        raise CheckpointError(f"checkpoint {str(path_or_id)!r} is not a folder with config.json and weights")
+    import huggingface_hub
+
+    repo_id = str(path_or_id)
+    try:
+        files = set(huggingface_hub.list_repo_files(repo_id))
+    except Exception as error:  # offline: maybe it is in the local cache
+        logger.info("cannot list %s on the hub (%s); trying the local cache", repo_id, type(error).__name__)
+        try:
+            return Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True))
+        except Exception:
+            raise CheckpointError(f"cannot download {repo_id!r} from the Hugging Face hub and it is not cached: "
+                                  f"{error}") from error
+    available = _preferred_weight_files([name for name in WEIGHT_FILES if name in files])
+    if not available:
+        raise CheckpointError(f"{repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
+    weight_file = available[0]
+    patterns = [name for name in EXTRA_FILES if name in files] + [weight_file]
+    if weight_file.endswith(".index.json"):
+        patterns.append(weight_file.split(".")[0] + "-*")
+    logger.info("downloading %s: %s", repo_id, ", ".join(patterns))
+    return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns))  # tqdm bars per file
+
+
+def _preferred_weight_files(available: list[str]) -> list[str]:
+    """Weight files in order of preference; PyTorch pickles last when torch is not installed."""
+    if _torch_available():
+        return available
+    return sorted(available, key=lambda name: name in (PYTORCH_FILE, PYTORCH_INDEX))
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def read_pytorch_bin(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(f"{path.name} is a PyTorch pickle and torch is not installed: install torch, or use a "
+                              f"checkpoint with {SAFETENSORS_FILE}") from None
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    return {key: value.detach().float().numpy() for key, value in state.items()}
+
+
+def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
+    """HF TF weights (Keras 2 save_weights layout) -> PyTorch key names and layouts.
+
+    TF names look like "tf_wav2vec2_for_ctc/wav2vec2/encoder/layers.0/attention/q_proj/kernel:0": the first scope is
+    the model, the rest is the module path. Dense kernels [in, out] and Conv1D kernels [k, in, out] are transposed to
+    torch's [out, in] / [out, in, k]; gamma/beta are LayerNorm weight/bias; the positional conv keeps weight_v in
+    torch layout [out, in/groups, k] and stores weight_g as [k, 1, 1] (torch: [1, 1, k]).
+    """
+    import h5py
+
+    weights: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as handle:
+        root = handle["model_weights"] if "model_weights" in handle else handle
+        names: list[tuple[str, h5py.Dataset]] = []
+        if "layer_names" in root.attrs:
+            for layer_name in root.attrs["layer_names"]:
+                layer_name = layer_name.decode() if isinstance(layer_name, bytes) else layer_name
+                group = root[layer_name]
+                for weight_name in group.attrs.get("weight_names", []):
+                    weight_name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
+                    names.append((weight_name, group[weight_name]))
+        else:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    names.append((name.split("/", 1)[1] if "/" in name else name, obj))
+            root.visititems(visit)
+        for tf_name, dataset in names:
+            parts = tf_name.split(":")[0].split("/")[1:]  # drop the model scope
+            value = np.asarray(dataset[()], dtype=np.float32)
+            leaf = parts[-1]
+            if leaf == "kernel":
+                leaf, value = "weight", np.transpose(value) if value.ndim == 2 else np.transpose(value, (2, 1, 0))
+            elif leaf == "gamma":
+                leaf = "weight"
+            elif leaf == "beta":
+                leaf = "bias"
+            elif leaf == "weight_g":
+                value = value.reshape(1, 1, -1)
+            weights[".".join(parts[:-1] + [leaf])] = value
+    return weights
+
+
+def _read_sharded(index_file: Path, reader) -> dict[str, np.ndarray]:
+    with open(index_file, encoding="utf-8") as handle:
+        shards = sorted(set(json.load(handle)["weight_map"].values()))
+    weights: dict[str, np.ndarray] = {}
+    for shard in shards:
+        weights.update(reader(index_file.parent / shard))
+    return weights
+
+
+def load_checkpoint(path_or_id: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(config.json as a dict, {checkpoint key: float32 array}) from a hub id or a local folder."""
+    folder = resolve_checkpoint(path_or_id)
+    config_file = folder / CONFIG_FILE
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
+    with open(config_file, encoding="utf-8") as handle:
+        config = json.load(handle)
+    readers = {SAFETENSORS_INDEX: lambda p: _read_sharded(p, read_safetensors), SAFETENSORS_FILE: read_safetensors,
+               PYTORCH_INDEX: lambda p: _read_sharded(p, read_pytorch_bin), PYTORCH_FILE: read_pytorch_bin,
+               TF_FILE: read_tf_h5}
+    available = _preferred_weight_files([name for name in WEIGHT_FILES if (folder / name).is_file()])
+    if not available:
+        raise CheckpointError(f"{folder} has none of {', '.join(WEIGHT_FILES)}")
+    name = available[0]
+    logger.info("reading %s", folder / name)
+    weights = readers[name](folder / name)
+    return config, {key: np.asarray(value, dtype=np.float32) for key, value in weights.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conversion
+# ---------------------------------------------------------------------------------------------------------------------
+
+def fold_weight_norm(weight_g: np.ndarray, weight_v: np.ndarray, dim: int = 2) -> np.ndarray:
+    """torch weight_norm(dim=2): weight = g * v / ||v||, the norm taken over every axis except `dim` (the kernel
+    taps of the positional conv, so one norm per tap over the out and in channels)."""
+    weight_v = np.asarray(weight_v, dtype=np.float64)
+    axes = tuple(axis for axis in range(weight_v.ndim) if axis != dim % weight_v.ndim)
+    norm = np.sqrt(np.sum(np.square(weight_v), axis=axes, keepdims=True))
+    return (np.asarray(weight_g, dtype=np.float64).reshape(norm.shape) * weight_v / norm).astype(np.float32)
+
+
+def canonical_weights(weights: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Unprefixed PyTorch-style keys ("encoder.layers.0...", "lm_head.weight") with the positional conv's weight
+    norm folded into "encoder.pos_conv_embed.conv.weight". Returns (weights, {canonical key: original key})."""
+    canonical, origin = {}, {}
+    for key, value in weights.items():
+        name = key[len("wav2vec2."):] if key.startswith("wav2vec2.") else key
+        name = name.replace(".parametrizations.weight.original0", ".weight_g")
+        name = name.replace(".parametrizations.weight.original1", ".weight_v")
+        if name in canonical:
+            raise CheckpointError(f"checkpoint has the weight {name!r} twice (as {origin[name]!r} and {key!r})")
+        canonical[name], origin[name] = value, key
+    g_key, v_key, w_key = f"{POS_CONV}.weight_g", f"{POS_CONV}.weight_v", f"{POS_CONV}.weight"
+    if g_key in canonical or v_key in canonical:
+        for needed in (g_key, v_key):
+            if needed not in canonical:
+                other = v_key if needed == g_key else g_key
+                raise CheckpointError(f"checkpoint has {origin[other]!r} but not its weight-norm partner "
+                                      f"{needed.rsplit('.', 1)[-1]!r} (key {needed!r})")
+        if w_key in canonical:
+            raise CheckpointError(f"checkpoint has both {origin[w_key]!r} and weight-norm parameters")
+        weight_g, weight_v = canonical.pop(g_key), canonical.pop(v_key)
+        if weight_v.ndim != 3 or weight_g.size != weight_v.shape[2]:
+            raise CheckpointError(f"weight norm of {POS_CONV}: {origin[g_key]!r} {tuple(weight_g.shape)} does not "
+                                  f"match {origin[v_key]!r} {tuple(weight_v.shape)} (one g per kernel tap)")
+        canonical[w_key] = fold_weight_norm(weight_g, weight_v, dim=2)
+        origin[w_key] = f"{origin[g_key]} + {origin[v_key]}"
+    return canonical, origin
+
+
+def keras_weight_map(model) -> dict[str, tuple[Any, str]]:
+    """{canonical checkpoint key: (Keras variable, layout)} for every weight of a Wav2Vec2ForCTC Keras model;
+    layout is "dense" ([out, in] -> [in, out]), "conv" ([out, in, k] -> [k, in, out]) or "copy"."""
+    from librispeech.modeling_wav2vec2 import get_config
+
+    mapping: dict[str, tuple[Any, str]] = {}
+
+    def dense(prefix, layer, layout="dense"):
+        mapping[f"{prefix}.weight"] = (layer.kernel, layout)
+        if layer.use_bias:
+            mapping[f"{prefix}.bias"] = (layer.bias, "copy")
+
+    def norm(prefix, layer):
+        mapping[f"{prefix}.weight"] = (layer.gamma, "copy")
+        mapping[f"{prefix}.bias"] = (layer.beta, "copy")
+
+    feature_extractor = model.get_layer("feature_extractor")
+    for index, conv_layer in enumerate(feature_extractor.conv_layers):
+        prefix = f"feature_extractor.conv_layers.{index}"
+        dense(f"{prefix}.conv", conv_layer.conv, "conv")
+        if conv_layer.layer_norm is not None:
+            norm(f"{prefix}.layer_norm", conv_layer.layer_norm)
+    projection = model.get_layer("feature_projection")
+    norm("feature_projection.layer_norm", projection.layer_norm)
+    dense("feature_projection.projection", projection.projection)
+    encoder = model.get_layer("encoder")
+    dense(POS_CONV, encoder.pos_conv_embed.conv, "conv")
+    norm("encoder.layer_norm", encoder.layer_norm)
+    for index, layer in enumerate(encoder.layers):
+        prefix = f"encoder.layers.{index}"
+        for projection_name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            dense(f"{prefix}.attention.{projection_name}", getattr(layer.attention, projection_name))
+        norm(f"{prefix}.layer_norm", layer.layer_norm)
+        dense(f"{prefix}.feed_forward.intermediate_dense", layer.feed_forward.intermediate_dense)
+        dense(f"{prefix}.feed_forward.output_dense", layer.feed_forward.output_dense)
+        norm(f"{prefix}.final_layer_norm", layer.final_layer_norm)
+    dense("lm_head", model.get_layer("lm_head"))
+    expected = len(model.weights)
+    if len({id(variable) for variable, _ in mapping.values()}) != expected:
+        raise AssertionError(f"weight map covers {len(mapping)} of the model's {expected} weights "
+                             f"({get_config(model)})")
+    return mapping
+
+
+def _to_keras_layout(value: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "dense" and value.ndim == 2:
+        return value.T
+    if layout == "conv" and value.ndim == 3:
+        return np.transpose(value, (2, 1, 0))
+    return value
+
+
+def convert_to_keras(config: Mapping[str, Any], weights: Mapping[str, np.ndarray], max_samples: int | None,
+                     progress: bool = True):
+    """Build the Keras Wav2Vec2ForCTC for `config` and load every weight from the checkpoint `weights`."""
+    from tqdm.auto import tqdm
+
+    from librispeech.modeling_wav2vec2 import Wav2Vec2Config, build_wav2vec2_for_ctc
+
+    wav2vec2_config = Wav2Vec2Config.from_dict(config)
+    model = build_wav2vec2_for_ctc(wav2vec2_config, max_samples)
+    canonical, origin = canonical_weights(weights)
+    mapping = keras_weight_map(model)
+    prefixed = any(key.startswith("wav2vec2.") for key in weights)
+
+    missing = [key for key in mapping if key not in canonical]
+    if missing:
+        shown = [("wav2vec2." + key if prefixed and not key.startswith("lm_head") else key) for key in missing]
+        raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s) of Wav2Vec2ForCTC: "
+                              f"{', '.join(shown[:10])}{' ...' if len(shown) > 10 else ''}")
+    ignored = sorted(origin[key] for key in canonical if key not in mapping and IGNORED_KEYS.match(key))
+    unknown = sorted(origin[key] for key in canonical if key not in mapping and not IGNORED_KEYS.match(key))
+    if unknown:
+        raise CheckpointError(f"checkpoint has {len(unknown)} weight(s) this model does not know: "
+                              f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+    if ignored:
+        logger.info("ignored %d checkpoint weight(s) not used for CTC inference: %s", len(ignored),
+                    ", ".join(ignored))
+    for key, (variable, layout) in tqdm(mapping.items(), desc="converting weights", unit="weight",
+                                        disable=not progress):
+        value = _to_keras_layout(canonical[key], layout)
+        if tuple(value.shape) != tuple(variable.shape):
+            raise CheckpointError(f"checkpoint weight {origin[key]!r} has shape {tuple(canonical[key].shape)}, which "
+                                  f"does not fit {variable.path} {tuple(variable.shape)} (config: "
+                                  f"{', '.join(f'{k}={v}' for k, v in _shape_config(wav2vec2_config).items())})")
+        variable.assign(value.astype(np.float32))
+    return model
+
+
+def _shape_config(config) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in ("hidden_size", "intermediate_size", "vocab_size", "conv_dim",
+                                                     "conv_kernel", "num_conv_pos_embeddings")}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _random_input(num_samples: int, seed: int = 0) -> np.ndarray:
+    audio = np.random.default_rng(seed).normal(0.0, 1.0, num_samples)
+    return ((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)).astype(np.float32)
+
+
+def _pad(audio: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    padded = np.zeros((1, max_samples), dtype=np.float32)
+    padded[0, :audio.size] = audio
+    return padded, np.array([[audio.size]], dtype=np.float32)
+
+
+def pytorch_reference_logits(checkpoint_dir: Path, audio: np.ndarray) -> np.ndarray | None:
+    """HF Wav2Vec2ForCTC logits [frames, vocab] for one unpadded waveform, or None without torch/transformers."""
+    try:
+        import torch
+        from transformers import Wav2Vec2ForCTC
+    except ImportError:
+        return None
+    reference = Wav2Vec2ForCTC.from_pretrained(str(checkpoint_dir), attn_implementation="eager").eval()
+    with torch.inference_mode():
+        return reference(torch.from_numpy(audio[None])).logits[0].float().numpy()
+
+
+def check_export(model, output: Path, checkpoint_dir: Path, seconds: float = 2.0, sample_rate: int = 16000,
+                 tolerance: float = 1e-3) -> dict[str, Any]:
+    """Saved -> loaded equality and (when available) parity with PyTorch on a short random input padded to the
+    model's length. Raises AssertionError on a failed check; returns what ran and the measured differences."""
+    import keras
+
+    from librispeech.modeling_wav2vec2 import BLANK_LOGIT, get_config
+
+    config = get_config(model)
+    max_samples = model.inputs[0].shape[1]
+    audio = _random_input(min(int(seconds * sample_rate), max(int(0.6 * max_samples), config.receptive_field)))
+    frames = config.num_frames(audio.size)
+    padded, length = _pad(audio, max_samples)
+    logits = np.asarray(model.predict_on_batch([padded, length]))[0]
+    report: dict[str, Any] = {}
+
+    loaded = keras.models.load_model(output, compile=False)
+    loaded_logits = np.asarray(loaded.predict_on_batch([padded, length]))[0]
+    report["save_load_max_abs_diff"] = float(np.abs(loaded_logits - logits).max())
+    print(f"check: saved -> loaded {output.name}: max |logits difference| = {report['save_load_max_abs_diff']:.3g}")
+    if report["save_load_max_abs_diff"] > 1e-6:
+        raise AssertionError(f"the loaded model differs from the exported one by {report['save_load_max_abs_diff']}")
+    if frames < logits.shape[0]:
+        padded_part = logits[frames:]
+        margin = padded_part[:, config.pad_token_id] - np.delete(padded_part, config.pad_token_id, axis=1).max(1)
+        if margin.min() < BLANK_LOGIT:
+            raise AssertionError(f"padded frames are not a certain blank (margin {margin.min()})")
+
+    if (checkpoint_dir / TF_FILE).is_file() and not any((checkpoint_dir / name).is_file()
+                                                        for name in WEIGHT_FILES if name != TF_FILE):
+        print("check: PyTorch reference skipped (transformers cannot read a tf_model.h5-only checkpoint)")
+        report["pytorch"] = "skipped"
+        return report
+    reference = pytorch_reference_logits(checkpoint_dir, audio)
+    if reference is None:
+        print("check: PyTorch reference skipped (torch and transformers are not installed)")
+        report["pytorch"] = "skipped"
+        return report
+    difference = float(np.abs(reference - logits[:frames]).max())
+    scale = max(1.0, float(np.abs(reference).max()))
+    agreement = float(np.mean(reference.argmax(-1) == logits[:frames].argmax(-1)))
+    report.update(pytorch="ran", pytorch_max_abs_diff=difference, pytorch_argmax_agreement=agreement)
+    print(f"check: PyTorch Wav2Vec2ForCTC on {audio.size / sample_rate:.2f} s of random audio ({frames} frames, "
+          f"padded to {max_samples} samples here): max |logits difference| = {difference:.3g} "
+          f"(largest logit {scale:.3g}), greedy ids agree on {agreement:.1%} of frames")
+    if difference > tolerance * scale:
+        raise AssertionError(f"Keras and PyTorch logits differ by {difference} > {tolerance} * {scale}")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------------
+
+def export(checkpoint: str | os.PathLike, output: str | os.PathLike, max_seconds: float | None = None,
+           sample_rate: int | None = None, verify: bool = True) -> Path:
+    """Convert `checkpoint` (hub id or folder) to a Keras .h5 at `output` with input length max_seconds (default:
+    the project's max_samples), write vocab.json next to it, and check the result. Returns the model path."""
+    from librispeech.config import get_config as project_config
+
+    project = project_config()
+    sample_rate = sample_rate or project.sample_rate
+    max_samples = project.max_samples if max_seconds is None else int(round(max_seconds * sample_rate))
+    output = Path(output)
+    if output.suffix != ".h5":
+        raise ValueError(f"output must be an .h5 file, got {output}")
+
+    started = time.perf_counter()
+    checkpoint_dir = resolve_checkpoint(checkpoint)
+    config, weights = load_checkpoint(checkpoint_dir)
+    model = convert_to_keras(config, weights, max_samples)
+    frames = model.outputs[0].shape[1]
+    print(f"converted {checkpoint}: {model.count_params():,} parameters, input {max_samples} samples "
+          f"({max_samples / sample_rate:.3f} s) -> logits [{frames}, {model.outputs[0].shape[2]}]")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model.save(output)
+    vocab_source = checkpoint_dir / VOCAB_FILE
+    if not vocab_source.is_file():
+        vocab_source = project.vocab_file
+    with open(vocab_source, encoding="utf-8") as handle:
+        vocab_size = len(json.load(handle))
+    if vocab_size != config.get("vocab_size", vocab_size):
+        logger.warning("%s has %d tokens but the model's vocab_size is %d", vocab_source, vocab_size,
+                       config["vocab_size"])
+    vocab_output = output.parent / VOCAB_FILE
+    if vocab_source.resolve() != vocab_output.resolve():
+        shutil.copyfile(vocab_source, vocab_output)
+    print(f"saved {output} ({output.stat().st_size / 2 ** 20:.1f} MiB) and {vocab_output} (from {vocab_source})")
+    if verify:
+        check_export(model, output, checkpoint_dir, sample_rate=sample_rate)
+    print(f"export done in {time.perf_counter() - started:.1f} s")
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    from librispeech.config import get_config as project_config
+
+    project = project_config()
+    parser = argparse.ArgumentParser(prog="export-model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=project.checkpoint,
+                        help=f"hub id or local HF checkpoint folder (default {project.checkpoint})")
+    parser.add_argument("--output", default="model/wav2vec.h5", help="the .h5 to write (default model/wav2vec.h5)")
+    parser.add_argument("--max-seconds", type=float, default=project.max_samples / project.sample_rate,
+                        help="fixed input length in seconds (default %(default)s)")
+    parser.add_argument("--skip-checks", action="store_true", help="skip the save/load and PyTorch checks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        export(args.checkpoint, args.output, args.max_seconds, verify=not args.skip_checks)
+    except (CheckpointError, AssertionError) as error:
+        print(f"export-model: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""The native Keras Wav2Vec2ForCTC and its exporter against golden PyTorch fixtures (no torch needed).
+
+tests/fixtures/golden/{group,layer,legacy} are tiny random HF checkpoints with an input waveform and PyTorch's
+logits / last hidden state for it (scripts/make_golden_fixtures.py).
+"""
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
+
+import functools
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from librispeech import export as export_module
+from librispeech import modeling_wav2vec2 as modeling
+from librispeech.export import CheckpointError, convert_to_keras, fold_weight_norm, load_checkpoint
+from librispeech.modeling_wav2vec2 import BLANK_LOGIT, Wav2Vec2Config
+
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
+VARIANTS = ("group", "layer", "legacy")
+TOLERANCE = 1e-4
+
+# Keras' own TF-tensor -> numpy conversion (e.g. while saving .h5) trips numpy 2's copy-keyword deprecation
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+@functools.cache
+def golden(name: str):
+    """(config dict, weights, input waveform, reference logits, reference last hidden state)."""
+    config, weights = load_checkpoint(GOLDEN / name)
+    folder = GOLDEN / name
+    return (config, weights, np.load(folder / "input.npy"), np.load(folder / "logits.npy"),
+            np.load(folder / "last_hidden_state.npy"))
+
+
+@functools.cache
+def golden_model(name: str, max_samples: int):
+    config, weights, *_ = golden(name)
+    return convert_to_keras(config, weights, max_samples, progress=False)
+
+
+def run(model, audio: np.ndarray, lengths) -> np.ndarray:
+    """Model logits for a batch [batch, samples] (zero-padded to the model's length) and real lengths."""
+    max_samples = model.inputs[0].shape[1]
+    batch = np.zeros((len(audio), max_samples), dtype=np.float32)
+    for row, wave in enumerate(audio):
+        batch[row, :len(wave)] = wave
+    return np.asarray(model.predict_on_batch([batch, np.asarray(lengths, np.float32).reshape(-1, 1)]))
+
+
+def blank_margin(logits: np.ndarray, blank: int = 0) -> np.ndarray:
+    return logits[..., blank] - np.delete(logits, blank, axis=-1).max(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parity with PyTorch
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_logits_and_hidden_state_match_pytorch(name):
+    _, _, audio, reference, reference_hidden = golden(name)
+    model = golden_model(name, audio.size)
+    assert model.outputs[0].shape[1] == reference.shape[0]
+    logits, hidden = modeling.with_hidden_states(model).predict_on_batch(
+        [audio[None], np.array([[audio.size]], np.float32)])
+    assert np.abs(np.asarray(logits)[0] - reference).max() <= TOLERANCE
+    assert np.abs(np.asarray(hidden)[0] - reference_hidden).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("padding", ["zeros", "noise"])
+def test_padded_input_gives_unpadded_logits_and_blank_padding(name, padding):
+    _, _, audio, reference, _ = golden(name)
+    max_samples = 2 * audio.size + 123
+    model = golden_model(name, max_samples)
+    padded = np.zeros((1, max_samples), dtype=np.float32)
+    padded[0, :audio.size] = audio
+    if padding == "noise":  # whatever lies past audio_length must not matter
+        padded[0, audio.size:] = np.random.default_rng(0).normal(0, 3, max_samples - audio.size)
+    logits = np.asarray(model.predict_on_batch([padded, np.array([[audio.size]], np.float32)]))[0]
+    frames = reference.shape[0]
+    assert logits.shape[0] == modeling.as_config(golden(name)[0]).num_frames(max_samples) > 2 * frames - 2
+    assert np.abs(logits[:frames] - reference).max() <= TOLERANCE
+    assert (logits[frames:].argmax(-1) == 0).all()
+    assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
+
+
+def test_batch_of_two_lengths_equals_each_alone():
+    _, _, audio, reference, _ = golden("group")
+    short = audio[:2500]
+    batch_logits = run(golden_model("group", audio.size), [audio, short], [audio.size, short.size])
+    alone_short = run(golden_model("group", short.size), [short], [short.size])[0]
+    frames = alone_short.shape[0]
+    assert np.abs(batch_logits[0] - reference).max() <= TOLERANCE
+    assert np.abs(batch_logits[1, :frames] - alone_short).max() <= TOLERANCE
+    assert blank_margin(batch_logits[1, frames:]).min() >= BLANK_LOGIT
+
+
+def test_any_length_model_matches_fixed_length_models():
+    config, weights, audio, _, _ = golden("layer")
+    model = convert_to_keras(config, weights, None, progress=False)  # max_samples=None: any input length
+    assert model.inputs[0].shape[1] is None
+    for length in (audio.size, 2000):
+        fixed = run(golden_model("layer", length), [audio[:length]], [length])
+        np.testing.assert_allclose(np.asarray(model.predict_on_batch([audio[None, :length],
+                                                                      np.array([[length]], np.float32)])),
+                                   fixed, atol=1e-5)
+
+
+def test_frame_count_formula():
+    base = Wav2Vec2Config()
+    assert base.num_frames(16000) == 49 and base.num_frames(559280) == 1747 and base.receptive_field == 400
+    for samples in (400, 401, 719, 720, 15999, 559280):
+        assert base.num_frames(samples) == (samples - 400) // 320 + 1
+    assert base.num_frames(399) == 0
+    tiny = modeling.as_config(golden("group")[0])
+    assert golden_model("group", 4000).outputs[0].shape[1] == tiny.num_frames(4000)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving and loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_h5_save_load_gives_identical_outputs(tmp_path):
+    _, _, audio, _, _ = golden("layer")
+    model = golden_model("layer", audio.size + 500)
+    path = tmp_path / "wav2vec.h5"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # plain load: the layers are registered by importing the module
+    assert [tensor.name for tensor in loaded.inputs] == ["audio", "audio_length"]
+    assert modeling.get_config(loaded) == modeling.get_config(model)
+    assert modeling.get_config(loaded).vocab_size == 32
+    inputs = ([audio, audio[:3000]], [audio.size, 3000])
+    np.testing.assert_array_equal(run(loaded, *inputs), run(model, *inputs))
+    hidden_model = modeling.with_hidden_states(loaded)
+    assert [output.shape[-1] for output in hidden_model.outputs] == [32, 32]
+    assert {type(layer).__name__ for layer in loaded.layers} >= {"Wav2Vec2FeatureEncoder", "Wav2Vec2Encoder"}
+
+
+def test_custom_layers_are_registered_keras_layers():
+    model = golden_model("group", 4000)
+    used = {type(layer).__name__ for layer in model._flatten_layers() if type(layer).__module__ == modeling.__name__}
+    assert used <= set(modeling.CUSTOM_LAYERS)
+    for name, cls in modeling.CUSTOM_LAYERS.items():
+        assert issubclass(cls, keras.layers.Layer)
+        assert keras.saving.get_registered_name(cls) == f"librispeech>{name}"
+
+
+def test_config_from_dict_ignores_unknown_keys(tmp_path):
+    config_dict, *_ = golden("layer")
+    config = Wav2Vec2Config.from_dict({**config_dict, "some_future_key": 1})
+    assert config.do_stable_layer_norm and config.feat_extract_norm == "layer" and config.conv_bias
+    assert config.conv_kernel == (10, 3, 3) and config.extra["some_future_key"] == 1
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert Wav2Vec2Config.from_json_file(path) == config
+    with pytest.raises(ValueError, match="feat_extract_norm"):
+        Wav2Vec2Config(feat_extract_norm="batch")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoint reading and conversion
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_weight_norm_folding_equals_formula():
+    rng = np.random.default_rng(0)
+    weight_v = rng.normal(size=(12, 3, 5)).astype(np.float32)  # [out, in / groups, kernel taps]
+    weight_g = rng.uniform(0.5, 2.0, size=(1, 1, 5)).astype(np.float32)
+    folded = fold_weight_norm(weight_g, weight_v, dim=2)
+    for tap in range(5):
+        expected = weight_g[0, 0, tap] * weight_v[:, :, tap] / np.linalg.norm(weight_v[:, :, tap])
+        np.testing.assert_allclose(folded[:, :, tap], expected, rtol=1e-6)
+    # and the exported kernel is exactly that, in Keras layout [taps, in / groups, out]
+    _, weights, *_ = golden("legacy")
+    model = golden_model("legacy", 4567)
+    kernel = np.asarray(model.get_layer("encoder").pos_conv_embed.conv.kernel)
+    prefix = "wav2vec2.encoder.pos_conv_embed.conv."
+    np.testing.assert_allclose(
+        kernel, np.transpose(fold_weight_norm(weights[prefix + "weight_g"], weights[prefix + "weight_v"]), (2, 1, 0)),
+        rtol=1e-6)
+
+
+def test_both_weight_norm_namings_and_unprefixed_keys_convert_alike():
+    _, weights, audio, reference, _ = golden("group")
+    assert any("parametrizations.weight.original0" in key for key in weights)
+    legacy = {key.replace("parametrizations.weight.original0", "weight_g")
+              .replace("parametrizations.weight.original1", "weight_v"): value for key, value in weights.items()}
+    unprefixed = {key.removeprefix("wav2vec2."): value for key, value in legacy.items()}
+    config = golden("group")[0]
+    for variant in (legacy, unprefixed):
+        model = convert_to_keras(config, variant, audio.size, progress=False)
+        assert np.abs(run(model, [audio], [audio.size])[0] - reference).max() <= TOLERANCE
+
+
+def test_ignored_keys_are_logged(caplog):
+    config, weights, *_ = golden("group")
+    assert "wav2vec2.masked_spec_embed" in weights
+    extra = {**weights, "quantizer.codevectors": np.zeros((1, 4, 2), np.float32),
+             "project_q.weight": np.zeros((2, 2), np.float32)}
+    with caplog.at_level("INFO", logger="librispeech.export"):
+        convert_to_keras(config, extra, 4000, progress=False)
+    assert re.search(r"ignored 3 .*: project_q\.weight, quantizer\.codevectors, wav2vec2\.masked_spec_embed",
+                     caplog.text)
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("missing", "wav2vec2.encoder.layers.1.attention.k_proj.weight"),
+    ("missing_g", "weight_g"),
+    ("shape", "wav2vec2.feature_projection.projection.weight"),
+    ("unknown", "wav2vec2.encoder.layers.7.attention.q_proj.weight"),
+    ("lm_head", "lm_head.bias"),
+])
+def test_broken_checkpoint_fails_naming_the_key(tmp_path, broken, message):
+    config, weights, *_ = golden("legacy")
+    weights = dict(weights)
+    if broken == "missing":
+        del weights["wav2vec2.encoder.layers.1.attention.k_proj.weight"]
+    elif broken == "missing_g":
+        del weights["wav2vec2.encoder.pos_conv_embed.conv.weight_g"]
+    elif broken == "shape":
+        weights["wav2vec2.feature_projection.projection.weight"] = np.zeros((32, 27), np.float32)
+    elif broken == "unknown":
+        weights["wav2vec2.encoder.layers.7.attention.q_proj.weight"] = np.zeros((32, 32), np.float32)
+    else:
+        del weights["lm_head.bias"]
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    shutil.copyfile(GOLDEN / "legacy" / "config.json", folder / "config.json")
+    save_file(weights, str(folder / "model.safetensors"))
+    loaded_config, loaded_weights = load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        convert_to_keras(loaded_config, loaded_weights, 4000, progress=False)
+    assert export_module.main(["--checkpoint", str(folder), "--output", str(tmp_path / "m.h5"),
+                               "--max-seconds", "0.3"]) == 1
+
+
+def _tf_name(key: str) -> tuple[str, str]:
+    """HF TF weight naming for a PyTorch key: (top-level Keras layer, weight name)."""
+    parts = key.split(".")
+    merged = []
+    for part in parts[:-1]:
+        if part.isdigit():
+            merged[-1] += f".{part}"
+        else:
+            merged.append(part)
+    leaf = parts[-1]
+    if "layer_norm" in key:
+        leaf = {"weight": "gamma", "bias": "beta"}[leaf]
+    elif leaf == "weight":
+        leaf = "kernel"
+    return merged[0] if merged else leaf, "/".join(["tf_wav2vec2_for_ctc", *merged, leaf]) + ":0"
+
+
+def write_tf_h5(weights: dict[str, np.ndarray], path: Path) -> None:
+    """A tf_model.h5 laid out like HF's TF save_pretrained (Keras 2 save_weights: layer groups with weight_names)."""
+    layers: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for key, value in weights.items():
+        layer, name = _tf_name(key)
+        if key.endswith(".weight") and "layer_norm" not in key:
+            value = value.T if value.ndim == 2 else np.transpose(value, (2, 1, 0))
+        elif key.endswith("weight_g"):
+            value = value.reshape(-1, 1, 1)
+        layers.setdefault(layer, []).append((name, value))
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [name.encode() for name in layers]
+        for layer, entries in layers.items():
+            group = handle.create_group(layer)
+            group.attrs["weight_names"] = [name.encode() for name, _ in entries]
+            for name, value in entries:
+                group.create_dataset(name, data=value)
+
+
+def test_tf_h5_checkpoint_converts_like_safetensors(tmp_path):
+    config, weights, audio, reference, _ = golden("legacy")
+    folder = tmp_path / "tf"
+    folder.mkdir()
+    shutil.copyfile(GOLDEN / "legacy" / "config.json", folder / "config.json")
+    write_tf_h5(weights, folder / "tf_model.h5")
+    with h5py.File(folder / "tf_model.h5") as handle:  # the naming this reader expects
+        assert "tf_wav2vec2_for_ctc/wav2vec2/encoder/layers.0/attention/q_proj/kernel:0" in [
+            name.decode() if isinstance(name, bytes) else name for name in handle["wav2vec2"].attrs["weight_names"]]
+    _, tf_weights = load_checkpoint(folder)
+    assert set(tf_weights) == set(weights)
+    for key in weights:
+        np.testing.assert_array_equal(tf_weights[key], weights[key])
+    model = convert_to_keras(config, tf_weights, audio.size, progress=False)
+    assert np.abs(run(model, [audio], [audio.size])[0] - reference).max() <= TOLERANCE
+
+
+def test_pytorch_bin_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    _, weights, *_ = golden("group")
+    folder = tmp_path / "pt"
+    folder.mkdir()
+    shutil.copyfile(GOLDEN / "group" / "config.json", folder / "config.json")
+    torch.save({key: torch.from_numpy(value.copy()) for key, value in weights.items()}, folder / "pytorch_model.bin")
+    _, pt_weights = load_checkpoint(folder)
+    assert set(pt_weights) == set(weights)
+    assert all(np.array_equal(pt_weights[key], weights[key]) for key in weights)
+
+
+def test_pytorch_bin_without_torch_is_a_clear_error(tmp_path, monkeypatch):
+    folder = tmp_path / "pt"
+    folder.mkdir()
+    shutil.copyfile(GOLDEN / "group" / "config.json", folder / "config.json")
+    (folder / "pytorch_model.bin").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    with pytest.raises(CheckpointError, match="torch is not installed"):
+        load_checkpoint(folder)
+
+
+def test_hub_id_downloads_config_vocab_and_one_weight_format(monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo_id: [
+        "config.json", "vocab.json", "README.md", "pytorch_model.bin", "tf_model.h5", "model.safetensors"])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kwargs: calls.append((repo_id, kwargs)) or str(GOLDEN / "group"))
+    config, weights = load_checkpoint("facebook/wav2vec2-base-960h")
+    assert calls == [("facebook/wav2vec2-base-960h", {"allow_patterns": ["config.json", "vocab.json",
+                                                                         "model.safetensors"]})]
+    assert config["hidden_size"] == 32 and "lm_head.weight" in weights
+
+
+def test_unreachable_hub_is_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-base-960h'"):
+        load_checkpoint("facebook/wav2vec2-base-960h")
+
+
+def test_export_writes_model_and_vocab_and_checks_itself(tmp_path, capsys):
+    output = tmp_path / "model" / "wav2vec.h5"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", str(output),
+                               "--max-seconds", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert output.is_file() and (output.parent / "vocab.json").is_file()
+    assert json.loads((output.parent / "vocab.json").read_text())["<pad>"] == 0
+    assert "check: saved -> loaded wav2vec.h5: max |logits difference| = 0" in printed
+    assert re.search(r"check: PyTorch (Wav2Vec2ForCTC .* max \|logits difference\||reference skipped)", printed)
+    loaded = keras.models.load_model(output)
+    assert loaded.inputs[0].shape[1] == 8000
+    _, _, audio, reference, _ = golden("legacy")
+    assert np.abs(run(loaded, [audio], [audio.size])[0][:reference.shape[0]] - reference).max() <= TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+def test_model_trains_with_ctc_loss():
+    import tensorflow as tf
+
+    config, weights, audio, *_ = golden("group")
+    keras.utils.set_random_seed(0)
+    model = modeling.build_wav2vec2_for_ctc(config, 2600)  # random init, dropout from the config
+    assert len(model.trainable_weights) == len(model.weights) == 47
+    batch = np.stack([audio[:2600], audio[1000:3600]])
+    lengths = np.array([[2600], [2100]], np.float32)
+    labels = np.array([[7, 8, 9, 9, 5], [6, 6, 11, 0, 0]], np.int32)
+    label_lengths = np.array([5, 3], np.int32)
+    frames = model.outputs[0].shape[1]
+    optimizer = keras.optimizers.Adam(3e-3)
+
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model([batch, lengths], training=True)
+            loss = keras.ops.mean(keras.ops.ctc_loss(labels, logits, label_lengths,
+                                                     np.full(2, frames, np.int32), mask_index=0))
+        gradients = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply(gradients, model.trainable_weights)
+        return float(loss), gradients
+
+    first, gradients = step()
+    for variable, gradient in zip(model.trainable_weights, gradients):
+        assert gradient is not None and np.isfinite(gradient).all(), variable.path
+        assert np.abs(gradient).max() > 0, variable.path
+    for _ in range(15):
+        last, _ = step()
+    assert np.isfinite(first) and last < 0.7 * first
