@@ -1,0 +1,129 @@
+"""Tensorleap integration of wav2vec2 (greedy CTC) on LibriSpeech: every registered function delegates to librispeech/."""
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # code-loader sends telemetry on import unless this is set
+
+from typing import List
+
+import numpy as np
+from code_loader.contract.datasetclasses import PreprocessResponse
+from code_loader.contract.enums import DatasetMetadataType, DataStateType, LeapDataType, MetricDirection
+from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
+from code_loader.inner_leap_binder.leapbinder_decorators import (
+    tensorleap_custom_layer, tensorleap_custom_loss, tensorleap_custom_metric, tensorleap_custom_visualizer,
+    tensorleap_gt_encoder, tensorleap_input_encoder, tensorleap_metadata, tensorleap_preprocess)
+
+from librispeech import audio_features, data, metrics, text_features, tokenizer, visualizers
+from librispeech.config import get_config
+from librispeech.modeling_wav2vec2 import CUSTOM_LAYERS
+
+SUBSET_STATES = {"training": DataStateType.training, "validation": DataStateType.validation,
+                 "test": DataStateType.test}
+
+for _layer_name, _layer_class in CUSTOM_LAYERS.items():  # so the platform can load the .h5's own layers
+    tensorleap_custom_layer(_layer_name)(_layer_class)
+
+
+@tensorleap_preprocess()
+def preprocess() -> List[PreprocessResponse]:
+    return [PreprocessResponse(sample_ids=list(split.utterances), data=split, state=SUBSET_STATES[subset],
+                               sample_id_type=str)
+            for subset, split in data.load_all_splits().items()]
+
+
+def _utterance(sample_id: str, preprocess: PreprocessResponse) -> data.Utterance:
+    return preprocess.data.utterances[sample_id]
+
+
+# ---------------------------------------------------------------- inputs and ground truth
+
+@tensorleap_input_encoder("audio", channel_dim=-1)
+def input_audio(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
+    config = get_config()
+    waveform = data.normalize_audio(preprocess.data.audio(sample_id), config.normalize_epsilon)
+    return data.pad_to(waveform, config.max_samples)
+
+
+@tensorleap_input_encoder("audio_length", channel_dim=-1)
+def input_audio_length(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
+    return np.array([len(preprocess.data.audio(sample_id))], dtype=np.float32)
+
+
+@tensorleap_gt_encoder("transcript")
+def gt_transcript(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
+    return tokenizer.encode_transcript(_utterance(sample_id, preprocess).transcript, get_config().max_label_length)
+
+
+# ---------------------------------------------------------------- loss and metrics
+
+@tensorleap_custom_loss("ctc_loss")
+def ctc_loss(logits: np.ndarray, transcript: np.ndarray) -> np.ndarray:
+    return np.asarray(metrics.ctc_loss(logits, transcript), dtype=np.float32)
+
+
+@tensorleap_custom_metric("error_rates", direction={
+    key: MetricDirection.Upward if key in metrics.HIGHER_IS_BETTER else MetricDirection.Downward
+    for key in metrics.ERROR_RATE_KEYS})
+def error_rates(logits: np.ndarray, transcript: np.ndarray) -> dict:
+    return metrics.error_rates(logits, transcript)
+
+
+# ---------------------------------------------------------------- metadata
+
+@tensorleap_metadata("speech")
+def metadata_speech(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    utterance = _utterance(sample_id, preprocess)
+    features = audio_features.speech_features(preprocess.data.audio(sample_id), get_config().sample_rate)
+    return {**features, "speaker_id": utterance.speaker_id, "chapter_id": utterance.chapter_id}
+
+
+@tensorleap_metadata("text", metadata_type={key: DatasetMetadataType(kind)
+                                            for key, kind in text_features.TEXT_FEATURE_TYPES.items()})
+def metadata_text(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return text_features.text_features(_utterance(sample_id, preprocess).transcript, tokenizer.transcript_characters())
+
+
+@tensorleap_metadata("readability")
+def metadata_readability(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return text_features.readability_features(_utterance(sample_id, preprocess).transcript)
+
+
+@tensorleap_metadata("records", metadata_type={key: DatasetMetadataType(kind) for key, kind in data.RECORD_TYPES.items()})
+def metadata_records(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return data.record_fields(_utterance(sample_id, preprocess), preprocess.data.corpus_info)
+
+
+# ---------------------------------------------------------------- visualizers
+
+@tensorleap_custom_visualizer("transcription", LeapDataType.Text)
+def transcription_visualizer(logits: np.ndarray) -> LeapText:
+    return visualizers.transcription(logits)
+
+
+@tensorleap_custom_visualizer("reference", LeapDataType.Text)
+def reference_visualizer(transcript: np.ndarray) -> LeapText:
+    return visualizers.reference(transcript)
+
+
+@tensorleap_custom_visualizer("alignment", LeapDataType.TextMask)
+def alignment_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
+    return visualizers.alignment(logits, transcript)
+
+
+def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray) -> np.ndarray:
+    return visualizers.mel_spectrogram_heatmap(audio, audio_length)
+
+
+@tensorleap_custom_visualizer("mel_spectrogram", LeapDataType.Image, heatmap_function=mel_spectrogram_heatmap)
+def mel_spectrogram_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapImage:
+    return visualizers.mel_spectrogram(audio, audio_length, get_config().sample_rate)
+
+
+@tensorleap_custom_visualizer("waveform", LeapDataType.Graph)
+def waveform_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapGraph:
+    return visualizers.waveform(audio, audio_length, get_config().sample_rate)
+
+
+@tensorleap_custom_visualizer("audio_player", LeapDataType.Audio)
+def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapAudio:
+    return visualizers.audio_player(audio, audio_length, get_config().sample_rate)

@@ -1,0 +1,87 @@
+"""Loads the Keras wav2vec2 export and holds the Tensorleap integration test (`poetry run test`)."""
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # before any code_loader import: no telemetry
+
+import argparse
+import sys
+
+from code_loader.contract.datasetclasses import PredictionTypeHandler
+from code_loader.inner_leap_binder.leapbinder_decorators import tensorleap_integration_test, tensorleap_load_model
+
+from leap_binder import (
+    alignment_visualizer, audio_player_visualizer, ctc_loss, error_rates, gt_transcript, input_audio,
+    input_audio_length, mel_spectrogram_visualizer, metadata_readability, metadata_records, metadata_speech,
+    metadata_text, preprocess, reference_visualizer, transcription_visualizer, waveform_visualizer)
+from librispeech.config import get_config
+from librispeech.tokenizer import vocabulary_tokens
+
+CHARACTER_LABELS = list(vocabulary_tokens())
+
+
+def model_path() -> str:
+    path = get_config().model_path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No wav2vec2 model at {path}. Set WAV2VEC_MODEL to a Keras .h5 export, or make one with "
+            f"`poetry run export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`; "
+            f"without WAV2VEC_MODEL the bundled demo model model/demo-wav2vec2.h5 is used.")
+    return str(path)
+
+
+@tensorleap_load_model([PredictionTypeHandler("characters", labels=CHARACTER_LABELS, channel_dim=-1)])
+def load_model():
+    import keras
+
+    import librispeech.modeling_wav2vec2  # noqa: F401  registers the model's layers with Keras
+
+    return keras.models.load_model(model_path(), compile=False)
+
+
+@tensorleap_integration_test()
+def integration_test(sample_id, preprocess_response):
+    audio = input_audio(sample_id, preprocess_response)
+    audio_length = input_audio_length(sample_id, preprocess_response)
+    transcript = gt_transcript(sample_id, preprocess_response)
+
+    logits = load_model()([audio, audio_length])
+
+    ctc_loss(logits, transcript)
+    error_rates(logits, transcript)
+
+    transcription_visualizer(logits)
+    reference_visualizer(transcript)
+    alignment_visualizer(logits, transcript)
+    mel_spectrogram_visualizer(audio, audio_length)
+    waveform_visualizer(audio, audio_length)
+    audio_player_visualizer(audio, audio_length)
+
+    metadata_speech(sample_id, preprocess_response)
+    metadata_text(sample_id, preprocess_response)
+    metadata_readability(sample_id, preprocess_response)
+    metadata_records(sample_id, preprocess_response)
+
+
+def run(samples_per_subset: int = 3) -> int:
+    """Run the integration test on the first samples of every subset; returns how many ran."""
+    count = 0
+    for response in preprocess():
+        for sample_id in response.sample_ids[:samples_per_subset]:
+            integration_test(sample_id, response)
+            count += 1
+    return count
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Tensorleap integration test on the configured data and model.")
+    parser.add_argument("--samples", type=int, default=3, help="samples per subset (default 3)")
+    args = parser.parse_args(argv)
+    try:
+        count = run(args.samples)
+    except FileNotFoundError as error:
+        sys.exit(f"error: {error}")
+    print(f"integration test passed on {count} samples (model: {get_config().model_path})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The registered Tensorleap functions, checked by code-loader's own validation, and the integration test."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def binder():
+    import leap_binder
+
+    return leap_binder
+
+
+@pytest.fixture(scope="module")
+def validation(binder):
+    from librispeech.config import get_config
+
+    get_config.cache_clear()
+    responses = binder.preprocess()
+    return responses[1]
+
+
+def test_preprocess_gives_three_subsets_of_string_ids(binder):
+    from code_loader.contract.enums import DataStateType
+
+    responses = binder.preprocess()
+    assert [r.state for r in responses] == [DataStateType.training, DataStateType.validation, DataStateType.test]
+    for response in responses:
+        assert response.sample_ids and all(isinstance(i, str) for i in response.sample_ids)
+        assert response.sample_ids == list(response.data.utterances)
+
+
+def test_encoders(binder, validation):
+    from librispeech.config import get_config
+
+    config = get_config()
+    sample_id = validation.sample_ids[0]
+    audio = binder.input_audio(sample_id, validation)
+    length = binder.input_audio_length(sample_id, validation)
+    transcript = binder.gt_transcript(sample_id, validation)
+    assert audio.shape == (config.max_samples,) and audio.dtype == np.float32
+    assert length.shape == (1,) and length.dtype == np.float32
+    real = int(length[0])
+    assert real == len(validation.data.audio(sample_id))
+    assert abs(float(audio[:real].mean())) < 1e-4 and abs(float(audio[:real].std()) - 1.0) < 1e-3
+    assert not audio[real:].any()
+    assert transcript.shape == (config.max_label_length,) and transcript.dtype == np.float32
+    from librispeech.tokenizer import decode_reference
+
+    assert decode_reference(transcript) == validation.data.utterances[sample_id].transcript
+
+
+def _one_hot_logits(text: str, frames: int = 0) -> np.ndarray:
+    """Confident logits spelling `text`, one character every other frame."""
+    from librispeech.tokenizer import vocabulary_tokens
+
+    frames = max(frames, 2 * len(text) + 2)
+    vocab = {t: i for i, t in enumerate(vocabulary_tokens())}
+    logits = np.zeros((frames, 32), np.float32)
+    logits[:, 0] = 10.0
+    for t, character in enumerate(text.replace(" ", "|")):
+        logits[2 * t, 0], logits[2 * t, vocab[character]] = 0.0, 10.0
+    return logits
+
+
+def test_loss_and_metrics_through_code_loader(binder, validation):
+    sample_id = validation.sample_ids[0]
+    transcript = binder.gt_transcript(sample_id, validation)
+    text = validation.data.utterances[sample_id].transcript
+    good, bad = _one_hot_logits(text), _one_hot_logits("", frames=2 * len(text) + 2)
+    loss = binder.ctc_loss(np.stack([good, bad]), np.stack([transcript, transcript]))
+    assert loss.shape == (2,) and loss[0] < 1.0 < loss[1]
+    rates = binder.error_rates(np.stack([good, bad]), np.stack([transcript, transcript]))
+    assert rates["wer"].tolist() == [0.0, 1.0] and rates["wip"].tolist() == [1.0, 0.0]
+
+
+def test_visualizers_pass_code_loader_validation(binder, validation):
+    from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
+
+    sample_id = validation.sample_ids[0]
+    audio = binder.input_audio(sample_id, validation)
+    length = binder.input_audio_length(sample_id, validation)
+    transcript = binder.gt_transcript(sample_id, validation)
+    text = validation.data.utterances[sample_id].transcript
+    logits = _one_hot_logits(text[:-1] + "Q")  # last character substituted
+
+    assert isinstance(binder.transcription_visualizer(logits), LeapText)
+    assert binder.reference_visualizer(transcript).data == text.split()
+    mask = binder.alignment_visualizer(logits, transcript)
+    assert isinstance(mask, LeapTextMask) and mask.mask.tolist().count(1) == 1 and mask.mask[-1] == 1
+    assert len(mask.text) == len(mask.mask)
+    image = binder.mel_spectrogram_visualizer(audio, length)
+    assert isinstance(image, LeapImage) and image.data.shape[0] == 128 and image.data.shape[2] == 1
+    assert 0.0 <= image.data.min() and image.data.max() <= 255.0
+    heatmap = binder.mel_spectrogram_heatmap(np.abs(audio), length)
+    assert heatmap.shape == image.data.shape[:2]
+    graph = binder.waveform_visualizer(audio, length)
+    assert isinstance(graph, LeapGraph) and graph.data.shape[1] == 2 and graph.data.shape[0] <= 2000
+    player = binder.audio_player_visualizer(audio, length)
+    assert isinstance(player, LeapAudio) and player.sample_rate == 16000 and len(player.audio) == int(length[0])
+    # A leading batch axis of one is stripped.
+    assert binder.reference_visualizer(transcript[None]).data == text.split()
+
+
+def test_deleted_characters_are_marked(binder, validation):
+    sample_id = validation.sample_ids[0]
+    transcript = binder.gt_transcript(sample_id, validation)
+    text = validation.data.utterances[sample_id].transcript
+    mask = binder.alignment_visualizer(_one_hot_logits(text[1:]), transcript)
+    assert mask.text[0] == f"[-{text[0]}]" and mask.mask[0] == 3
+
+
+def test_metadata_values_are_plain_and_finite(binder, validation):
+    import math
+
+    sample_id = validation.sample_ids[0]
+    for function in (binder.metadata_speech, binder.metadata_text, binder.metadata_readability,
+                     binder.metadata_records):
+        values = function(sample_id, validation)
+        assert values, function.__name__
+        for key, value in values.items():
+            assert value is None or type(value) in (int, float, str, bool), (key, type(value))
+            if isinstance(value, float):
+                assert math.isfinite(value), key
+
+
+def test_importing_leap_binder_opens_no_connection():
+    """With every socket connection failing loudly, the import must still succeed (and telemetry stays off)."""
+    script = (
+        "import socket\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise SystemExit('network connection attempted: %r' % (args,))\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import leap_binder, leap_test, os\n"
+        "assert os.environ['TL_DISABLE_ANALYTICS']\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "TL_DISABLE_ANALYTICS"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
