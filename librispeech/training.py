@@ -1,0 +1,223 @@
+"""`poetry run train-demo`: train a small wav2vec2 (this project's Keras model) on synthetic espeak-ng speech.
+
+The real checkpoint cannot be downloaded everywhere, so the repository ships a demo model that really transcribes.
+It trains with the integration's own CTC loss (librispeech.metrics.ctc_loss) on a generated LibriSpeech-layout
+corpus (scripts/make_training_corpus.py) whose sentences never occur in the bundled sample corpus. A held-out slice
+of that corpus picks the best epoch; corpus WER/CER on the bundled corpus (never trained on) is logged every epoch.
+The best epoch is exported with the project's fixed input length as model/demo-wav2vec2.h5.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from librispeech.config import BUNDLED_CORPUS, REPO_ROOT, SUBSETS, get_config
+
+# The base model's conv kernels and strides (so the same 20 ms frames) on a narrow stack; a small pre-LN
+# ("stable layer norm") transformer, which trains from scratch more reliably than post-LN.
+DEMO_CONFIG = {
+    "model_type": "wav2vec2",
+    "architectures": ["Wav2Vec2ForCTC"],
+    "conv_dim": [32, 64, 96, 128, 128, 128, 128],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": True,
+    "feat_extract_norm": "layer",
+    "feat_extract_activation": "gelu",
+    "do_stable_layer_norm": True,
+    "hidden_size": 192,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "intermediate_size": 768,
+    "hidden_act": "gelu",
+    "hidden_dropout": 0.05,
+    "attention_dropout": 0.05,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.0,
+    "num_conv_pos_embeddings": 64,
+    "num_conv_pos_embedding_groups": 8,
+    "layer_norm_eps": 1e-5,
+    "vocab_size": 32,
+    "pad_token_id": 0,
+    "ctc_loss_reduction": "sum",
+}
+WIDTH_STEP = 16000        # batches are zero-padded to whole seconds: few distinct shapes to trace
+LABEL_STEP = 32           # labels zero-padded to a multiple of this: CTC's cost grows with the padded width
+MAX_SECONDS = 16.0
+
+
+# ---------------------------------------------------------------- data
+
+def load_utterances(root: Path, split_name: str, limit: int | None, seed: int):
+    """Normalised waveforms and reference transcripts of a LibriSpeech-layout split (seeded sample of `limit`)."""
+    from librispeech import data
+
+    config = replace(get_config(), root=root, splits={**get_config().splits, "training": split_name},
+                     samples_per_split=limit, seed=seed, max_samples=int(MAX_SECONDS * get_config().sample_rate))
+    split = data.load_openslr_split("training", config)
+    waveforms = [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
+    return waveforms, [u.transcript for u in split.utterances.values()]
+
+
+def bundled_corpus():
+    """Every utterance of the bundled sample corpus, all three splits."""
+    from librispeech import data
+
+    config = replace(get_config(), root=BUNDLED_CORPUS, samples_per_split=None)
+    waveforms, references = [], []
+    for subset in SUBSETS:
+        split = data.load_openslr_split(subset, config)
+        waveforms += [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
+        references += [u.transcript for u in split.utterances.values()]
+    return waveforms, references
+
+
+def batches(waveforms, batch_size: int, rng: np.random.Generator | None = None):
+    """Index groups of similar length (little padding); shuffled when rng is given."""
+    order = np.argsort([len(w) for w in waveforms], kind="stable")
+    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    return groups
+
+
+def pack_audio(waveforms, group, width: int | None = None):
+    """Zero-padded batch (to whole seconds, or to `width`, a fixed-length model's input) and real lengths."""
+    width = width or int(np.ceil(max(len(waveforms[i]) for i in group) / WIDTH_STEP) * WIDTH_STEP)
+    audio = np.zeros((len(group), width), np.float32)
+    for row, index in enumerate(group):
+        audio[row, :len(waveforms[index])] = waveforms[index]
+    return audio, np.array([[len(waveforms[i])] for i in group], np.float32)
+
+
+def pack_labels(label_ids, group):
+    width = int(np.ceil(max(len(label_ids[i]) for i in group) / LABEL_STEP) * LABEL_STEP)
+    labels = np.zeros((len(group), width), np.int32)
+    for row, index in enumerate(group):
+        labels[row, :len(label_ids[index])] = label_ids[index]
+    return labels
+
+
+# ---------------------------------------------------------------- model
+
+def transcribe(model, waveforms, batch_size: int = 8) -> list[str]:
+    from librispeech import tokenizer
+
+    hypotheses = [""] * len(waveforms)
+    fixed_width = model.inputs[0].shape[1]  # None for a model built for any length
+    for group in batches(waveforms, batch_size):
+        logits = np.asarray(model.predict_on_batch(list(pack_audio(waveforms, group, fixed_width))))
+        for row, index in enumerate(group):
+            hypotheses[index] = tokenizer.decode_greedy(logits[row])
+    return hypotheses
+
+
+def export_fixed_length(model, output: Path) -> None:
+    """Rebuild with the project's fixed input length (what Tensorleap gets), copy the weights, save as .h5."""
+    from librispeech import modeling_wav2vec2
+
+    fixed = modeling_wav2vec2.build_wav2vec2_for_ctc(
+        modeling_wav2vec2.get_config(model), get_config().max_samples, name="demo_wav2vec2_for_ctc")
+    fixed.set_weights(model.get_weights())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fixed.save(output)
+
+
+def train(args) -> dict:
+    import keras
+    from tqdm import tqdm
+
+    from librispeech import metrics, modeling_wav2vec2, tokenizer
+
+    keras.utils.set_random_seed(args.seed)
+    corpus_root = args.corpus
+    if not (corpus_root / args.corpus_split).is_dir():
+        sys.exit(f"train-demo: no training corpus at {corpus_root / args.corpus_split}; make it with "
+                 f"`python scripts/make_training_corpus.py --out {corpus_root} --utterances {args.utterances}`")
+    waveforms, transcripts = load_utterances(corpus_root, args.corpus_split, args.utterances, args.seed)
+    held_out = max(1, len(waveforms) // 20)  # model selection slice, never trained on
+    select_waveforms, select_references = waveforms[:held_out], transcripts[:held_out]
+    waveforms, transcripts = waveforms[held_out:], transcripts[held_out:]
+    label_ids = [tokenizer.get_tokenizer()(text).input_ids for text in transcripts]
+    test_waveforms, test_references = bundled_corpus()
+    hours = sum(len(w) for w in waveforms) / get_config().sample_rate / 3600
+    print(f"training on {len(waveforms)} utterances ({hours:.2f} h), selecting on {held_out}, "
+          f"testing on {len(test_waveforms)} bundled utterances")
+
+    model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    if args.init is not None:  # continue from an earlier export (same config)
+        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
+    steps_per_epoch = len(batches(waveforms, args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=args.epochs * steps_per_epoch - args.warmup_steps, warmup_target=args.learning_rate,
+        warmup_steps=args.warmup_steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01, clipnorm=5.0),
+                  loss=lambda labels, logits: metrics.ctc_loss(logits, labels))
+
+    rng = np.random.default_rng(args.seed)
+    best = {"select_wer": float("inf")}
+    log_path = args.output.with_suffix(".training.csv")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", newline="") as log_file:
+        log = csv.writer(log_file)
+        log.writerow(["epoch", "train_loss", "select_wer", "select_cer", "bundled_wer", "bundled_cer", "seconds"])
+        for epoch in range(1, args.epochs + 1):
+            started, losses = time.perf_counter(), []
+            progress = tqdm(batches(waveforms, args.batch_size, rng), desc=f"epoch {epoch}/{args.epochs}",
+                            unit="batch")
+            for group in progress:
+                audio, lengths = pack_audio(waveforms, group)
+                losses.append(float(model.train_on_batch([audio, lengths], pack_labels(label_ids, group))))
+                progress.set_postfix(loss=f"{np.mean(losses[-50:]):.2f}")
+            select = metrics.corpus_error_rates(select_references, transcribe(model, select_waveforms))
+            bundled = metrics.corpus_error_rates(test_references, transcribe(model, test_waveforms))
+            seconds = time.perf_counter() - started
+            log.writerow([epoch, f"{np.mean(losses):.4f}", f"{select['wer']:.4f}", f"{select['cer']:.4f}",
+                          f"{bundled['wer']:.4f}", f"{bundled['cer']:.4f}", f"{seconds:.1f}"])
+            log_file.flush()
+            print(f"epoch {epoch}: loss {np.mean(losses):.3f}; held-out WER {select['wer']:.2%} CER "
+                  f"{select['cer']:.2%}; bundled corpus WER {bundled['wer']:.2%} CER {bundled['cer']:.2%}; "
+                  f"{seconds:.0f} s")
+            if select["wer"] <= best["select_wer"]:
+                best = {"epoch": epoch, "select_wer": select["wer"], "select_cer": select["cer"],
+                        "bundled_wer": bundled["wer"], "bundled_cer": bundled["cer"]}
+                export_fixed_length(model, args.output)
+    best.update(training_utterances=len(waveforms), training_hours=round(hours, 3), epochs=args.epochs,
+                batch_size=args.batch_size, learning_rate=args.learning_rate,
+                init=str(args.init) if args.init else None, config=DEMO_CONFIG)
+    args.output.with_suffix(".json").write_text(json.dumps(best, indent=1) + "\n")
+    print(f"best epoch {best['epoch']}: bundled corpus WER {best['bundled_wer']:.2%}, CER {best['bundled_cer']:.2%}; "
+          f"saved {args.output}, log {log_path}")
+    return best
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "data" / "train-synthetic",
+                        help="training corpus root (scripts/make_training_corpus.py --out)")
+    parser.add_argument("--corpus-split", default="train-synthetic")
+    parser.add_argument("--utterances", type=int, default=3000, help="seeded sample of the corpus")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, help="start from this export's weights instead of random ones")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "model" / "demo-wav2vec2.h5")
+    train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
