@@ -21,15 +21,29 @@ def ctc_loss(logits, labels):
     logits [batch, frames, vocab] over the full fixed-length input: frames past the audio are a certain blank,
     so they add ~0 and no output lengths are needed. labels [batch, max_label_length]: token ids padded with the
     blank (0); a label's length is its number of non-zero ids. float16 inputs are computed in float32.
+    Differentiable: the demo model trains with this same function.
     """
-    from keras import ops
+    from keras import backend, ops
 
     logits = ops.cast(logits, "float32")
     labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
+    if backend.backend() == "tensorflow":
+        return _tensorflow_ctc_loss(logits, labels)
     batch, frames = ops.shape(logits)[0], ops.shape(logits)[1]
     label_lengths = ops.sum(ops.cast(ops.not_equal(labels, BLANK_ID), "int32"), axis=-1)
     logit_lengths = ops.full((batch,), frames, dtype="int32")
     return ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=BLANK_ID)
+
+
+def _tensorflow_ctc_loss(logits, labels):
+    """TensorFlow's native CTC kernel, fed sparse labels. keras.ops.ctc_loss hands TF dense labels, whose
+    implementation grows with the square of the padded label width: 100 s instead of 0.15 s for 4 samples of
+    1747 frames with 630-wide labels on 2 CPU cores."""
+    import tensorflow as tf
+
+    frames = tf.fill(tf.shape(logits)[:1], tf.shape(logits)[1])
+    return tf.nn.ctc_loss(tf.sparse.from_dense(labels), logits, label_length=None, logit_length=frames,
+                          logits_time_major=False, blank_index=BLANK_ID)
 
 
 def as_batch(array: np.ndarray, sample_ndim: int) -> np.ndarray:

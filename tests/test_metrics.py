@@ -113,3 +113,15 @@ def test_error_rates_from_logits_and_labels():
 def test_corpus_error_rates_sum_errors_over_all_pairs():
     rates = metrics.corpus_error_rates(["A B C D", "E F"], ["A B C D", "X F"])
     assert rates["wer"] == pytest.approx(1 / 6)  # not the mean of per-sample rates (0.25)
+
+
+def test_ctc_loss_is_differentiable_for_training():
+    tf = pytest.importorskip("tensorflow")
+    logits = tf.Variable(np.random.default_rng(2).normal(size=(2, 20, 32)).astype(np.float32))
+    labels = np.stack([label_of("AB"), label_of("ABC")])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(metrics.ctc_loss(logits, labels))
+    gradient = tape.gradient(loss, logits).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).sum() > 0
+    # The gradient of a CTC NLL w.r.t. logits is softmax minus the alignment posterior: it sums to 0 per frame.
+    np.testing.assert_allclose(gradient.sum(axis=-1), 0.0, atol=1e-4)
