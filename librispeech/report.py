@@ -186,8 +186,8 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
 
     paths = []
 
-    def save(figure, name):
-        figure.suptitle(f"{figure._suptitle.get_text() if figure._suptitle else ''}\n{title}", fontsize=9)
+    def save(figure, name, heading):
+        figure.suptitle(f"{heading}\n{title}", fontsize=9)
         figure.tight_layout()
         figure.savefig(out / name, dpi=110)
         plt.close(figure)
@@ -203,21 +203,18 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
                            alpha=0.75, edgecolors="k", linewidths=0.3)
     figure.colorbar(scatter, ax=axis, label="word count")
     axis.set(xlabel="PC 1", ylabel="PC 2")
-    figure.suptitle("Latent space (mean-pooled encoder output, PCA); size = CTC loss")
-    save(figure, "latent_space.png")
+    save(figure, "latent_space.png", "Latent space (mean-pooled encoder output, PCA); size = CTC loss")
 
     figure, axis = plt.subplots(figsize=(6, 4.5))
     axis.scatter(table["speech.rms_std"], loss, alpha=0.7, edgecolors="k", linewidths=0.3)
     axis.set(xlabel="RMS std (speech.rms_std)", ylabel="CTC loss")
-    figure.suptitle("Loudness variation vs loss")
-    save(figure, "rms_std_vs_loss.png")
+    save(figure, "rms_std_vs_loss.png", "Loudness variation vs loss")
 
     figure, axes = plt.subplots(1, len(RATE_COLUMNS), figsize=(3.2 * len(RATE_COLUMNS), 3.4), sharex=True)
     for axis, metric in zip(axes, RATE_COLUMNS):
         axis.scatter(table["readability.dale_chall_readability_score"], table[metric], alpha=0.7, s=18)
         axis.set(xlabel="Dale-Chall score", ylabel=metric)
-    figure.suptitle("Readability (Dale-Chall) vs each error rate")
-    save(figure, "dale_chall_vs_metrics.png")
+    save(figure, "dale_chall_vs_metrics.png", "Readability (Dale-Chall) vs each error rate")
 
     clusters = min(5, len(latents))
     labels = KMeans(n_clusters=clusters, n_init=10, random_state=0).fit_predict(latents)
@@ -225,14 +222,12 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
     for axis, column in zip(axes, ("readability.difficult_words", "readability.linsear_write_formula")):
         axis.boxplot([table[column][labels == c] for c in range(clusters)], tick_labels=list(range(clusters)))
         axis.set(xlabel="k-means cluster of the latent space", ylabel=column.split(".")[1])
-    figure.suptitle(f"k-means ({clusters} clusters) on the latent space")
-    save(figure, "kmeans_clusters.png")
+    save(figure, "kmeans_clusters.png", f"k-means ({clusters} clusters) on the latent space")
 
     figure, axis = plt.subplots(figsize=(6, 4.5))
     axis.scatter(table["speech.spectral_flatness_min"], table["cer"], alpha=0.7, edgecolors="k", linewidths=0.3)
     axis.set(xlabel="minimum spectral flatness", ylabel="CER", xscale="log")
-    figure.suptitle("Spectral flatness vs CER")
-    save(figure, "spectral_flatness_vs_cer.png")
+    save(figure, "spectral_flatness_vs_cer.png", "Spectral flatness vs CER")
     return paths
 
 

@@ -1,0 +1,78 @@
+"""`poetry run evaluate`: the report's files, resuming, and one-line errors for bad requests."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_integration import TINY_CONFIG
+
+REPO = Path(__file__).resolve().parent.parent
+PLOTS = {"latent_space.png", "rms_std_vs_loss.png", "dale_chall_vs_metrics.png", "kmeans_clusters.png",
+         "spectral_flatness_vs_cer.png"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from librispeech import modeling_wav2vec2
+    from librispeech.config import get_config
+
+    path = tmp_path_factory.mktemp("model") / "tiny.h5"
+    modeling_wav2vec2.build_wav2vec2_for_ctc(TINY_CONFIG, get_config().max_samples).save(path)
+    return path
+
+
+def evaluate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "librispeech.report", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+
+
+def test_report_files_and_resume(tiny_model, tmp_path):
+    out = tmp_path / "report"
+    first = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
+                     "--batch-size", "4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "6 evaluated" in first.stdout
+    table = pd.read_parquet(out / "samples.parquet")
+    assert len(table) == 6 and table["split"].eq("test-clean").all()
+    csv = pd.read_csv(out / "samples.csv")
+    assert list(csv.columns) == list(table.columns) and csv["id"].tolist() == table["id"].tolist()
+    for column in ("id", "reference", "hypothesis", "loss", "wer", "cer", "wip", "char_insertions",
+                   "speech.rms_std", "text.word_count", "readability.dale_chall_readability_score",
+                   "records.sex", "records.book_title"):
+        assert column in table.columns, column
+    assert PLOTS <= {p.name for p in out.iterdir()}
+    summary = (out / "summary.md").read_text()
+    assert "corpus WER" in summary and "## By sex" in summary and "## By speaker" in summary
+
+    # An interrupted run keeps its rows: drop two (one cut mid-line) and rerun; only those are computed again.
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    (out / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:50])
+    second = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "2 evaluated" in second.stdout
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert sorted(row["id"] for row in rows) == sorted(table["id"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--split", "no-such-split"], "unknown split 'no-such-split'"),
+    (["--model", "/nonexistent/model.h5"], "model not found: /nonexistent/model.h5"),
+])
+def test_bad_requests_are_one_line_errors(arguments, message):
+    result = evaluate(*arguments)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("evaluate: ") and message in last
+
+
+def test_empty_selection_is_a_one_line_error(tmp_path, tiny_model):
+    (tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "librispeech.report", "--model", str(tiny_model)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "LIBRISPEECH_ROOT": str(tmp_path / "LibriSpeech")})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("evaluate: empty selection")
