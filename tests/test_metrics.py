@@ -125,3 +125,12 @@ def test_ctc_loss_is_differentiable_for_training():
     assert np.isfinite(gradient).all() and np.abs(gradient).sum() > 0
     # The gradient of a CTC NLL w.r.t. logits is softmax minus the alignment posterior: it sums to 0 per frame.
     np.testing.assert_allclose(gradient.sum(axis=-1), 0.0, atol=1e-4)
+
+
+def test_label_padding_width_does_not_change_the_loss():
+    """Labels arrive padded to max_label_length (630), wider than many logit sequences."""
+    logits = np.random.default_rng(3).normal(size=(1, 120, 32)).astype(np.float32)
+    narrow, wide = label_of("PADDING", 10)[None], label_of("PADDING", 630)[None]
+    expected = reference_ctc_nll(log_softmax(logits[0].astype(np.float64)), [int(i) for i in narrow[0] if i])
+    for labels in (narrow, wide):
+        assert float(np.asarray(metrics.ctc_loss(logits, labels))[0]) == pytest.approx(expected, abs=1e-3)
