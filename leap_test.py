@@ -5,6 +5,7 @@ os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # before any code_loader 
 
 import argparse
 import sys
+import warnings
 
 from code_loader.contract.datasetclasses import PredictionTypeHandler
 from code_loader.inner_leap_binder.leapbinder_decorators import tensorleap_integration_test, tensorleap_load_model
@@ -76,6 +77,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Tensorleap integration test on the configured data and model.")
     parser.add_argument("--samples", type=int, default=3, help="samples per subset (default 3)")
     args = parser.parse_args(argv)
+    # audio_length is [1] by design (one number per sample); code-loader's batch-axis heuristic warns on every call.
+    warnings.filterwarnings("ignore", message="input_audio_length warning")
     try:
         count = run(args.samples)
     except FileNotFoundError as error:
