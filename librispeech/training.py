@@ -208,7 +208,7 @@ def main(argv=None) -> None:
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "data" / "train-synthetic",
                         help="training corpus root (scripts/make_training_corpus.py --out)")
     parser.add_argument("--corpus-split", default="train-synthetic")
-    parser.add_argument("--utterances", type=int, default=3000, help="seeded sample of the corpus")
+    parser.add_argument("--utterances", type=int, default=16000, help="seeded sample of the corpus")
     parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--batch-size", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
