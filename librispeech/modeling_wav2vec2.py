@@ -177,12 +177,21 @@ def length_mask(lengths, num_frames, dtype="float32"):
     return ops.cast(positions < ops.cast(lengths, "float32"), dtype)
 
 
+class FloatLengthInputs:
+    """For layers that take sample or frame counts: their inputs stay float32 under a mixed-precision policy, since
+    bfloat16 counts exactly only up to 256. Sublayers still compute in the policy's dtype."""
+
+    @property
+    def input_dtype(self):
+        return "float32"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Conv feature encoder
 # ---------------------------------------------------------------------------------------------------------------------
 
 @register
-class Wav2Vec2GroupNorm(keras.layers.Layer):
+class Wav2Vec2GroupNorm(FloatLengthInputs, keras.layers.Layer):
     """GroupNorm with one group per channel (each channel normalised over time), statistics over real frames only.
 
     Call: (hidden_states [batch, frames, channels], lengths [batch, 1] real frames) -> same shape as hidden_states.
@@ -194,26 +203,28 @@ class Wav2Vec2GroupNorm(keras.layers.Layer):
 
     def build(self, hidden_states_shape, lengths_shape=None):
         channels = hidden_states_shape[-1]
-        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones", autocast=False)
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros", autocast=False)
 
     def call(self, hidden_states, lengths):
+        compute_dtype = hidden_states.dtype
+        hidden_states = ops.cast(hidden_states, "float32")  # statistics in float32 under mixed precision too
         num_frames = ops.shape(hidden_states)[1]
-        mask = length_mask(lengths, num_frames, hidden_states.dtype)[:, None, :]  # [batch, 1, frames]
+        mask = length_mask(lengths, num_frames, "float32")[:, None, :]  # [batch, 1, frames]
         count = ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
         # masked sums over time as [1, frames] @ [frames, channels] products: one read of the (large) input each
         mean = ops.matmul(mask, hidden_states) / count  # [batch, 1, channels]
         centered = hidden_states - mean
         variance = ops.matmul(mask, ops.square(centered)) / count
         scale = self.gamma * ops.rsqrt(variance + self.epsilon)
-        return centered * scale + self.beta
+        return ops.cast(centered * scale + self.beta, compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
 @register
-class Wav2Vec2ConvLayer(keras.layers.Layer):
+class Wav2Vec2ConvLayer(FloatLengthInputs, keras.layers.Layer):
     """One feature-encoder block: Conv1D (valid, strided), optional norm, activation.
 
     norm = "group" (Wav2Vec2GroupNormConvLayer: masked per-channel GroupNorm), "layer" (Wav2Vec2LayerNormConvLayer:
@@ -261,7 +272,7 @@ class Wav2Vec2ConvLayer(keras.layers.Layer):
 
 
 @register
-class Wav2Vec2FeatureEncoder(keras.layers.Layer):
+class Wav2Vec2FeatureEncoder(FloatLengthInputs, keras.layers.Layer):
     """Raw audio -> conv features: Call (audio [batch, samples], audio_length [batch, 1]) -> [batch, frames, C]."""
 
     def __init__(self, config: Mapping[str, Any] | Wav2Vec2Config, **kwargs):
@@ -300,7 +311,7 @@ class Wav2Vec2FeatureEncoder(keras.layers.Layer):
 
 
 @register
-class Wav2Vec2FrameMask(keras.layers.Layer):
+class Wav2Vec2FrameMask(FloatLengthInputs, keras.layers.Layer):
     """Which output frames are real: Call (audio_length [batch, 1], features [batch, frames, C]) -> [batch, frames]
     float (1 real, 0 padded), the length propagated through every conv layer of the feature encoder."""
 
@@ -641,8 +652,9 @@ def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_sampl
     hidden_states = Wav2Vec2Encoder(config, name=ENCODER_LAYER_NAME)(hidden_states, frame_mask)
     if config.final_dropout > 0:
         hidden_states = keras.layers.Dropout(config.final_dropout, name="dropout")(hidden_states)
-    logits = keras.layers.Dense(config.vocab_size, name="lm_head")(hidden_states)
-    logits = Wav2Vec2BlankPaddedFrames(config.pad_token_id, name="logits")(logits, frame_mask)
+    # the CTC head computes in float32 even under a mixed-precision policy (bfloat16 logits are too coarse for CTC)
+    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="lm_head")(hidden_states)
+    logits = Wav2Vec2BlankPaddedFrames(config.pad_token_id, dtype="float32", name="logits")(logits, frame_mask)
     return keras.Model([audio, audio_length], logits, name=name)
 
 

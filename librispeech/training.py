@@ -156,7 +156,11 @@ def train(args) -> dict:
     print(f"training on {len(waveforms)} utterances ({hours:.2f} h), selecting on {held_out}, "
           f"testing on {len(test_waveforms)} bundled utterances")
 
+    keras.mixed_precision.set_global_policy(args.precision)
     model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    # evaluation and export in float32 whatever the training precision: the figures logged are the export's
+    keras.mixed_precision.set_global_policy("float32")
+    evaluation_model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
     if args.init is not None:  # continue from an earlier export (same config)
         model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
     steps_per_epoch = len(batches(waveforms, args.batch_size))
@@ -181,8 +185,9 @@ def train(args) -> dict:
                 audio, lengths = pack_audio(waveforms, group)
                 losses.append(float(model.train_on_batch([audio, lengths], pack_labels(label_ids, group))))
                 progress.set_postfix(loss=f"{np.mean(losses[-50:]):.2f}")
-            select = metrics.corpus_error_rates(select_references, transcribe(model, select_waveforms))
-            bundled = metrics.corpus_error_rates(test_references, transcribe(model, test_waveforms))
+            evaluation_model.set_weights(model.get_weights())
+            select = metrics.corpus_error_rates(select_references, transcribe(evaluation_model, select_waveforms))
+            bundled = metrics.corpus_error_rates(test_references, transcribe(evaluation_model, test_waveforms))
             seconds = time.perf_counter() - started
             log.writerow([epoch, f"{np.mean(losses):.4f}", f"{select['wer']:.4f}", f"{select['cer']:.4f}",
                           f"{bundled['wer']:.4f}", f"{bundled['cer']:.4f}", f"{seconds:.1f}"])
@@ -193,9 +198,9 @@ def train(args) -> dict:
             if select["wer"] <= best["select_wer"]:
                 best = {"epoch": epoch, "select_wer": select["wer"], "select_cer": select["cer"],
                         "bundled_wer": bundled["wer"], "bundled_cer": bundled["cer"]}
-                export_fixed_length(model, args.output)
+                export_fixed_length(evaluation_model, args.output)
     best.update(training_utterances=len(waveforms), training_hours=round(hours, 3), epochs=args.epochs,
-                batch_size=args.batch_size, learning_rate=args.learning_rate,
+                batch_size=args.batch_size, learning_rate=args.learning_rate, precision=args.precision,
                 init=str(args.init) if args.init else None, config=DEMO_CONFIG)
     args.output.with_suffix(".json").write_text(json.dumps(best, indent=1) + "\n")
     print(f"best epoch {best['epoch']}: bundled corpus WER {best['bundled_wer']:.2%}, CER {best['bundled_cer']:.2%}; "
@@ -203,7 +208,7 @@ def train(args) -> dict:
     return best
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "data" / "train-synthetic",
                         help="training corpus root (scripts/make_training_corpus.py --out)")
@@ -214,9 +219,16 @@ def main(argv=None) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                        help="training compute precision; evaluation and export are float32 either way "
+                             "(mixed_bfloat16: 1.3x faster per step on a 2-core AVX512-BF16 CPU)")
     parser.add_argument("--init", type=Path, help="start from this export's weights instead of random ones")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "model" / "demo-wav2vec2.h5")
-    train(parser.parse_args(argv))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    train(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""`poetry run train-demo` end to end on the bundled corpus: one short epoch, the log, the export."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from librispeech.config import BUNDLED_CORPUS, get_config
+
+
+def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp_path):
+    import keras
+
+    from librispeech import metrics, training
+
+    output = tmp_path / "demo.h5"
+    arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "20",
+                 "--epochs", "1", "--batch-size", "4", "--warmup-steps", "1", "--learning-rate", "1e-4",
+                 "--precision", "mixed_bfloat16", "--output", str(output)]
+    best = training.train(training.parse_args(arguments))
+    assert keras.mixed_precision.global_policy().name == "float32"  # training's policy does not leak
+
+    rows = list(csv.DictReader(output.with_suffix(".training.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1"] and np.isfinite(float(rows[0]["train_loss"]))
+    recorded = json.loads(output.with_suffix(".json").read_text())
+    assert recorded == json.loads(json.dumps(best))
+    assert recorded["epoch"] == 1 and recorded["precision"] == "mixed_bfloat16"
+    assert recorded["training_utterances"] == 19  # one of the 20 is the model-selection slice
+
+    model = keras.models.load_model(output, compile=False)
+    assert model.inputs[0].shape[1] == get_config().max_samples
+    assert {layer.dtype_policy.compute_dtype for layer in model.layers} == {"float32"}
+    # the logged bundled-corpus figures are the exported model's own
+    waveforms, references = training.bundled_corpus()
+    rates = metrics.corpus_error_rates(references, training.transcribe(model, waveforms))
+    assert rates["wer"] == pytest.approx(recorded["bundled_wer"], abs=1e-6)
+    assert rates["cer"] == pytest.approx(recorded["bundled_cer"], abs=1e-6)
+
+
+def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
+    from librispeech import training
+
+    with pytest.raises(SystemExit, match="make_training_corpus.py"):
+        training.train(training.parse_args(["--corpus", str(tmp_path), "--output", str(tmp_path / "demo.h5")]))
