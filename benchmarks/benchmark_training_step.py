@@ -1,0 +1,86 @@
+"""Speed of one demo-model training step in float32 against mixed_bfloat16 (`train-demo --precision`).
+
+    .venv/bin/python benchmarks/benchmark_training_step.py [--batch-size 6] [--seconds 5] [--repeats 20]
+
+Both models have the demo config (librispeech/training.py) and the same weights, compiled as train-demo compiles
+them (AdamW, the integration's CTC loss), and train on the same batch of noise with random labels. After warm-up
+steps (tracing), the two alternate step by step so that background load hits both alike. Reports the median and
+best step times and the speed-up as the median of the per-step ratios. bfloat16 pays off on CPUs with native
+bfloat16 (AVX512-BF16 or AMX) and on GPUs; elsewhere it can be slower.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def build(precision: str, weights):
+    import keras
+
+    from librispeech import metrics, modeling_wav2vec2, training
+
+    keras.mixed_precision.set_global_policy(precision)
+    model = modeling_wav2vec2.build_wav2vec2_for_ctc(training.DEMO_CONFIG, None, name=f"demo_{precision}")
+    keras.mixed_precision.set_global_policy("float32")
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-6, weight_decay=0.01, clipnorm=5.0),
+                  loss=lambda labels, logits: metrics.ctc_loss(logits, labels))
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=5.0, help="audio length of every sample")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    samples = int(args.seconds * 16000)
+    audio = (0.1 * rng.standard_normal((args.batch_size, samples))).astype(np.float32)
+    lengths = np.full((args.batch_size, 1), samples, np.float32)
+    label_length = int(args.seconds * 12)  # about 12 characters a second, as read speech
+    labels = np.zeros((args.batch_size, -(-label_length // 32) * 32), np.int32)
+    labels[:, :label_length] = rng.integers(1, 32, (args.batch_size, label_length))
+
+    models = {"float32": build("float32", None)}
+    models["mixed_bfloat16"] = build("mixed_bfloat16", models["float32"].get_weights())
+    for model in models.values():
+        for _ in range(args.warmup):
+            model.train_on_batch([audio, lengths], labels)
+    times = {precision: [] for precision in PRECISIONS}
+    for _ in range(args.repeats):
+        for precision in PRECISIONS:
+            started = time.perf_counter()
+            models[precision].train_on_batch([audio, lengths], labels)
+            times[precision].append(time.perf_counter() - started)
+
+    print(f"demo model, batch {args.batch_size} x {args.seconds:g} s, {args.repeats} steps each, "
+          f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs")
+    for precision in PRECISIONS:
+        print(f"  {precision:15s} median {statistics.median(times[precision]):.3f} s/step, "
+              f"best {min(times[precision]):.3f} s/step")
+    ratios = [f32 / bf16 for f32, bf16 in zip(times["float32"], times["mixed_bfloat16"])]
+    print(f"mixed_bfloat16 speed-up: {statistics.median(ratios):.2f}x (median of per-step ratios)")
+
+
+if __name__ == "__main__":
+    main()
