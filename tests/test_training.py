@@ -30,11 +30,12 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     model = keras.models.load_model(output, compile=False)
     assert model.inputs[0].shape[1] == get_config().max_samples
     assert {layer.dtype_policy.compute_dtype for layer in model.layers} == {"float32"}
-    # the logged bundled-corpus figures are the exported model's own
+    # the logged bundled-corpus figures are the exported model's own (logged from the any-length float32 copy;
+    # padding-invariant, so only a rare argmax tie may differ)
     waveforms, references = training.bundled_corpus()
     rates = metrics.corpus_error_rates(references, training.transcribe(model, waveforms))
-    assert rates["wer"] == pytest.approx(recorded["bundled_wer"], abs=1e-6)
-    assert rates["cer"] == pytest.approx(recorded["bundled_cer"], abs=1e-6)
+    assert rates["wer"] == pytest.approx(recorded["bundled_wer"], abs=0.01)
+    assert rates["cer"] == pytest.approx(recorded["bundled_cer"], abs=0.01)
 
 
 def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
