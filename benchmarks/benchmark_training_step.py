@@ -24,22 +24,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from librispeech.training import LABEL_STEP, build_trainable_model  # noqa: E402
+
 PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-def build(precision: str, weights):
-    import keras
-
-    from librispeech import metrics, modeling_wav2vec2, training
-
-    keras.mixed_precision.set_global_policy(precision)
-    model = modeling_wav2vec2.build_wav2vec2_for_ctc(training.DEMO_CONFIG, None, name=f"demo_{precision}")
-    keras.mixed_precision.set_global_policy("float32")
-    if weights is not None:
-        model.set_weights(weights)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-6, weight_decay=0.01, clipnorm=5.0),
-                  loss=lambda labels, logits: metrics.ctc_loss(logits, labels))
-    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,11 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     audio = (0.1 * rng.standard_normal((args.batch_size, samples))).astype(np.float32)
     lengths = np.full((args.batch_size, 1), samples, np.float32)
     label_length = int(args.seconds * 12)  # about 12 characters a second, as read speech
-    labels = np.zeros((args.batch_size, -(-label_length // 32) * 32), np.int32)
+    labels = np.zeros((args.batch_size, -(-label_length // LABEL_STEP) * LABEL_STEP), np.int32)
     labels[:, :label_length] = rng.integers(1, 32, (args.batch_size, label_length))
 
-    models = {"float32": build("float32", None)}
-    models["mixed_bfloat16"] = build("mixed_bfloat16", models["float32"].get_weights())
+    models = {precision: build_trainable_model(precision, 1e-6) for precision in PRECISIONS}
+    models["mixed_bfloat16"].set_weights(models["float32"].get_weights())
     for model in models.values():
         for _ in range(args.warmup):
             model.train_on_batch([audio, lengths], labels)

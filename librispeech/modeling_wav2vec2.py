@@ -206,9 +206,7 @@ class Wav2Vec2GroupNorm(FloatLengthInputs, keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones", autocast=False)
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros", autocast=False)
 
-    def call(self, hidden_states, lengths):
-        compute_dtype = hidden_states.dtype
-        hidden_states = ops.cast(hidden_states, "float32")  # statistics in float32 under mixed precision too
+    def call(self, hidden_states, lengths):  # float32 inputs and weights: statistics in float32 under any policy
         num_frames = ops.shape(hidden_states)[1]
         mask = length_mask(lengths, num_frames, "float32")[:, None, :]  # [batch, 1, frames]
         count = ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
@@ -217,7 +215,7 @@ class Wav2Vec2GroupNorm(FloatLengthInputs, keras.layers.Layer):
         centered = hidden_states - mean
         variance = ops.matmul(mask, ops.square(centered)) / count
         scale = self.gamma * ops.rsqrt(variance + self.epsilon)
-        return ops.cast(centered * scale + self.beta, compute_dtype)
+        return ops.cast(centered * scale + self.beta, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}

@@ -135,6 +135,23 @@ def export_fixed_length(model, output: Path) -> None:
     fixed.save(output)
 
 
+def build_trainable_model(precision: str, learning_rate):
+    """The demo config for any input length, computing in `precision` (a Keras dtype policy), compiled with AdamW
+    and the integration's CTC loss. The global policy is float32 again afterwards."""
+    import keras
+
+    from librispeech import metrics, modeling_wav2vec2
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01, clipnorm=5.0),
+                  loss=lambda labels, logits: metrics.ctc_loss(logits, labels))
+    return model
+
+
 def train(args) -> dict:
     import keras
     from tqdm import tqdm
@@ -156,19 +173,15 @@ def train(args) -> dict:
     print(f"training on {len(waveforms)} utterances ({hours:.2f} h), selecting on {held_out}, "
           f"testing on {len(test_waveforms)} bundled utterances")
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
-    # evaluation and export in float32 whatever the training precision: the figures logged are the export's
-    keras.mixed_precision.set_global_policy("float32")
-    evaluation_model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
-    if args.init is not None:  # continue from an earlier export (same config)
-        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
     steps_per_epoch = len(batches(waveforms, args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=args.epochs * steps_per_epoch - args.warmup_steps, warmup_target=args.learning_rate,
         warmup_steps=args.warmup_steps, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01, clipnorm=5.0),
-                  loss=lambda labels, logits: metrics.ctc_loss(logits, labels))
+    model = build_trainable_model(args.precision, schedule)
+    # evaluation and export in float32 whatever the training precision: the figures logged are the export's
+    evaluation_model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    if args.init is not None:  # continue from an earlier export (same config)
+        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
 
     rng = np.random.default_rng(args.seed)
     best = {"select_wer": float("inf")}
