@@ -689,8 +689,8 @@ class WordPools:
 
 
 # Text styles of training sentences. "uniform" (phases 1-6 of the demo model) draws every word uniformly from its
-# pool, so THE or OF is as rare as any other word; "frequency" (the default) draws half of the words from the most frequent English
-# words in proportion to their frequency, which gives function words roughly their share of real text.
+# pool, so THE or OF is as rare as any other word; "frequency" (the default) draws half of the words from the most
+# frequent English words in proportion to their frequency, which gives function words roughly their share of text.
 TEXT_STYLES = ("uniform", "frequency")
 _FREQUENT_POOL_SIZE = 200
 _FREQUENT_SHARE = 0.5
