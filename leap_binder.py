@@ -1,7 +1,5 @@
 """Tensorleap integration of wav2vec2 (greedy CTC) on LibriSpeech: every registered function delegates to librispeech/."""
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # code-loader sends telemetry on import unless this is set
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 from typing import List
 
@@ -14,8 +12,8 @@ from code_loader.inner_leap_binder.leapbinder_decorators import (
     tensorleap_gt_encoder, tensorleap_input_encoder, tensorleap_metadata, tensorleap_preprocess)
 
 from librispeech import audio_features, data, metrics, text_features, tokenizer, visualizers
-from librispeech.config import get_config
-from librispeech.modeling_wav2vec2 import CUSTOM_LAYERS
+from librispeech.config import project_config
+from librispeech.wav2vec2.model import CUSTOM_LAYERS
 
 SUBSET_STATES = {"training": DataStateType.training, "validation": DataStateType.validation,
                  "test": DataStateType.test}
@@ -39,7 +37,7 @@ def _utterance(sample_id: str, preprocess: PreprocessResponse) -> data.Utterance
 
 @tensorleap_input_encoder("audio", channel_dim=-1)
 def input_audio(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
-    config = get_config()
+    config = project_config()
     waveform = data.normalize_audio(preprocess.data.audio(sample_id), config.normalize_epsilon)
     return data.pad_to(waveform, config.max_samples)
 
@@ -51,7 +49,7 @@ def input_audio_length(sample_id: str, preprocess: PreprocessResponse) -> np.nda
 
 @tensorleap_gt_encoder("transcript")
 def gt_transcript(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
-    return tokenizer.encode_transcript(_utterance(sample_id, preprocess).transcript, get_config().max_label_length)
+    return tokenizer.encode_transcript(_utterance(sample_id, preprocess).transcript, project_config().max_label_length)
 
 
 # ---------------------------------------------------------------- loss and metrics
@@ -73,7 +71,7 @@ def error_rates(logits: np.ndarray, transcript: np.ndarray) -> dict:
 @tensorleap_metadata("speech")
 def metadata_speech(sample_id: str, preprocess: PreprocessResponse) -> dict:
     utterance = _utterance(sample_id, preprocess)
-    features = audio_features.speech_features(preprocess.data.audio(sample_id), get_config().sample_rate)
+    features = audio_features.speech_features(preprocess.data.audio(sample_id), project_config().sample_rate)
     return {**features, "speaker_id": utterance.speaker_id, "chapter_id": utterance.chapter_id}
 
 
@@ -116,14 +114,14 @@ def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray) -> np.n
 
 @tensorleap_custom_visualizer("mel_spectrogram", LeapDataType.Image, heatmap_function=mel_spectrogram_heatmap)
 def mel_spectrogram_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapImage:
-    return visualizers.mel_spectrogram(audio, audio_length, get_config().sample_rate)
+    return visualizers.mel_spectrogram(audio, audio_length, project_config().sample_rate)
 
 
 @tensorleap_custom_visualizer("waveform", LeapDataType.Graph)
 def waveform_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapGraph:
-    return visualizers.waveform(audio, audio_length, get_config().sample_rate)
+    return visualizers.waveform(audio, audio_length, project_config().sample_rate)
 
 
 @tensorleap_custom_visualizer("audio_player", LeapDataType.Audio)
 def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapAudio:
-    return visualizers.audio_player(audio, audio_length, get_config().sample_rate)
+    return visualizers.audio_player(audio, audio_length, project_config().sample_rate)

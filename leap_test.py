@@ -1,7 +1,5 @@
 """Loads the Keras wav2vec2 export and holds the Tensorleap integration test (`poetry run test`)."""
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # before any code_loader import: no telemetry
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import argparse
 import sys
@@ -14,29 +12,16 @@ from leap_binder import (
     alignment_visualizer, audio_player_visualizer, ctc_loss, error_rates, gt_transcript, input_audio,
     input_audio_length, mel_spectrogram_visualizer, metadata_readability, metadata_records, metadata_speech,
     metadata_text, preprocess, reference_visualizer, transcription_visualizer, waveform_visualizer)
-from librispeech.config import get_config
+from librispeech.config import project_config
+from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
 
 CHARACTER_LABELS = list(vocabulary_tokens())
 
 
-def model_path() -> str:
-    path = get_config().model_path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No wav2vec2 model at {path}. Set WAV2VEC_MODEL to a Keras .h5 export, or make one with "
-            f"`poetry run export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`; "
-            f"without WAV2VEC_MODEL the bundled demo model model/demo-wav2vec2.h5 is used.")
-    return str(path)
-
-
 @tensorleap_load_model([PredictionTypeHandler("characters", labels=CHARACTER_LABELS, channel_dim=-1)])
 def load_model():
-    import keras
-
-    import librispeech.modeling_wav2vec2  # noqa: F401  registers the model's layers with Keras
-
-    return keras.models.load_model(model_path(), compile=False)
+    return load_wav2vec2(project_config().model_path)
 
 
 @tensorleap_integration_test()
@@ -81,9 +66,9 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore", message="input_audio_length warning")
     try:
         count = run(args.samples)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ModelFileError) as error:
         sys.exit(f"error: {error}")
-    print(f"integration test passed on {count} samples (model: {get_config().model_path})")
+    print(f"integration test passed on {count} samples (model: {project_config().model_path})")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 
 def parse_args(argv=None):
@@ -56,8 +57,9 @@ def main(argv=None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
-    from librispeech.export import convert_to_keras
-    from librispeech.modeling_wav2vec2 import Wav2Vec2Config, build_wav2vec2_for_ctc
+    from librispeech.wav2vec2.convert_hf import convert_to_keras
+    from librispeech.wav2vec2.configuration import Wav2Vec2Config
+    from librispeech.wav2vec2.model import build_wav2vec2_for_ctc
 
     sample_rate = 16000
     max_samples = int(round(args.seconds * sample_rate))

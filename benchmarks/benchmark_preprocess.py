@@ -16,7 +16,7 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from librispeech import data  # noqa: E402
-from librispeech.config import get_config, parse_samples_per_split  # noqa: E402
+from librispeech.config import project_config, parse_samples_per_split  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main() -> None:
         started = time.perf_counter()
         make_tree(root, args.utterances)
         print(f"generated {args.utterances} utterances in {time.perf_counter() - started:.1f} s")
-        config = replace(get_config(), root=root, samples_per_split=parse_samples_per_split(args.samples))
+        config = replace(project_config(), root=root, samples_per_split=parse_samples_per_split(args.samples))
         timings = []
         for _ in range(args.repeats):
             started = time.perf_counter()

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/benchmark_training_step.py [--batch-size 6] [--seconds 5] [--repeats 20]
 
-Both models have the demo config (librispeech/training.py) and the same weights, compiled as train-demo compiles
+Both models have the demo config (librispeech_tools/training.py) and the same weights, compiled as train-demo compiles
 them (AdamW, the integration's CTC loss), and train on the same batch of noise with random labels. After warm-up
 steps (tracing), the two alternate step by step so that background load hits both alike. Reports the median and
 best step times and the speed-up as the median of the per-step ratios. bfloat16 pays off on CPUs with native
@@ -10,21 +10,19 @@ bfloat16 (AVX512-BF16 or AMX) and on GPUs; elsewhere it can be slower.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from librispeech.training import LABEL_STEP, build_trainable_model  # noqa: E402
+import librispeech  # noqa: F401,E402  first: its telemetry guard runs before anything imports code_loader
+from librispeech_tools.training import LABEL_STEP, build_trainable_model  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 

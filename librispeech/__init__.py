@@ -1,2 +1,11 @@
-"""wav2vec2 on LibriSpeech for Tensorleap: data, features, the Keras model, metrics, visualizers and the report."""
-from librispeech import modeling_wav2vec2  # noqa: F401  registers the model's custom Keras layers (for load_model)
+"""The runtime of the wav2vec2-on-LibriSpeech Tensorleap integration: what leap_binder.py and leap_test.py import,
+and what the platform runs. Offline tools (export, training, synthetic corpora, the local report) are in
+librispeech_tools/ and are never uploaded.
+
+Importing this package imports nothing heavy. Its one effect is the telemetry guard: code-loader sends a usage event
+when it is imported unless TL_DISABLE_ANALYTICS is set, and every entry point (leap_binder.py, leap_test.py, the
+console scripts, the tests) imports this package before code-loader, so that nothing is sent.
+"""
+import os
+
+os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")

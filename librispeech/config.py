@@ -17,7 +17,7 @@ SUBSETS = ("training", "validation", "test")
 
 
 @dataclass(frozen=True)
-class Config:
+class ProjectConfig:
     source: str
     root: Path
     splits: Mapping[str, str]
@@ -57,13 +57,13 @@ def _resolve(path: str | os.PathLike, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectConfig:
     data, audio, text, model = raw["data"], raw["audio"], raw["text"], raw["model"]
     source = environ.get("LIBRISPEECH_SOURCE", data["source"])
     if source not in ("openslr", "huggingface"):
         raise ValueError(f"data source must be 'openslr' or 'huggingface', got {source!r}")
     root = environ.get("LIBRISPEECH_ROOT") or data.get("root")
-    return Config(
+    return ProjectConfig(
         source=source,
         root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
         splits=dict(data["splits"]),
@@ -84,7 +84,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
 
 
 @functools.cache
-def get_config() -> Config:
+def project_config() -> ProjectConfig:
     """The configuration, read on first use (not at import) and kept for the process."""
     with open(CONFIG_FILE, encoding="utf-8") as handle:
         return build_config(yaml.safe_load(handle), os.environ)

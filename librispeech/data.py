@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import soundfile
 
-from librispeech.config import SUBSETS, Config, get_config
+from librispeech.config import SUBSETS, ProjectConfig, project_config
 from librispeech.tokenizer import normalize_transcript
 
 logger = logging.getLogger("librispeech")
@@ -180,7 +180,7 @@ class _Candidate:
     hf_row: int | None = None
 
 
-def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: Config):
+def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: ProjectConfig):
     """(Utterance, None) or (None, ExcludedUtterance) from the audio header alone."""
     try:
         info = read_info()
@@ -196,7 +196,7 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: C
                      info.samplerate, info.channels, candidate.audio_path, candidate.hf_row), None
 
 
-def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple], config: Config):
+def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple], config: ProjectConfig):
     """Seeded sample of valid utterances: shuffle all ids, then read headers until enough pass.
 
     Only headers are read, in small parallel batches (soundfile releases the GIL while reading).
@@ -229,7 +229,7 @@ def _report(split: SplitData, considered: int) -> None:
                    ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
 
 
-def _finish(subset: str, split_name: str, config: Config, candidates: list[_Candidate],
+def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: list[_Candidate],
             structural: list[ExcludedUtterance], header, corpus_info: CorpusInfo, hf_dataset=None) -> SplitData:
     selected, header_problems = _select(candidates, header, config)
     excluded = sorted(structural, key=lambda e: e.id) + header_problems
@@ -270,7 +270,7 @@ def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[Exclu
     return candidates, problems
 
 
-def load_openslr_split(subset: str, config: Config, corpus_info: CorpusInfo | None = None) -> SplitData:
+def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusInfo | None = None) -> SplitData:
     split_name = config.splits[subset]
     split_dir = config.root / split_name
     if not split_dir.is_dir():
@@ -293,7 +293,7 @@ def load_openslr_split(subset: str, config: Config, corpus_info: CorpusInfo | No
 
 # ---------------------------------------------------------------- HF datasets (openslr/librispeech_asr)
 
-def open_hf_split(config: Config, subset: str):
+def open_hf_split(config: ProjectConfig, subset: str):
     """The HF split with audio left undecoded (datasets >= 4 would need torchcodec to decode it)."""
     import datasets
 
@@ -329,7 +329,7 @@ def _hf_audio_bytes(dataset, row: int) -> bytes:
     raise ValueError(f"row {row} of the HF dataset has no audio bytes and no readable path")
 
 
-def load_hf_split(subset: str, config: Config) -> SplitData:
+def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
     dataset = open_hf_split(config, subset)
     columns = dataset.select_columns(["id", "text", "speaker_id", "chapter_id"]).to_dict()
     candidates, structural = [], []
@@ -348,8 +348,8 @@ def load_hf_split(subset: str, config: Config) -> SplitData:
     return _finish(subset, config.hf_splits[subset], config, candidates, structural, header, CorpusInfo(), dataset)
 
 
-def load_split(subset: str, config: Config | None = None) -> SplitData:
-    config = config or get_config()
+def load_split(subset: str, config: ProjectConfig | None = None) -> SplitData:
+    config = config or project_config()
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
     if config.source == "huggingface":
@@ -357,8 +357,8 @@ def load_split(subset: str, config: Config | None = None) -> SplitData:
     return load_openslr_split(subset, config)
 
 
-def load_all_splits(config: Config | None = None) -> dict[str, SplitData]:
-    config = config or get_config()
+def load_all_splits(config: ProjectConfig | None = None) -> dict[str, SplitData]:
+    config = config or project_config()
     if config.source == "huggingface":
         return {subset: load_hf_split(subset, config) for subset in SUBSETS}
     corpus_info = read_corpus_info(config.root)  # read the tables once for all splits

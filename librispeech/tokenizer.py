@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.config import get_config
+from librispeech.config import project_config
 
 BLANK_ID = 0  # <pad> doubles as the CTC blank in wav2vec2-base-960h
 WORD_DELIMITER = "|"
@@ -18,7 +18,7 @@ def get_tokenizer(vocab_file: Path | None = None):
     from transformers import Wav2Vec2CTCTokenizer  # heavy import, deferred to first use
 
     return Wav2Vec2CTCTokenizer(
-        str(vocab_file or get_config().vocab_file),
+        str(vocab_file or project_config().vocab_file),
         unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
         word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
     )
@@ -27,7 +27,7 @@ def get_tokenizer(vocab_file: Path | None = None):
 @functools.cache
 def vocabulary_tokens(vocab_file: Path | None = None) -> tuple[str, ...]:
     """The vocabulary in id order (the labels of the model's output channels)."""
-    with open(vocab_file or get_config().vocab_file, encoding="utf-8") as handle:
+    with open(vocab_file or project_config().vocab_file, encoding="utf-8") as handle:
         vocab = json.load(handle)
     return tuple(sorted(vocab, key=vocab.get))
 

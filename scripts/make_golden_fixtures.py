@@ -16,11 +16,10 @@ a swapped gamma/beta). Run: .venv/bin/python scripts/make_golden_fixtures.py [--
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import numpy as np
 import torch

@@ -2,7 +2,7 @@
 
     python scripts/make_sample_corpus.py [--out data/LibriSpeech] [--jobs 2]
 
-Deterministic: the sentences, speakers and voices are fixed in librispeech/synthetic.py, and espeak-ng and sox give
+Deterministic: the sentences, speakers and voices are fixed in librispeech_tools/synthetic.py, and espeak-ng and sox give
 the same audio for the same input, so the files come out the same on every run (with the same tool versions).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def folder_bytes(root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
-    from librispeech import synthetic
+    from librispeech_tools import synthetic
 
     try:
         synthetic.require_tools()

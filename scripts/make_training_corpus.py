@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --utterances must be at least 1", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
-    from librispeech import synthetic
+    from librispeech_tools import synthetic
 
     try:
         synthetic.require_tools()

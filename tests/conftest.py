@@ -1,6 +1,4 @@
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # before anything imports code_loader: no telemetry
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 from pathlib import Path
 
@@ -49,7 +47,7 @@ def write_tables(root: Path, speakers: dict[int, tuple[str, str]], chapters: dic
 
 
 def make_config(root: Path | None = None, **overrides):
-    """A Config from the project's config.yaml with some fields replaced (environment ignored)."""
+    """A ProjectConfig from the project's config.yaml with some fields replaced (environment ignored)."""
     with open(config_module.CONFIG_FILE, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     if root is not None:
@@ -66,6 +64,6 @@ def fresh_config(monkeypatch):
     for name in ("LIBRISPEECH_ROOT", "LIBRISPEECH_SAMPLES_PER_SPLIT", "LIBRISPEECH_SOURCE",
                  "LIBRISPEECH_HF_DATASET", "WAV2VEC_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    config_module.get_config.cache_clear()
+    config_module.project_config.cache_clear()
     yield
-    config_module.get_config.cache_clear()
+    config_module.project_config.cache_clear()

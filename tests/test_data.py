@@ -132,11 +132,11 @@ def test_samples_per_split_parsing():
 
 
 def test_environment_overrides(corpus, monkeypatch):
-    from librispeech.config import get_config
+    from librispeech.config import project_config
 
     monkeypatch.setenv("LIBRISPEECH_ROOT", str(corpus))
     monkeypatch.setenv("LIBRISPEECH_SAMPLES_PER_SPLIT", "2")
-    config = get_config()
+    config = project_config()
     assert config.root == corpus and config.samples_per_split == 2
     assert len(data.load_split("test").utterances) == 2
 

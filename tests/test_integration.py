@@ -21,11 +21,11 @@ TINY_CONFIG = {
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from librispeech import modeling_wav2vec2
-    from librispeech.config import get_config
+    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech.config import project_config
 
     path = tmp_path_factory.mktemp("model") / "tiny-wav2vec2.h5"
-    modeling_wav2vec2.build_wav2vec2_for_ctc(TINY_CONFIG, get_config().max_samples).save(path)
+    wav2vec2_model.build_wav2vec2_for_ctc(TINY_CONFIG, project_config().max_samples).save(path)
     return path
 
 
@@ -47,7 +47,7 @@ def test_missing_model_is_a_clear_message(tmp_path):
     result = subprocess.run([sys.executable, "leap_test.py"], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "WAV2VEC_MODEL": str(tmp_path / "absent.h5")}, timeout=600)
     assert result.returncode != 0
-    assert "No wav2vec2 model at" in result.stderr and "export-model" in result.stderr
+    assert "no wav2vec2 model at" in result.stderr and "export-model" in result.stderr
 
 
 def test_platform_loader_parses_the_integration(tiny_model):
@@ -83,7 +83,7 @@ def demo_model_rates():
     import keras
 
     from librispeech.metrics import corpus_error_rates
-    from librispeech.training import bundled_corpus, transcribe
+    from librispeech_tools.training import bundled_corpus, transcribe
 
     waveforms, references = bundled_corpus()
     return corpus_error_rates(references, transcribe(keras.models.load_model(DEMO_MODEL, compile=False), waveforms))

@@ -19,9 +19,9 @@ def binder():
 
 @pytest.fixture(scope="module")
 def validation(binder):
-    from librispeech.config import get_config
+    from librispeech.config import project_config
 
-    get_config.cache_clear()
+    project_config.cache_clear()
     responses = binder.preprocess()
     return responses[1]
 
@@ -37,9 +37,9 @@ def test_preprocess_gives_three_subsets_of_string_ids(binder):
 
 
 def test_encoders(binder, validation):
-    from librispeech.config import get_config
+    from librispeech.config import project_config
 
-    config = get_config()
+    config = project_config()
     sample_id = validation.sample_ids[0]
     audio = binder.input_audio(sample_id, validation)
     length = binder.input_audio_length(sample_id, validation)

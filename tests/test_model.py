@@ -3,9 +3,7 @@
 tests/fixtures/golden/{group,layer,legacy} are tiny random HF checkpoints with an input waveform and PyTorch's
 logits / last hidden state for it (scripts/make_golden_fixtures.py).
 """
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "1")
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import functools
 import json
@@ -20,10 +18,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from librispeech import export as export_module
-from librispeech import modeling_wav2vec2 as modeling
-from librispeech.export import CheckpointError, convert_to_keras, fold_weight_norm, load_checkpoint
-from librispeech.modeling_wav2vec2 import BLANK_LOGIT, Wav2Vec2Config
+from librispeech_tools import export as export_module
+from librispeech.wav2vec2 import configuration, layers
+from librispeech.wav2vec2 import model as modeling
+from librispeech.wav2vec2.convert_hf import CheckpointError, convert_to_keras, fold_weight_norm, load_checkpoint
+from librispeech.wav2vec2.configuration import Wav2Vec2Config
+from librispeech.wav2vec2.layers import BLANK_LOGIT
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
 VARIANTS = ("group", "layer", "legacy")
@@ -88,7 +88,7 @@ def test_padded_input_gives_unpadded_logits_and_blank_padding(name, padding):
         padded[0, audio.size:] = np.random.default_rng(0).normal(0, 3, max_samples - audio.size)
     logits = np.asarray(model.predict_on_batch([padded, np.array([[audio.size]], np.float32)]))[0]
     frames = reference.shape[0]
-    assert logits.shape[0] == modeling.as_config(golden(name)[0]).num_frames(max_samples) > 2 * frames - 2
+    assert logits.shape[0] == configuration.as_config(golden(name)[0]).num_frames(max_samples) > 2 * frames - 2
     assert np.abs(logits[:frames] - reference).max() <= TOLERANCE
     assert (logits[frames:].argmax(-1) == 0).all()
     assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
@@ -147,7 +147,7 @@ def test_frame_count_formula():
     for samples in (400, 401, 719, 720, 15999, 559280):
         assert base.num_frames(samples) == (samples - 400) // 320 + 1
     assert base.num_frames(399) == 0
-    tiny = modeling.as_config(golden("group")[0])
+    tiny = configuration.as_config(golden("group")[0])
     assert golden_model("group", 4000).outputs[0].shape[1] == tiny.num_frames(4000)
 
 
@@ -162,8 +162,8 @@ def test_h5_save_load_gives_identical_outputs(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)  # plain load: the layers are registered by importing the module
     assert [tensor.name for tensor in loaded.inputs] == ["audio", "audio_length"]
-    assert modeling.get_config(loaded) == modeling.get_config(model)
-    assert modeling.get_config(loaded).vocab_size == 32
+    assert modeling.model_config(loaded) == modeling.model_config(model)
+    assert modeling.model_config(loaded).vocab_size == 32
     inputs = ([audio, audio[:3000]], [audio.size, 3000])
     np.testing.assert_array_equal(run(loaded, *inputs), run(model, *inputs))
     hidden_model = modeling.with_hidden_states(loaded)
@@ -173,7 +173,7 @@ def test_h5_save_load_gives_identical_outputs(tmp_path):
 
 def test_custom_layers_are_registered_keras_layers():
     model = golden_model("group", 4000)
-    used = {type(layer).__name__ for layer in model._flatten_layers() if type(layer).__module__ == modeling.__name__}
+    used = {type(layer).__name__ for layer in model._flatten_layers() if type(layer).__module__ == layers.__name__}
     assert used <= set(modeling.CUSTOM_LAYERS)
     for name, cls in modeling.CUSTOM_LAYERS.items():
         assert issubclass(cls, keras.layers.Layer)
@@ -231,7 +231,7 @@ def test_ignored_keys_are_logged(caplog):
     assert "wav2vec2.masked_spec_embed" in weights
     extra = {**weights, "quantizer.codevectors": np.zeros((1, 4, 2), np.float32),
              "project_q.weight": np.zeros((2, 2), np.float32)}
-    with caplog.at_level("INFO", logger="librispeech.export"):
+    with caplog.at_level("INFO", logger="librispeech.convert_hf"):
         convert_to_keras(config, extra, 4000, progress=False)
     assert re.search(r"ignored 3 .*: project_q\.weight, quantizer\.codevectors, wav2vec2\.masked_spec_embed",
                      caplog.text)

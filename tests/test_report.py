@@ -17,16 +17,16 @@ PLOTS = {"latent_space.png", "rms_std_vs_loss.png", "dale_chall_vs_metrics.png",
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from librispeech import modeling_wav2vec2
-    from librispeech.config import get_config
+    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech.config import project_config
 
     path = tmp_path_factory.mktemp("model") / "tiny.h5"
-    modeling_wav2vec2.build_wav2vec2_for_ctc(TINY_CONFIG, get_config().max_samples).save(path)
+    wav2vec2_model.build_wav2vec2_for_ctc(TINY_CONFIG, project_config().max_samples).save(path)
     return path
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "librispeech.report", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
 
 
@@ -60,7 +60,7 @@ def test_report_files_and_resume(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--split", "no-such-split"], "unknown split 'no-such-split'"),
-    (["--model", "/nonexistent/model.h5"], "model not found: /nonexistent/model.h5"),
+    (["--model", "/nonexistent/model.h5"], "no wav2vec2 model at /nonexistent/model.h5"),
 ])
 def test_bad_requests_are_one_line_errors(arguments, message):
     result = evaluate(*arguments)
@@ -71,7 +71,7 @@ def test_bad_requests_are_one_line_errors(arguments, message):
 
 def test_empty_selection_is_a_one_line_error(tmp_path, tiny_model):
     (tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2").mkdir(parents=True)
-    result = subprocess.run([sys.executable, "-m", "librispeech.report", "--model", str(tiny_model)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", "--model", str(tiny_model)], cwd=REPO,
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "LIBRISPEECH_ROOT": str(tmp_path / "LibriSpeech")})
     assert result.returncode != 0

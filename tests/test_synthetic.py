@@ -1,4 +1,4 @@
-"""The bundled synthetic corpus (data/LibriSpeech) and its generators (librispeech/synthetic.py, scripts/).
+"""The bundled synthetic corpus (data/LibriSpeech) and its generators (librispeech_tools/synthetic.py, scripts/).
 
 Only the tests that run espeak-ng are skipped on a machine without it; the bundled corpus is checked everywhere.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from librispeech import synthetic
+from librispeech_tools import synthetic
 from librispeech.config import BUNDLED_CORPUS, REPO_ROOT
 
 SPLITS = ("train-clean-100", "dev-clean", "test-clean")

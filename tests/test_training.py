@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from librispeech.config import BUNDLED_CORPUS, get_config
+from librispeech.config import BUNDLED_CORPUS, project_config
 
 
 def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp_path):
     import keras
 
-    from librispeech import metrics, training
+    from librispeech import metrics
+    from librispeech_tools import training
 
     output = tmp_path / "demo.h5"
     arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "20",
@@ -28,7 +29,7 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     assert recorded["training_utterances"] == 19  # one of the 20 is the model-selection slice
 
     model = keras.models.load_model(output, compile=False)
-    assert model.inputs[0].shape[1] == get_config().max_samples
+    assert model.inputs[0].shape[1] == project_config().max_samples
     assert {layer.dtype_policy.compute_dtype for layer in model.layers} == {"float32"}
     # the logged bundled-corpus figures are the exported model's own (logged from the any-length float32 copy;
     # padding-invariant, so only a rare argmax tie may differ)
@@ -39,7 +40,7 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
 
 
 def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
-    from librispeech import training
+    from librispeech_tools import training
 
     with pytest.raises(SystemExit, match="make_training_corpus.py"):
         training.train(training.parse_args(["--corpus", str(tmp_path), "--output", str(tmp_path / "demo.h5")]))

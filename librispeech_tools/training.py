@@ -8,10 +8,6 @@ The best epoch is exported with the project's fixed input length as model/demo-w
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")
-
 import argparse
 import csv
 import json
@@ -22,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.config import BUNDLED_CORPUS, REPO_ROOT, SUBSETS, get_config
+from librispeech.config import BUNDLED_CORPUS, REPO_ROOT, SUBSETS, project_config
 
 # The base model's conv kernels and strides (so the same 20 ms frames) on a narrow stack; a small pre-LN
 # ("stable layer norm") transformer, which trains from scratch more reliably than post-LN.
@@ -64,8 +60,8 @@ def load_utterances(root: Path, split_name: str, limit: int | None, seed: int):
     """Normalised waveforms and reference transcripts of a LibriSpeech-layout split (seeded sample of `limit`)."""
     from librispeech import data
 
-    config = replace(get_config(), root=root, splits={**get_config().splits, "training": split_name},
-                     samples_per_split=limit, seed=seed, max_samples=int(MAX_SECONDS * get_config().sample_rate))
+    config = replace(project_config(), root=root, splits={**project_config().splits, "training": split_name},
+                     samples_per_split=limit, seed=seed, max_samples=int(MAX_SECONDS * project_config().sample_rate))
     split = data.load_openslr_split("training", config)
     waveforms = [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
     return waveforms, [u.transcript for u in split.utterances.values()]
@@ -75,7 +71,7 @@ def bundled_corpus():
     """Every utterance of the bundled sample corpus, all three splits."""
     from librispeech import data
 
-    config = replace(get_config(), root=BUNDLED_CORPUS, samples_per_split=None)
+    config = replace(project_config(), root=BUNDLED_CORPUS, samples_per_split=None)
     waveforms, references = [], []
     for subset in SUBSETS:
         split = data.load_openslr_split(subset, config)
@@ -126,10 +122,10 @@ def transcribe(model, waveforms, batch_size: int = 8) -> list[str]:
 
 def export_fixed_length(model, output: Path) -> None:
     """Rebuild with the project's fixed input length (what Tensorleap gets), copy the weights, save as .h5."""
-    from librispeech import modeling_wav2vec2
+    from librispeech.wav2vec2 import model as wav2vec2_model
 
-    fixed = modeling_wav2vec2.build_wav2vec2_for_ctc(
-        modeling_wav2vec2.get_config(model), get_config().max_samples, name="demo_wav2vec2_for_ctc")
+    fixed = wav2vec2_model.build_wav2vec2_for_ctc(
+        wav2vec2_model.model_config(model), project_config().max_samples, name="demo_wav2vec2_for_ctc")
     fixed.set_weights(model.get_weights())
     output.parent.mkdir(parents=True, exist_ok=True)
     fixed.save(output)
@@ -140,11 +136,12 @@ def build_trainable_model(precision: str, learning_rate):
     and the integration's CTC loss. The global policy is float32 again afterwards."""
     import keras
 
-    from librispeech import metrics, modeling_wav2vec2
+    from librispeech import metrics
+    from librispeech.wav2vec2 import model as wav2vec2_model
 
     keras.mixed_precision.set_global_policy(precision)
     try:
-        model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+        model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01, clipnorm=5.0),
@@ -156,7 +153,8 @@ def train(args) -> dict:
     import keras
     from tqdm import tqdm
 
-    from librispeech import metrics, modeling_wav2vec2, tokenizer
+    from librispeech import metrics, tokenizer
+    from librispeech.wav2vec2 import model as wav2vec2_model
 
     keras.utils.set_random_seed(args.seed)
     corpus_root = args.corpus
@@ -169,7 +167,7 @@ def train(args) -> dict:
     waveforms, transcripts = waveforms[held_out:], transcripts[held_out:]
     label_ids = [tokenizer.get_tokenizer()(text).input_ids for text in transcripts]
     test_waveforms, test_references = bundled_corpus()
-    hours = sum(len(w) for w in waveforms) / get_config().sample_rate / 3600
+    hours = sum(len(w) for w in waveforms) / project_config().sample_rate / 3600
     print(f"training on {len(waveforms)} utterances ({hours:.2f} h), selecting on {held_out}, "
           f"testing on {len(test_waveforms)} bundled utterances")
 
@@ -179,7 +177,7 @@ def train(args) -> dict:
         warmup_steps=args.warmup_steps, alpha=0.05)
     model = build_trainable_model(args.precision, schedule)
     # evaluation and export in float32 whatever the training precision: the figures logged are the export's
-    evaluation_model = modeling_wav2vec2.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    evaluation_model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
     if args.init is not None:  # continue from an earlier export (same config)
         model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
 

@@ -6,10 +6,6 @@ is done. Then: samples.csv / samples.parquet, summary.md and the plots.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")  # before code_loader is imported (through leap_binder)
-
 import argparse
 import json
 import sys
@@ -19,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.config import REPO_ROOT, SUBSETS, Config, get_config
+from librispeech.config import REPO_ROOT, SUBSETS, ProjectConfig, project_config
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
@@ -31,7 +27,7 @@ class EvaluationError(Exception):
 
 # ---------------------------------------------------------------- what to evaluate
 
-def resolve_split(config: Config, split: str | None) -> tuple[str, Config]:
+def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, ProjectConfig]:
     """A subset name (training/validation/test) or a split folder / HF split name; default: the validation split."""
     if split is None:
         return "validation", config
@@ -50,7 +46,7 @@ def resolve_split(config: Config, split: str | None) -> tuple[str, Config]:
     return "validation", replace(config, hf_splits={**config.hf_splits, "validation": split})
 
 
-def load_selection(config: Config, subset: str, limit: int | None):
+def load_selection(config: ProjectConfig, subset: str, limit: int | None):
     from librispeech import data
 
     config = replace(config, samples_per_split=limit)  # None = every utterance of the split
@@ -65,15 +61,14 @@ def load_selection(config: Config, subset: str, limit: int | None):
 
 def load_model_with_latent(model_path: Path):
     """The model, returning logits and the transformer's last hidden state."""
-    if not model_path.is_file():
-        raise EvaluationError(f"model not found: {model_path} (export one with `poetry run export-model` or pass "
-                              f"--model)")
-    import keras
+    from librispeech.model_file import ModelFileError, load_wav2vec2
+    from librispeech.wav2vec2 import model as wav2vec2_model
 
-    from librispeech import modeling_wav2vec2
-
-    model = keras.models.load_model(model_path, compile=False)
-    return model, modeling_wav2vec2.with_hidden_states(model)
+    try:
+        model = load_wav2vec2(model_path)
+    except ModelFileError as error:
+        raise EvaluationError(str(error)) from None
+    return model, wav2vec2_model.with_hidden_states(model)
 
 
 # ---------------------------------------------------------------- per-sample rows
@@ -88,7 +83,8 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
     from code_loader.contract.enums import DataStateType
 
     import leap_binder as binder
-    from librispeech import modeling_wav2vec2, tokenizer
+    from librispeech import tokenizer
+    from librispeech.wav2vec2 import model as wav2vec2_model
 
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
                                   state=DataStateType(split.subset), sample_id_type=str)
@@ -104,7 +100,7 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
         logits, hidden = (np.asarray(x) for x in latent_model.predict_on_batch([audio, lengths]))
         losses = binder.ctc_loss(logits, labels)
         rates = binder.error_rates(logits, labels)
-        model_config = modeling_wav2vec2.get_config(latent_model)
+        model_config = wav2vec2_model.model_config(latent_model)
         for j, sample_id in enumerate(batch):
             row = {"id": sample_id, "subset": split.subset, "split": split.split,
                    "reference": split.utterances[sample_id].transcript,
@@ -236,7 +232,7 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
 def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int) -> Path:
     from tqdm import tqdm
 
-    config = get_config()
+    config = project_config()
     subset, config = resolve_split(config, split_name)
     split = load_selection(config, subset, limit)
     _, latent_model = load_model_with_latent(model_path)
@@ -275,7 +271,7 @@ def main(argv=None) -> None:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     try:
-        run(args.split, args.limit, (args.model or get_config().model_path).resolve(), args.out, args.batch_size)
+        run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out, args.batch_size)
     except EvaluationError as error:
         sys.exit(f"evaluate: {error}")
 

@@ -1,142 +1,34 @@
-"""Wav2Vec2ForCTC (Baevski et al. 2020, "wav2vec 2.0") as a native Keras 3 model.
-
-A line-by-line counterpart of Hugging Face's `modeling_wav2vec2.py` (Wav2Vec2ForCTC), built only from Keras layers
-and `keras.ops`, so one saved model runs under the TensorFlow, JAX and PyTorch Keras backends and can be trained:
-
-    audio --> feature encoder (7 strided Conv1D; GroupNorm on the first, or LayerNorm on each)   "feature_extractor"
-          --> feature projection (LayerNorm, Dense to hidden_size)                              "feature_projection"
-          --> transformer encoder: + positional conv embedding (grouped Conv1D, GELU),           "encoder"
-              post-LN layers ("group" / base) or pre-LN layers (do_stable_layer_norm / large)
-          --> LM head (Dense to the vocabulary)                                                  "lm_head"
-          --> padded frames forced to a certain blank                                            "logits"
+"""The Keras layers of Wav2Vec2ForCTC, each the counterpart of a module of Hugging Face's modeling_wav2vec2.py.
 
 Inputs are fixed-length and zero-padded, `audio` [batch, max_samples] plus `audio_length` [batch, 1] (the number of
-real samples). The model computes on the real part exactly what the unpadded model computes:
+real samples). The layers compute on the real part exactly what the unpadded model computes:
 
 * the first conv layer's GroupNorm (one group per channel, statistics over time) uses real frames only;
-* frame validity follows each conv layer: length -> floor((length - kernel) / stride) + 1, so a frame is real iff
-  its whole receptive field lies inside the real samples (those frames never see padding in any conv layer);
+* frame validity follows each conv layer (configuration.conv_output_length), so a frame is real iff its whole
+  receptive field lies inside the real samples (those frames never see padding in any conv layer);
 * padded frames are zeroed before the positional conv (the unpadded model's conv sees zero "same" padding there);
 * padded keys are masked out of self-attention (every other transformer op works frame by frame);
 * the last hidden state is zero on padded frames, and their logits are the constant vector
   [BLANK_LOGIT, 0, ..., 0] at the pad / CTC-blank id, so CTC loss and greedy decoding need no lengths.
 
-Hyper-parameters come from the checkpoint's config.json (`Wav2Vec2Config`). Dropouts follow the config and are active
-only in training; SpecAugment masking and LayerDrop (training-only regularisers) are not implemented.
+Dropouts follow the config and are active only in training; SpecAugment masking and LayerDrop (training-only
+regularisers) are not implemented.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
 from keras import ops
 
-PACKAGE = "librispeech"
+from librispeech.wav2vec2.configuration import SUPPORTED_ACTIVATIONS, Wav2Vec2Config, as_config, conv_output_length
+
+PACKAGE = "librispeech"  # the registered names in saved models ("librispeech>Wav2Vec2Encoder"): keep it stable
 BLANK_LOGIT = 1e4  # logit of the pad/blank id on padded frames (every other logit there is 0)
 TORCH_NORM_EPS = 1e-5  # torch's nn.GroupNorm / nn.LayerNorm default, used by the conv feature encoder
 LARGE_NEGATIVE = -1e9  # attention score bias of padded keys
 
 register = keras.saving.register_keras_serializable(package=PACKAGE)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Configuration
-# ---------------------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Wav2Vec2Config:
-    """The subset of Hugging Face's Wav2Vec2Config that defines Wav2Vec2ForCTC at inference (and fine-tuning)."""
-
-    vocab_size: int = 32
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout: float = 0.1
-    activation_dropout: float = 0.1
-    attention_dropout: float = 0.1
-    feat_proj_dropout: float = 0.0
-    final_dropout: float = 0.1
-    layer_norm_eps: float = 1e-5
-    feat_extract_norm: str = "group"
-    feat_extract_activation: str = "gelu"
-    conv_dim: tuple[int, ...] = (512, 512, 512, 512, 512, 512, 512)
-    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
-    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
-    conv_bias: bool = False
-    num_conv_pos_embeddings: int = 128
-    num_conv_pos_embedding_groups: int = 16
-    do_stable_layer_norm: bool = False
-    pad_token_id: int = 0
-    add_adapter: bool = False
-    adapter_attn_dim: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # unknown keys, kept verbatim
-
-    def __post_init__(self):
-        for name in ("conv_dim", "conv_stride", "conv_kernel"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        if not len(self.conv_dim) == len(self.conv_stride) == len(self.conv_kernel):
-            raise ValueError(f"conv_dim, conv_stride and conv_kernel must have the same length, got "
-                             f"{len(self.conv_dim)}, {len(self.conv_stride)}, {len(self.conv_kernel)}")
-        if self.feat_extract_norm not in ("group", "layer"):
-            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                             f"{self.num_attention_heads}")
-        if self.hidden_size % self.num_conv_pos_embedding_groups:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_conv_pos_embedding_groups "
-                             f"{self.num_conv_pos_embedding_groups}")
-        if self.add_adapter or self.adapter_attn_dim is not None:
-            raise ValueError("wav2vec2 adapters (add_adapter / adapter_attn_dim) are not supported")
-        for name in ("hidden_act", "feat_extract_activation"):
-            get_activation(getattr(self, name))  # fails early on an unknown activation
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Wav2Vec2Config":
-        """From a config.json dictionary; keys this model does not use are kept in `extra` and otherwise ignored."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in values.items() if k in names}
-        extra = {k: v for k, v in values.items() if k not in names and k != "extra"}
-        return cls(**known, extra=extra)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> "Wav2Vec2Config":
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The model's hyper-parameters as plain JSON types (unknown keys left out)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-    @property
-    def num_feat_extract_layers(self) -> int:
-        return len(self.conv_dim)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Output frames of the conv feature encoder for `num_samples` samples (0 when shorter than one window)."""
-        length = int(num_samples)
-        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            length = max((length - kernel) // stride + 1, 0)
-        return length
-
-    @property
-    def receptive_field(self) -> int:
-        """Samples seen by one output frame (400 for the base conv stack)."""
-        field_, jump = 1, 1
-        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            field_ += (kernel - 1) * jump
-            jump *= stride
-        return field_
-
-
-def as_config(config: Wav2Vec2Config | Mapping[str, Any]) -> Wav2Vec2Config:
-    return config if isinstance(config, Wav2Vec2Config) else Wav2Vec2Config.from_dict(config)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -150,25 +42,27 @@ def gelu_exact(x):
     return ops.gelu(x, approximate=False)
 
 
+ACTIVATIONS = {  # HF ACT2FN names -> keras.ops functions; the names are configuration.SUPPORTED_ACTIVATIONS
+    "gelu": gelu_exact,
+    "gelu_new": lambda x: ops.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: ops.gelu(x, approximate=True),
+    "relu": ops.relu,
+    "silu": ops.silu,
+    "swish": ops.silu,
+    "tanh": ops.tanh,
+}
+
+
 def get_activation(name: str):
-    """HF ACT2FN names -> keras.ops functions. "gelu" is the exact (erf) GELU, as in PyTorch."""
-    activations = {
-        "gelu": gelu_exact,
-        "gelu_new": lambda x: ops.gelu(x, approximate=True),
-        "gelu_pytorch_tanh": lambda x: ops.gelu(x, approximate=True),
-        "relu": ops.relu,
-        "silu": ops.silu,
-        "swish": ops.silu,
-        "tanh": ops.tanh,
-    }
-    if name not in activations:
-        raise ValueError(f"unsupported activation {name!r}; supported: {sorted(activations)}")
-    return activations[name]
+    """The keras.ops function of an HF activation name. "gelu" is the exact (erf) GELU, as in PyTorch."""
+    if name not in SUPPORTED_ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: {sorted(SUPPORTED_ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
-def conv_output_length(length, kernel_size: int, stride: int):
-    """Valid frames after a 'valid' conv: floor((length - kernel) / stride) + 1, at least 0 (tensor or number)."""
-    return ops.maximum(ops.floor((length - kernel_size) / stride) + 1.0, 0.0)
+def frames_after_conv(lengths, kernel_size: int, stride: int):
+    """Real frames after a 'valid' conv, as a float tensor clamped at 0 (the rule is conv_output_length)."""
+    return ops.maximum(conv_output_length(lengths, kernel_size, stride), 0.0)
 
 
 def length_mask(lengths, num_frames, dtype="float32"):
@@ -294,7 +188,7 @@ class Wav2Vec2FeatureEncoder(FloatLengthInputs, keras.layers.Layer):
         hidden_states = ops.expand_dims(audio, -1)
         lengths = ops.round(ops.cast(audio_length, "float32"))
         for layer in self.conv_layers:
-            lengths = conv_output_length(lengths, layer.kernel_size, layer.stride)
+            lengths = frames_after_conv(lengths, layer.kernel_size, layer.stride)
             hidden_states = layer(hidden_states, lengths)
         return hidden_states
 
@@ -321,7 +215,7 @@ class Wav2Vec2FrameMask(FloatLengthInputs, keras.layers.Layer):
     def call(self, audio_length, features):
         lengths = ops.round(ops.cast(audio_length, "float32"))
         for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            lengths = conv_output_length(lengths, kernel, stride)
+            lengths = frames_after_conv(lengths, kernel, stride)
         return length_mask(lengths, ops.shape(features)[1], "float32")
 
     def compute_output_shape(self, audio_length_shape, features_shape):
@@ -618,52 +512,3 @@ class Wav2Vec2BlankPaddedFrames(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "blank_id": self.blank_id, "blank_logit": self.blank_logit}
-
-
-CUSTOM_LAYERS = {cls.__name__: cls for cls in (
-    Wav2Vec2GroupNorm, Wav2Vec2ConvLayer, Wav2Vec2FeatureEncoder, Wav2Vec2FrameMask, Wav2Vec2FeatureProjection,
-    Wav2Vec2PositionalConvEmbedding, Wav2Vec2Attention, Wav2Vec2FeedForward, Wav2Vec2EncoderLayer, Wav2Vec2Encoder,
-    Wav2Vec2BlankPaddedFrames)}
-
-ENCODER_LAYER_NAME = "encoder"  # its output is the last hidden state [batch, frames, hidden] (zero on padded frames)
-FRAME_MASK_LAYER_NAME = "frame_mask"  # its output is 1 on real frames, 0 on padded ones [batch, frames]
-
-
-def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_samples: int | None,
-                           name: str = "wav2vec2_for_ctc") -> keras.Model:
-    """Wav2Vec2ForCTC as a functional keras.Model (random weights).
-
-    Inputs, in order: `audio` [batch, max_samples] float32 (normalised, zero-padded) and `audio_length` [batch, 1]
-    float32 (real samples). Output: logits [batch, config.num_frames(max_samples), vocab_size]. max_samples=None
-    builds a model for any length.
-    """
-    config = as_config(config)
-    if max_samples is not None and config.num_frames(max_samples) < 1:
-        raise ValueError(f"max_samples={max_samples} is shorter than one frame ({config.receptive_field} samples)")
-    audio = keras.Input((max_samples,), dtype="float32", name="audio")
-    audio_length = keras.Input((1,), dtype="float32", name="audio_length")
-    features = Wav2Vec2FeatureEncoder(config, name="feature_extractor")(audio, audio_length)
-    frame_mask = Wav2Vec2FrameMask(config.conv_kernel, config.conv_stride, name=FRAME_MASK_LAYER_NAME)(
-        audio_length, features)
-    hidden_states = Wav2Vec2FeatureProjection(config.hidden_size, config.layer_norm_eps, config.feat_proj_dropout,
-                                              name="feature_projection")(features)
-    hidden_states = Wav2Vec2Encoder(config, name=ENCODER_LAYER_NAME)(hidden_states, frame_mask)
-    if config.final_dropout > 0:
-        hidden_states = keras.layers.Dropout(config.final_dropout, name="dropout")(hidden_states)
-    # the CTC head computes in float32 even under a mixed-precision policy (bfloat16 logits are too coarse for CTC)
-    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="lm_head")(hidden_states)
-    logits = Wav2Vec2BlankPaddedFrames(config.pad_token_id, dtype="float32", name="logits")(logits, frame_mask)
-    return keras.Model([audio, audio_length], logits, name=name)
-
-
-def get_config(model: keras.Model) -> Wav2Vec2Config:
-    """The Wav2Vec2Config a built or loaded model was made from."""
-    config = model.get_layer(ENCODER_LAYER_NAME).config
-    return config if isinstance(config, Wav2Vec2Config) else as_config(config)
-
-
-def with_hidden_states(model: keras.Model) -> keras.Model:
-    """A keras.Model sharing `model`'s layers and weights that returns [logits, last_hidden_state]; the hidden state
-    is the "encoder" layer's output [batch, frames, hidden], zero on padded frames (mean-pool with frame counts)."""
-    return keras.Model(model.inputs, [model.outputs[0], model.get_layer(ENCODER_LAYER_NAME).output],
-                       name=f"{model.name}_with_hidden_states")

@@ -1,0 +1,69 @@
+"""Wav2Vec2ForCTC as a functional keras.Model, from a Wav2Vec2Config (weights: convert_hf, or a saved export).
+
+    audio --> feature encoder (7 strided Conv1D; GroupNorm on the first, or LayerNorm on each)   "feature_extractor"
+          --> feature projection (LayerNorm, Dense to hidden_size)                              "feature_projection"
+          --> transformer encoder: + positional conv embedding (grouped Conv1D, GELU),           "encoder"
+              post-LN layers ("group" / base) or pre-LN layers (do_stable_layer_norm / large)
+          --> LM head (Dense to the vocabulary)                                                  "lm_head"
+          --> padded frames forced to a certain blank                                            "logits"
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+
+from librispeech.wav2vec2.configuration import Wav2Vec2Config, as_config
+from librispeech.wav2vec2.layers import (
+    Wav2Vec2Attention, Wav2Vec2BlankPaddedFrames, Wav2Vec2ConvLayer, Wav2Vec2Encoder, Wav2Vec2EncoderLayer,
+    Wav2Vec2FeatureEncoder, Wav2Vec2FeatureProjection, Wav2Vec2FeedForward, Wav2Vec2FrameMask, Wav2Vec2GroupNorm,
+    Wav2Vec2PositionalConvEmbedding)
+
+
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (
+    Wav2Vec2GroupNorm, Wav2Vec2ConvLayer, Wav2Vec2FeatureEncoder, Wav2Vec2FrameMask, Wav2Vec2FeatureProjection,
+    Wav2Vec2PositionalConvEmbedding, Wav2Vec2Attention, Wav2Vec2FeedForward, Wav2Vec2EncoderLayer, Wav2Vec2Encoder,
+    Wav2Vec2BlankPaddedFrames)}
+
+ENCODER_LAYER_NAME = "encoder"  # its output is the last hidden state [batch, frames, hidden] (zero on padded frames)
+FRAME_MASK_LAYER_NAME = "frame_mask"  # its output is 1 on real frames, 0 on padded ones [batch, frames]
+
+
+def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_samples: int | None,
+                           name: str = "wav2vec2_for_ctc") -> keras.Model:
+    """Wav2Vec2ForCTC as a functional keras.Model (random weights).
+
+    Inputs, in order: `audio` [batch, max_samples] float32 (normalised, zero-padded) and `audio_length` [batch, 1]
+    float32 (real samples). Output: logits [batch, config.num_frames(max_samples), vocab_size]. max_samples=None
+    builds a model for any length.
+    """
+    config = as_config(config)
+    if max_samples is not None and config.num_frames(max_samples) < 1:
+        raise ValueError(f"max_samples={max_samples} is shorter than one frame ({config.receptive_field} samples)")
+    audio = keras.Input((max_samples,), dtype="float32", name="audio")
+    audio_length = keras.Input((1,), dtype="float32", name="audio_length")
+    features = Wav2Vec2FeatureEncoder(config, name="feature_extractor")(audio, audio_length)
+    frame_mask = Wav2Vec2FrameMask(config.conv_kernel, config.conv_stride, name=FRAME_MASK_LAYER_NAME)(
+        audio_length, features)
+    hidden_states = Wav2Vec2FeatureProjection(config.hidden_size, config.layer_norm_eps, config.feat_proj_dropout,
+                                              name="feature_projection")(features)
+    hidden_states = Wav2Vec2Encoder(config, name=ENCODER_LAYER_NAME)(hidden_states, frame_mask)
+    if config.final_dropout > 0:
+        hidden_states = keras.layers.Dropout(config.final_dropout, name="dropout")(hidden_states)
+    # the CTC head computes in float32 even under a mixed-precision policy (bfloat16 logits are too coarse for CTC)
+    logits = keras.layers.Dense(config.vocab_size, dtype="float32", name="lm_head")(hidden_states)
+    logits = Wav2Vec2BlankPaddedFrames(config.pad_token_id, dtype="float32", name="logits")(logits, frame_mask)
+    return keras.Model([audio, audio_length], logits, name=name)
+
+
+def model_config(model: keras.Model) -> Wav2Vec2Config:
+    """The Wav2Vec2Config a built or loaded model was made from."""
+    config = model.get_layer(ENCODER_LAYER_NAME).config
+    return config if isinstance(config, Wav2Vec2Config) else as_config(config)
+
+
+def with_hidden_states(model: keras.Model) -> keras.Model:
+    """A keras.Model sharing `model`'s layers and weights that returns [logits, last_hidden_state]; the hidden state
+    is the "encoder" layer's output [batch, frames, hidden], zero on padded frames (mean-pool with frame counts)."""
+    return keras.Model(model.inputs, [model.outputs[0], model.get_layer(ENCODER_LAYER_NAME).output],
+                       name=f"{model.name}_with_hidden_states")

@@ -1,0 +1,87 @@
+"""The runtime/tools split: leap.yaml uploads exactly what `import leap_test` loads, the runtime's light modules load
+no deep-learning framework, and the telemetry guard has one home."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """leap.yaml patterns, gitignore-style: `**` spans folders, `*` stays inside one."""
+    parts = []
+    for token in re.split(r"(\*\*/?|\*)", pattern):
+        if token in ("**", "**/"):
+            parts.append(".*")
+        elif token == "*":
+            parts.append("[^/]*")
+        else:
+            parts.append(re.escape(token))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def uploaded_files() -> set[str]:
+    """Repository files (tracked or new, not ignored) that leap.yaml's include patterns match and its exclude patterns do not."""
+    settings = yaml.safe_load((REPO / "leap.yaml").read_text())
+    include = [_glob_regex(p) for p in settings["include"]]
+    exclude = [_glob_regex(p) for p in settings["exclude"]]
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return {path for path in tracked if any(p.match(path) for p in include) and not any(p.match(path) for p in exclude)}
+
+
+def test_glob_regex_follows_gitignore_style():
+    assert _glob_regex("librispeech/*.py").match("librispeech/data.py")
+    assert not _glob_regex("librispeech/*.py").match("librispeech/wav2vec2/model.py")
+    assert _glob_regex("**/*.h5").match("model/demo-wav2vec2.h5") and _glob_regex("data/**").match("data/a/b.flac")
+
+
+def test_leap_yaml_uploads_exactly_what_leap_test_imports():
+    loaded = json.loads(_run_python(
+        "import json, sys\nfrom pathlib import Path\nimport leap_test\nroot = Path.cwd().resolve()\n"
+        "files = {str(Path(m.__file__).resolve().relative_to(root)) for m in list(sys.modules.values())\n"
+        "         if getattr(m, '__file__', None) and Path(m.__file__).resolve().is_relative_to(root)\n"
+        "         and '.venv' not in Path(m.__file__).parts}\n"
+        "print(json.dumps(sorted(files)))"))
+    uploaded = uploaded_files()
+    assert {path for path in uploaded if path.endswith(".py")} == set(loaded)
+    assert {"leap.yaml", "requirements.txt", "librispeech/config.yaml", "librispeech/vocab.json"} <= uploaded
+    assert not any(path.startswith(("librispeech_tools/", "tests/", "scripts/", "model/", "data/")) for path in uploaded)
+
+
+@pytest.mark.parametrize("module", ["librispeech.config", "librispeech.data", "librispeech.tokenizer",
+                                    "librispeech.audio_features", "librispeech.text_features",
+                                    "librispeech.wav2vec2.configuration"])
+def test_light_runtime_modules_load_no_framework(module):
+    heavy = json.loads(_run_python(
+        f"import json, sys\nimport {module}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'torch', 'jax'})))"))
+    assert heavy == []
+
+
+def test_telemetry_guard_has_one_home():
+    """Only librispeech/__init__.py sets TL_DISABLE_ANALYTICS; every entry point imports librispeech first (the
+    tools through librispeech_tools/__init__.py)."""
+    setters = [path for path in REPO.rglob("*.py") if ".venv" not in path.parts and path.parent.name != "tests"
+               and 'setdefault("TL_DISABLE_ANALYTICS"' in path.read_text(encoding="utf-8")]
+    assert [path.relative_to(REPO).as_posix() for path in setters] == ["librispeech/__init__.py"]
+    for entry in ["leap_binder.py", "leap_test.py", "tests/conftest.py", "librispeech_tools/__init__.py"]:
+        imports = [line for line in (REPO / entry).read_text().splitlines()
+                   if line.startswith(("import ", "from ")) and not line.startswith("from __future__")]
+        assert imports and imports[0].startswith("import librispeech"), (entry, imports[:1])
+
+
+def test_importing_code_loader_through_the_package_sends_nothing():
+    value = _run_python("import os\nos.environ.pop('TL_DISABLE_ANALYTICS', None)\nimport librispeech\n"
+                        "import code_loader\nprint(os.environ.get('TL_DISABLE_ANALYTICS'))")
+    assert value == "true"
