@@ -2,14 +2,15 @@
 
 Silence is found with `librosa.effects.split`: a frame is silent when its RMS is more than SILENCE_TOP_DB (40 dB)
 below the utterance's loudest frame. Frames are 25 ms long with a 10 ms hop, so boundaries are found to within
-about 20 ms. 40 dB keeps the weak consonants at a word's edge (typically 20 to 35 dB below the vowels) in the
-speech while the background of a clean read-speech recording (LibriSpeech's is typically 40 to 60 dB below the
-voice) is silence; in a noisier recording the noise is within 40 dB of the speech and pauses are not found (the
-`noise` metadata says when). A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter gaps (stop
-closures, the gaps between words) count as speech.
+about 20 ms (scripts/check_pace_noise.py measures it). 40 dB is a compromise: a lower threshold cuts the weak
+consonants at a word's edge off the speech, a higher one counts the background of a recording as speech. In a
+recording whose noise is within 40 dB of the speech no pauses are found (the `noise` metadata says when).
+A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter gaps (stop closures, the gaps between words)
+count as speech.
 
-Audio whose peak is below DIGITAL_SILENCE_PEAK (-100 dBFS) has no speech at all: speech_seconds is
-0, the whole duration is leading silence, and the two rates are None (their types are declared).
+Audio whose peak is below DIGITAL_SILENCE_PEAK (-100 dBFS) has no speech at all: speech_seconds is 0, the whole
+duration is leading silence, and the two rates are None (their types are declared). Non-finite samples are an
+error.
 """
 from __future__ import annotations
 

@@ -121,5 +121,6 @@ def confidence_of_sample(logits: np.ndarray, reference: str) -> dict[str, float 
 def confidence(logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
     """The `confidence` metric over a batch: per key, one value per sample (None where undefined, see above)."""
     logits, labels = as_batch(logits, 2), as_batch(labels, 1)
-    rows = [confidence_of_sample(sample_logits, decode_reference(label)) for sample_logits, label in zip(logits, labels)]
+    rows = [confidence_of_sample(sample_logits, decode_reference(label))
+            for sample_logits, label in zip(logits, labels)]
     return {key: [row[key] for row in rows] for key in CONFIDENCE_KEYS}

@@ -1,6 +1,7 @@
 """`poetry run evaluate`: the Tensorleap analysis run locally through the same registered functions.
 
 Per sample: the registered encoders, the model (batched), the CTC loss, the error rates and every metadata section.
+The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py.
 Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what
 is done. Then: samples.csv / samples.parquet, summary.md and the plots.
 """

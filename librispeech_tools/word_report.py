@@ -139,7 +139,8 @@ def summary_lines(words) -> list[str]:
     for title, kind, column in (("Most deleted words", "deletion", "reference"),
                                 ("Most inserted words", "insertion", "hypothesis")):
         lines += ["", f"### {title}", "", "| word | count |", "|---|---|"]
-        lines += [f"| {word} | {count} |" for word, count in most_common(words.loc[words.kind == kind, column])[:TOP_WORDS]]
+        counts = most_common(words.loc[words.kind == kind, column])[:TOP_WORDS]
+        lines += [f"| {word} | {count} |" for word, count in counts]
         lines += [] if (words.kind == kind).any() else ["| (none) | 0 |"]
     lines += ["", "### WER by word frequency", ""]
     zipf = zipf_frequencies(words.loc[words.kind != "insertion", "reference"].unique())
@@ -204,7 +205,8 @@ def write_plots(table, words, out: Path, title: str) -> list[Path]:
         ordered, edges = rated.sort_values(column), np.linspace(0, len(rated), 4).astype(int)
         thirds = [ordered.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])] if len(rated) >= 3 else []
         centres = [float(third[column].median()) for third in thirds]
-        rates = [corpus_error_rates(third["reference"].tolist(), third["hypothesis"].tolist())["wer"] for third in thirds]
+        rates = [corpus_error_rates(third["reference"].tolist(), third["hypothesis"].tolist())["wer"]
+                 for third in thirds]
         axis.plot(centres, rates, "s-", color="C3", label="corpus WER of each third (at its median rate)")
         axis.set(xlabel=label)
     axes[0].set(ylabel="WER")

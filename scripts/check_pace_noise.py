@@ -19,8 +19,9 @@ from librispeech import noise, pace
 from librispeech_tools import synthetic
 
 RATE = 16000
-PHRASES = ["THE OLD MAN WALKED HOME", "SHE SAID IT WAS NOON", "A STORM ROLLED IN FROM THE SEA", "NOBODY KNEW THE ANSWER",
-           "WE READ THE LETTER TWICE", "HIS HUMOUR NEVER FAILED", "THE BELLS RANG AT MIDNIGHT", "LIGHT FELL ON THE WATER"]
+PHRASES = ["THE OLD MAN WALKED HOME", "SHE SAID IT WAS NOON", "A STORM ROLLED IN FROM THE SEA",
+           "NOBODY KNEW THE ANSWER", "WE READ THE LETTER TWICE", "HIS HUMOUR NEVER FAILED", "THE BELLS RANG AT MIDNIGHT",
+           "LIGHT FELL ON THE WATER"]
 SNRS = (10.0, 20.0, 30.0)
 
 
@@ -66,7 +67,8 @@ def main() -> None:
             worst[key] = max(worst[key], abs(error))
         print(f"{voice.espeak_name:18s} pauses {values['pause_count']} (2 inserted); errors [s]: "
               + ", ".join(f"{k} {v:+.3f}" for k, v in errors.items() if k != "snr")
-              + f"; SNR estimates {', '.join(f'{e:.1f}' for e in estimates)} dB for {', '.join(f'{s:g}' for s in SNRS)}")
+              + f"; SNR estimates {', '.join(f'{e:.1f}' for e in estimates)} dB "
+              f"for {', '.join(f'{s:g}' for s in SNRS)}")
     print(f"worst |error|: leading {worst['leading']:.3f} s, trailing {worst['trailing']:.3f} s, longest pause "
           f"{worst['longest pause']:.3f} s, SNR {worst['snr']:.2f} dB; pause count right in {pause_counts_right}/"
           f"{len(voices)}; SNRs ranked and > 5 dB apart in {ranked}/{len(voices)}")
