@@ -56,12 +56,11 @@ class AlignedWord:
 
 
 def frame_confidences(logits: np.ndarray) -> np.ndarray:
-    """The largest softmax probability of each frame: 1 / sum(exp(logits - max)), computed in float32 or wider."""
-    from scipy.special import logsumexp
-
+    """The largest softmax probability of each frame: exp(max - max) / sum(exp(logits - max)) = 1 / sum(exp(logits -
+    max)), computed in float32 or wider (float16 logits would overflow exp)."""
     logits = np.asarray(logits)
     logits = logits.astype(np.promote_types(logits.dtype, np.float32))
-    return np.exp(logits.max(axis=-1) - logsumexp(logits, axis=-1))
+    return 1.0 / np.exp(logits - logits.max(axis=-1, keepdims=True)).sum(axis=-1)
 
 
 def hypothesis_words(logits: np.ndarray) -> list[HypothesisWord]:

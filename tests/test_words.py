@@ -193,3 +193,14 @@ def test_word_errors_visualizer_through_code_loader(binder):
     assert inserted.text == ["A", "VERY", "CLEAR", "SKY"] and inserted.mask.tolist() == [1, 3, 1, 1]
     perfect = binder.word_errors_visualizer(_plan("HE SAID IT"), label("HE SAID IT"))
     assert perfect.mask.tolist() == [1, 1, 1] and perfect.text == ["HE", "SAID", "IT"]
+
+
+def test_frame_confidences_equal_scipys_softmax():
+    from scipy.special import softmax
+
+    logits = np.random.default_rng(2).normal(0, 5, (300, 32)).astype(np.float32)
+    logits[0] = [1e4] + [0.0] * 31  # a padded frame: a certain blank
+    expected = softmax(logits.astype(np.float64), axis=-1).max(axis=-1)
+    np.testing.assert_allclose(words.frame_confidences(logits), expected, rtol=1e-6)
+    np.testing.assert_allclose(words.frame_confidences(logits.astype(np.float16)),
+                               softmax(logits.astype(np.float16).astype(np.float64), axis=-1).max(axis=-1), rtol=1e-6)
