@@ -4,9 +4,9 @@ Per sample (`sample_fields`, called by evaluate for every row): the `pace` and `
 metric, and the aligned words (kind, reference word, hypothesis word, confidence, start and end in seconds), all from
 the registered functions and librispeech/words.py.
 
-Over the report (`write_word_report`): in summary.md, the top confusion pairs, the most deleted and most inserted
-words, WER by word-frequency band and the confidence calibration; plots: a reliability diagram and WER against
-speaking rate.
+Over the report (`write_word_report`): words.csv (one row per aligned word, with its confidence and times); in
+summary.md, the top confusion pairs, the most deleted and most inserted words, WER by word-frequency band, the
+confidence calibration and WER by speaking rate; plots: a reliability diagram and WER against speaking rate.
 
 Word frequency comes from wordfreq's English list (Zipf scale: log10 of occurrences per billion words). It is built
 from Wikipedia, subtitles, news, books, web text, Twitter and Reddit, so it is independent of the evaluated
@@ -162,6 +162,33 @@ def summary_lines(words) -> list[str]:
     return lines + [""]
 
 
+def rate_thirds(table, column: str) -> list[tuple[float, float, float, float, int]]:
+    """The samples sorted by `column` (None left out) and cut into three equal parts (slowest, middle, fastest): per
+    part, its lowest, median and highest value, its corpus WER (errors summed over its words) and its size."""
+    from librispeech.metrics import corpus_error_rates
+
+    rated = table[table[column].notna()].sort_values(column)
+    if len(rated) < 3:
+        return []
+    edges = np.linspace(0, len(rated), 4).astype(int)
+    thirds = [rated.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return [(float(part[column].min()), float(part[column].median()), float(part[column].max()),
+             corpus_error_rates(part["reference"].tolist(), part["hypothesis"].tolist())["wer"], len(part))
+            for part in thirds]
+
+
+def pace_lines(table) -> list[str]:
+    lines = ["### WER by speaking rate", "",
+             "Samples cut into thirds by their rate over the speech (`pace` metadata); corpus WER of each third.", "",
+             "| rate | slowest third | middle third | fastest third |", "|---|---|---|---|"]
+    for column in ("pace.words_per_second", "pace.characters_per_second"):
+        thirds = rate_thirds(table, column)
+        if thirds:
+            lines.append(f"| {column.split('.')[1]} | " + " | ".join(
+                f"{low:.2f} to {high:.2f}: {wer:.2%} ({count})" for low, _, high, wer, count in thirds) + " |")
+    return lines + [""]
+
+
 # ---------------------------------------------------------------- plots
 
 def write_plots(table, words, out: Path, title: str) -> list[Path]:
@@ -194,19 +221,13 @@ def write_plots(table, words, out: Path, title: str) -> list[Path]:
     counts.set(xlabel="word confidence (mean max softmax over its frames)", ylabel="words", yscale="log")
     save(figure, "reliability_diagram.png", f"Reliability of word confidence (ECE {ece:.3f})")
 
-    from librispeech.metrics import corpus_error_rates
-
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for axis, column, label in ((axes[0], "pace.words_per_second", "words per second of speech"),
                                 (axes[1], "pace.characters_per_second", "characters per second of speech")):
         rated = table[table[column].notna()]
         axis.scatter(rated[column], rated["wer"], alpha=0.75, edgecolors="k", linewidths=0.3, label="sample WER")
-        # corpus WER of the slowest, middle and fastest third: errors summed over the third's words
-        ordered, edges = rated.sort_values(column), np.linspace(0, len(rated), 4).astype(int)
-        thirds = [ordered.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])] if len(rated) >= 3 else []
-        centres = [float(third[column].median()) for third in thirds]
-        rates = [corpus_error_rates(third["reference"].tolist(), third["hypothesis"].tolist())["wer"]
-                 for third in thirds]
+        thirds = rate_thirds(table, column)
+        centres, rates = [median for _, median, _, _, _ in thirds], [wer for _, _, _, wer, _ in thirds]
         axis.plot(centres, rates, "s-", color="C3", label="corpus WER of each third (at its median rate)")
         axis.set(xlabel=label)
     axes[0].set(ylabel="WER")
@@ -216,10 +237,12 @@ def write_plots(table, words, out: Path, title: str) -> list[Path]:
 
 
 def write_word_report(rows: list[dict], table, out: Path, title: str) -> None:
-    """Append the word sections to out/summary.md and write the two plots."""
+    """Write out/words.csv (one row per aligned word), append the word sections to out/summary.md and write the
+    two plots."""
     words = word_table(rows)
     if words.empty:
         return
+    words.to_csv(out / "words.csv", index=False)
     with open(out / "summary.md", "a", encoding="utf-8") as summary:
-        summary.write("\n".join(summary_lines(words)) + "\n")
+        summary.write("\n".join(summary_lines(words) + pace_lines(table)) + "\n")
     write_plots(table, words, out, title)

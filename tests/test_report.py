@@ -49,9 +49,14 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "corpus WER" in summary and "## By sex" in summary and "## By speaker" in summary
     for section in ("## Word errors", "### Top 20 confusion pairs", "### Most deleted words", "### Most inserted words",
-                    "### WER by word frequency"):
+                    "### WER by word frequency", "### WER by speaking rate"):
         assert section in summary, section
     assert "words" not in table.columns  # the aligned words stay in samples.jsonl
+    words = pd.read_csv(out / "words.csv")
+    assert list(words.columns) == ["id", "kind", "reference", "hypothesis", "confidence", "start_seconds",
+                                   "end_seconds"]
+    assert set(words["id"]) <= set(table["id"]) and set(words["kind"]) <= {"correct", "substitution", "insertion",
+                                                                            "deletion"}
 
     # An interrupted run keeps its rows: drop two (one cut mid-line) and rerun; only those are computed again.
     lines = (out / "samples.jsonl").read_text().splitlines()

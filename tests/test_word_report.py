@@ -60,3 +60,19 @@ def test_summary_sections(tmp_path):
     assert "wrong hypothesis words (substituted or inserted): 4; with confidence >= 0.9: 2; below 0.5: 1" in summary
     only_correct = word_report.word_table(rows_of(("x", [("correct", "A", "A", 0.9)])))
     assert "| (none) | 0 |" in "\n".join(word_report.summary_lines(only_correct))
+
+
+def test_wer_by_speaking_rate_thirds():
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "pace.words_per_second": [1.0, 5.0, 2.0, 6.0, 3.0, 4.0, None],
+        "reference": ["A B", "A B C D", "A B", "A B", "A B C D", "A B", "A"],
+        "hypothesis": ["A B", "X B C D", "A X", "X X", "A B C D", "A B", "X"],
+    })
+    # slowest third: rates 1, 2 -> 1 error in 4 words; middle: 3, 4 -> 0 in 6; fastest: 5, 6 -> 3 in 6; None left out
+    thirds = word_report.rate_thirds(table, "pace.words_per_second")
+    assert [(low, median, high, count) for low, median, high, _, count in thirds] == [
+        (1.0, 1.5, 2.0, 2), (3.0, 3.5, 4.0, 2), (5.0, 5.5, 6.0, 2)]
+    assert [wer for _, _, _, wer, _ in thirds] == pytest.approx([1 / 4, 0.0, 3 / 6])
+    assert word_report.rate_thirds(table.head(2), "pace.words_per_second") == []
