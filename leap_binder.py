@@ -125,3 +125,32 @@ def waveform_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapGrap
 @tensorleap_custom_visualizer("audio_player", LeapDataType.Audio)
 def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapAudio:
     return visualizers.audio_player(audio, audio_length, project_config().sample_rate)
+
+
+# ---------------------------------------------------------------- word level, pace and noise (librispeech/words.py,
+# pace.py, noise.py)
+
+from librispeech import noise, pace, words  # noqa: E402
+
+
+@tensorleap_metadata("pace", metadata_type={key: DatasetMetadataType(kind) for key, kind in pace.PACE_TYPES.items()})
+def metadata_pace(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return pace.pace_features(preprocess.data.audio(sample_id), project_config().sample_rate,
+                              _utterance(sample_id, preprocess).transcript)
+
+
+@tensorleap_metadata("noise", metadata_type={key: DatasetMetadataType(kind) for key, kind in noise.NOISE_TYPES.items()})
+def metadata_noise(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return noise.noise_features(preprocess.data.audio(sample_id), project_config().sample_rate)
+
+
+@tensorleap_custom_metric("confidence", direction={
+    key: MetricDirection.Upward if key in words.HIGHER_IS_BETTER else MetricDirection.Downward
+    for key in words.CONFIDENCE_KEYS})
+def confidence(logits: np.ndarray, transcript: np.ndarray) -> dict:
+    return words.confidence(logits, transcript)
+
+
+@tensorleap_custom_visualizer("word_errors", LeapDataType.TextMask)
+def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
+    return visualizers.word_errors(logits, transcript)

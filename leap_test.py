@@ -12,6 +12,7 @@ from leap_binder import (
     alignment_visualizer, audio_player_visualizer, ctc_loss, error_rates, gt_transcript, input_audio,
     input_audio_length, mel_spectrogram_visualizer, metadata_readability, metadata_records, metadata_speech,
     metadata_text, preprocess, reference_visualizer, transcription_visualizer, waveform_visualizer)
+from leap_binder import confidence, metadata_noise, metadata_pace, word_errors_visualizer
 from librispeech.config import project_config
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
@@ -34,6 +35,7 @@ def integration_test(sample_id, preprocess_response):
 
     ctc_loss(logits, transcript)
     error_rates(logits, transcript)
+    confidence(logits, transcript)
 
     transcription_visualizer(logits)
     reference_visualizer(transcript)
@@ -41,11 +43,14 @@ def integration_test(sample_id, preprocess_response):
     mel_spectrogram_visualizer(audio, audio_length)
     waveform_visualizer(audio, audio_length)
     audio_player_visualizer(audio, audio_length)
+    word_errors_visualizer(logits, transcript)
 
     metadata_speech(sample_id, preprocess_response)
     metadata_text(sample_id, preprocess_response)
     metadata_readability(sample_id, preprocess_response)
     metadata_records(sample_id, preprocess_response)
+    metadata_pace(sample_id, preprocess_response)
+    metadata_noise(sample_id, preprocess_response)
 
 
 def run(samples_per_subset: int = 3) -> int:

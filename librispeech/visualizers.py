@@ -11,6 +11,7 @@ from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapIm
 from code_loader.visualizers.default_visualizers import default_audio_visualizer
 
 from librispeech.tokenizer import decode_greedy, decode_reference
+from librispeech.words import WORD_KINDS, align_words
 
 MEL_HOP_LENGTH = 512   # librosa.feature.melspectrogram defaults
 MEL_N_FFT = 2048
@@ -106,3 +107,26 @@ def audio_player(audio: np.ndarray, audio_length: np.ndarray, sample_rate: int) 
     # Normalised input can exceed [-1, 1]; scale to full range so it plays without clipping.
     peak = float(np.max(np.abs(samples))) or 1.0
     return default_audio_visualizer(samples / peak, sample_rate)
+
+
+# ---------------------------------------------------------------- word errors (words.align_words)
+
+SUBSTITUTION_MARK = "{hypothesis}[{reference}]"
+
+
+def word_errors(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
+    """The aligned words, each labelled with its kind: mask i + 1 = words.WORD_KINDS[i] (correct, substitution,
+    insertion, deletion; 0 is unused). A correct or inserted word shows the hypothesis word, a substitution the
+    hypothesis word with the reference word in brackets (HUMER[HUMOUR]), and a deletion the missing reference word
+    as [-NOON], where it is missing."""
+    ref, hyp = decode_reference(_sample(transcript, 1)), decode_greedy(_sample(logits, 2))
+    tokens, mask = [], []
+    for word in align_words(ref, hyp):
+        if word.kind == "deletion":
+            tokens.append(DELETION_MARK.format(word.reference))
+        elif word.kind == "substitution":
+            tokens.append(SUBSTITUTION_MARK.format(hypothesis=word.hypothesis, reference=word.reference))
+        else:
+            tokens.append(word.hypothesis)
+        mask.append(WORD_KINDS.index(word.kind) + 1)
+    return LeapTextMask(np.array(mask, dtype=np.uint8), tokens, list(WORD_KINDS))

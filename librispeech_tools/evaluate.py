@@ -1,6 +1,7 @@
 """`poetry run evaluate`: the Tensorleap analysis run locally through the same registered functions.
 
 Per sample: the registered encoders, the model (batched), the CTC loss, the error rates and every metadata section.
+The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py.
 Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what
 is done. Then: samples.csv / samples.parquet, summary.md and the plots.
 """
@@ -85,6 +86,7 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
     import leap_binder as binder
     from librispeech import tokenizer
     from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech_tools import word_report
 
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
                                   state=DataStateType(split.subset), sample_id_type=str)
@@ -109,6 +111,7 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
                    "loss": float(losses[j]), **{key: float(values[j]) for key, values in rates.items()}}
             for section, function in metadata_functions.items():
                 row.update(_flatten_metadata(section, function(sample_id, response)))
+            row.update(word_report.sample_fields(binder, sample_id, response, logits[j], labels[j]))  # pace, noise, words
             real_frames = max(1, model_config.num_frames(int(lengths[j, 0])))  # hidden is zero past them
             row["latent"] = hidden[j, :real_frames].mean(axis=0).astype(float).round(6).tolist()
             sink.write(json.dumps(row) + "\n")
@@ -132,7 +135,7 @@ def read_rows(path: Path) -> list[dict]:
 def write_tables(rows: list[dict], out: Path):
     import pandas as pd
 
-    table = pd.DataFrame([{k: v for k, v in row.items() if k != "latent"} for row in rows])
+    table = pd.DataFrame([{k: v for k, v in row.items() if k not in ("latent", "words")} for row in rows])
     table.to_csv(out / "samples.csv", index=False)
     table.to_parquet(out / "samples.parquet", index=False)
     return table
@@ -255,6 +258,9 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     overall = write_summary(table, out, split, model_path, seconds)
     write_plots(table, np.array([row["latent"] for row in rows]), out,
                 f"{model_path.name} on {split.split} ({'bundled synthetic corpus' if config.uses_bundled_corpus else config.root})")
+    from librispeech_tools import word_report
+
+    word_report.write_word_report(rows, table, out, f"{model_path.name} on {split.split}")
     print(f"{len(table)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s; report in {out}")
     return out

@@ -74,6 +74,7 @@ def test_platform_loader_parses_the_integration(tiny_model):
     assert report["gt"] == {"transcript": [630]}
     assert "speech_rms_std" in report["metadata"] and "readability_dale_chall_readability_score" in report["metadata"]
     assert "records_sex" in report["metadata"] and report["subsets"] == 3
+    assert "pace_pause_count" in report["metadata"] and "noise_snr_db" in report["metadata"]
     assert "Wav2Vec2Encoder" in report["layers"]
 
 

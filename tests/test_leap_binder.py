@@ -121,13 +121,28 @@ def test_metadata_values_are_plain_and_finite(binder, validation):
 
     sample_id = validation.sample_ids[0]
     for function in (binder.metadata_speech, binder.metadata_text, binder.metadata_readability,
-                     binder.metadata_records):
+                     binder.metadata_records, binder.metadata_pace, binder.metadata_noise):
         values = function(sample_id, validation)
         assert values, function.__name__
         for key, value in values.items():
             assert value is None or type(value) in (int, float, str, bool), (key, type(value))
             if isinstance(value, float):
                 assert math.isfinite(value), key
+
+
+def test_pace_and_noise_declare_every_key_type(binder, validation):
+    """Their None values (the rates of a silent clip) need declared types: every returned key has one."""
+    from code_loader.contract.enums import DatasetMetadataType
+
+    from code_loader import leap_binder as registry
+
+    declared = {handler.name: handler.metadata_type for handler in registry.setup_container.metadata}
+    sample_id = validation.sample_ids[0]
+    for name, function in (("pace", binder.metadata_pace), ("noise", binder.metadata_noise)):
+        types = declared[name]
+        assert set(types) == set(function(sample_id, validation)), name
+        assert all(isinstance(kind, DatasetMetadataType) for kind in types.values())
+    assert declared["pace"]["words_per_second"] == DatasetMetadataType.float
 
 
 def test_importing_leap_binder_opens_no_connection():

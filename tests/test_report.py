@@ -12,7 +12,7 @@ from test_integration import TINY_CONFIG
 
 REPO = Path(__file__).resolve().parent.parent
 PLOTS = {"latent_space.png", "rms_std_vs_loss.png", "dale_chall_vs_metrics.png", "kmeans_clusters.png",
-         "spectral_flatness_vs_cer.png"}
+         "spectral_flatness_vs_cer.png", "reliability_diagram.png", "wer_vs_speaking_rate.png"}
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,21 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert list(csv.columns) == list(table.columns) and csv["id"].tolist() == table["id"].tolist()
     for column in ("id", "reference", "hypothesis", "loss", "wer", "cer", "wip", "char_insertions",
                    "speech.rms_std", "text.word_count", "readability.dale_chall_readability_score",
-                   "records.sex", "records.book_title"):
+                   "records.sex", "records.book_title", "pace.words_per_second", "pace.pause_count",
+                   "noise.snr_db", "mean_word_confidence", "confident_errors"):
         assert column in table.columns, column
     assert PLOTS <= {p.name for p in out.iterdir()}
     summary = (out / "summary.md").read_text()
     assert "corpus WER" in summary and "## By sex" in summary and "## By speaker" in summary
+    for section in ("## Word errors", "### Top 20 confusion pairs", "### Most deleted words", "### Most inserted words",
+                    "### WER by word frequency", "### WER by speaking rate"):
+        assert section in summary, section
+    assert "words" not in table.columns  # the aligned words stay in samples.jsonl
+    words = pd.read_csv(out / "words.csv")
+    assert list(words.columns) == ["id", "kind", "reference", "hypothesis", "confidence", "start_seconds",
+                                   "end_seconds"]
+    assert set(words["id"]) <= set(table["id"]) and set(words["kind"]) <= {"correct", "substitution", "insertion",
+                                                                            "deletion"}
 
     # An interrupted run keeps its rows: drop two (one cut mid-line) and rerun; only those are computed again.
     lines = (out / "samples.jsonl").read_text().splitlines()

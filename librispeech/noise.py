@@ -1,0 +1,62 @@
+"""Recording quality of one utterance, from the audio alone: an SNR estimate, clipping and DC offset.
+
+SNR: speech is intermittent and background noise is steady, so the quietest frames hold the noise alone. The audio
+is cut into 20 ms frames; the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%) of them, and
+the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech / noise) is then
+the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise power). It
+needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise estimate
+includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
+stays finite on digital silence (no noise at all gives the ceiling, no speech above the noise the floor).
+
+clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
+decodes it). dc_offset: the mean sample value.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NOISE_FRAME_SECONDS = 0.020
+NOISE_FRAME_FRACTION = 0.10
+SNR_FLOOR_DB = -30.0
+SNR_CEILING_DB = 100.0
+FULL_SCALE = 1.0 - 2.0 ** -15
+
+NOISE_TYPES = {"snr_db": "float", "clipping_fraction": "float", "dc_offset": "float"}
+
+
+def frame_powers(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean power of consecutive, non-overlapping NOISE_FRAME_SECONDS frames (a short clip is one frame)."""
+    import librosa  # deferred: librosa's import is slow and this module is imported by leap_binder
+
+    frame_length = int(round(NOISE_FRAME_SECONDS * sample_rate))
+    audio = np.asarray(audio, dtype=np.float32)
+    if len(audio) < frame_length:
+        audio = np.pad(audio, (0, frame_length - len(audio)))
+    rms = librosa.feature.rms(y=audio, frame_length=frame_length, hop_length=frame_length, center=False)[0]
+    return rms.astype(np.float64) ** 2
+
+
+def estimate_snr_db(audio: np.ndarray, sample_rate: int) -> float:
+    powers = frame_powers(audio, sample_rate)
+    quiet = max(1, int(round(NOISE_FRAME_FRACTION * len(powers))))
+    noise = float(np.partition(powers, quiet - 1)[:quiet].mean())
+    speech = float(powers.mean()) - noise
+    if speech <= 0.0:
+        return SNR_FLOOR_DB
+    if noise <= 0.0:
+        return SNR_CEILING_DB
+    return float(np.clip(10.0 * np.log10(speech / noise), SNR_FLOOR_DB, SNR_CEILING_DB))
+
+
+def noise_features(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    audio = np.asarray(audio, dtype=np.float32)
+    if not np.isfinite(audio).all():
+        raise ValueError("audio has non-finite samples (NaN or inf)")
+    if audio.size == 0:
+        return {"snr_db": SNR_FLOOR_DB, "clipping_fraction": 0.0, "dc_offset": 0.0}
+    return {
+        "snr_db": estimate_snr_db(audio, sample_rate),
+        "clipping_fraction": float(np.mean(np.abs(audio) >= FULL_SCALE)),
+        # float64 accumulation: a long float32 sum would lose the digits of a small offset
+        "dc_offset": float(np.mean(audio, dtype=np.float64)),
+    }

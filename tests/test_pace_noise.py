@@ -1,0 +1,164 @@
+"""The `pace` and `noise` metadata against audio whose truth is known by construction: speech-like bursts (and, where
+espeak-ng is installed, real synthetic speech) with silences and pauses of known length, and noise mixed in at known
+SNRs."""
+import math
+
+import numpy as np
+import pytest
+
+from librispeech import noise, pace
+
+RATE = 16000
+TIMING_TOLERANCE = 0.03  # s: 25 ms frames on a 10 ms hop
+
+
+def speech_like(seconds: float, level: float, rng: np.random.Generator) -> np.ndarray:
+    """A voiced 'word': a harmonic complex (f0 120-180 Hz, 12 harmonics falling as 1/k) whose loudness moves like
+    syllables (4 Hz, between 40% and 100%), with 5 ms ramps at its edges."""
+    t = np.arange(int(round(seconds * RATE))) / RATE
+    f0 = rng.uniform(120, 180)
+    voiced = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 13))
+    envelope = 0.4 + 0.6 * np.sin(np.pi * 4 * t) ** 2
+    ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.005)
+    word = voiced * envelope * ramp
+    return (level * word / np.max(np.abs(word))).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(round(seconds * RATE)), np.float32)
+
+
+# Lead 0.5 s, four words, a 0.1 s gap (too short to be a pause), pauses of 0.35 and 0.8 s, trail 0.3 s.
+LAYOUT = [("silence", 0.5), ("word", 0.6), ("silence", 0.1), ("word", 0.4), ("silence", 0.35), ("word", 0.7),
+          ("silence", 0.8), ("word", 0.5), ("silence", 0.3)]
+TRANSCRIPT = "ONE TWO THREE FOUR"
+
+
+def known_clip(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    levels = iter([0.5, 0.2, 0.05, 0.3])  # words up to 20 dB quieter than the loudest
+    return np.concatenate([speech_like(s, next(levels), rng) if kind == "word" else silence(s) for kind, s in LAYOUT])
+
+
+def with_noise(clip: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
+    """White Gaussian noise at snr_db: the clip's mean power over its whole length against the noise's."""
+    noise_power = np.mean(clip.astype(np.float64) ** 2) / 10 ** (snr_db / 10)
+    return (clip + np.random.default_rng(seed).normal(0, math.sqrt(noise_power), clip.size)).astype(np.float32)
+
+
+def test_silences_pauses_and_rates_of_a_known_clip():
+    values = pace.pace_features(known_clip(), RATE, TRANSCRIPT)
+    assert set(values) == set(pace.PACE_TYPES)
+    speech = sum(s for _, s in LAYOUT) - 0.5 - 0.3
+    assert values["leading_silence_seconds"] == pytest.approx(0.5, abs=TIMING_TOLERANCE)
+    assert values["trailing_silence_seconds"] == pytest.approx(0.3, abs=TIMING_TOLERANCE)
+    assert values["speech_seconds"] == pytest.approx(speech, abs=2 * TIMING_TOLERANCE)
+    assert values["pause_count"] == 2
+    assert values["pause_seconds"] == pytest.approx(0.35 + 0.8, abs=2 * TIMING_TOLERANCE)
+    assert values["longest_pause_seconds"] == pytest.approx(0.8, abs=TIMING_TOLERANCE)
+    assert values["words_per_second"] == pytest.approx(4 / speech, rel=0.03)
+    assert values["characters_per_second"] == pytest.approx(len("ONETWOTHREEFOUR") / speech, rel=0.03)
+
+
+def test_a_faint_background_is_still_silence():
+    """Noise 50 dB under the speech (a quiet recording room) does not hide the pauses."""
+    values = pace.pace_features(with_noise(known_clip(), 50.0), RATE, TRANSCRIPT)
+    assert values["pause_count"] == 2
+    assert values["leading_silence_seconds"] == pytest.approx(0.5, abs=TIMING_TOLERANCE)
+    assert values["longest_pause_seconds"] == pytest.approx(0.8, abs=TIMING_TOLERANCE)
+
+
+def test_a_pause_must_last_the_minimum():
+    rng = np.random.default_rng(3)
+    for gap, expected in ((0.15, 0), (0.25, 1)):
+        clip = np.concatenate([speech_like(0.5, 0.5, rng), silence(gap), speech_like(0.5, 0.5, rng)])
+        assert pace.pace_features(clip, RATE, "A B")["pause_count"] == expected, gap
+
+
+@pytest.mark.parametrize("audio", [np.zeros(RATE, np.float32), np.zeros(0, np.float32)])
+def test_digital_silence_has_no_speech_and_declared_none_rates(audio):
+    values = pace.pace_features(audio, RATE, "SOME WORDS")
+    assert values["speech_seconds"] == 0.0 and values["pause_count"] == 0
+    assert values["leading_silence_seconds"] == pytest.approx(len(audio) / RATE)
+    assert values["words_per_second"] is None and values["characters_per_second"] is None
+    assert pace.PACE_TYPES["words_per_second"] == "float"
+    snr = noise.noise_features(audio, RATE)["snr_db"]
+    assert math.isfinite(snr)
+
+
+def test_snr_estimate_on_known_mixtures():
+    clip = known_clip()
+    estimates = [noise.noise_features(with_noise(clip, snr), RATE)["snr_db"] for snr in (10.0, 20.0, 30.0)]
+    # The clip has pauses, so the quietest frames are noise alone: the estimate is close to the truth.
+    for truth, estimate in zip((10.0, 20.0, 30.0), estimates):
+        assert estimate == pytest.approx(truth, abs=2.0), (truth, estimates)
+    assert estimates[0] + 7 < estimates[1] < estimates[2] - 7
+
+
+def test_snr_is_capped_on_digital_silence_and_floored_on_noise_alone():
+    assert noise.noise_features(known_clip(), RATE)["snr_db"] == noise.SNR_CEILING_DB  # exact-zero pauses
+    steady = np.random.default_rng(0).normal(0, 0.1, 2 * RATE).astype(np.float32)
+    assert noise.noise_features(steady, RATE)["snr_db"] < 0.0  # nothing louder than the noise floor
+
+
+def test_clipping_fraction_and_dc_offset():
+    clip = known_clip() * 0.5
+    clipped = clip.copy()
+    clipped[1000:1100] = 1.0
+    clipped[5000:5060] = -1.0
+    values = noise.noise_features(clipped, RATE)
+    assert values["clipping_fraction"] == pytest.approx(160 / clip.size)
+    assert noise.noise_features(clip, RATE)["clipping_fraction"] == 0.0
+    # soundfile decodes int16 +full scale as 32767/32768: still clipped
+    assert noise.noise_features(np.full(100, 32767 / 32768, np.float32), RATE)["clipping_fraction"] == 1.0
+    shifted = noise.noise_features(clip + np.float32(0.05), RATE)["dc_offset"]
+    assert shifted == pytest.approx(0.05 + float(np.mean(clip, dtype=np.float64)), abs=1e-6)
+
+
+def test_non_finite_audio_is_an_error():
+    bad = known_clip()
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        pace.pace_features(bad, RATE, "A")
+    with pytest.raises(ValueError, match="non-finite"):
+        noise.noise_features(bad, RATE)
+
+
+# ---------------------------------------------------------------- real synthetic speech (espeak-ng)
+
+from librispeech_tools import synthetic  # noqa: E402
+
+needs_espeak = pytest.mark.skipif(not synthetic.tools_available(),
+                                  reason="espeak-ng and sox are not installed (apt-get install espeak-ng sox)")
+
+
+def _trimmed_word(text: str, voice) -> np.ndarray:
+    """espeak-ng's word with its own silence cut off: from the first to the last sample within 40 dB of its peak."""
+    audio = synthetic.synthesize(text, voice)
+    loud = np.flatnonzero(np.abs(audio) >= 0.01 * np.abs(audio).max())
+    return audio[loud[0]:loud[-1] + 1]
+
+
+@needs_espeak
+def test_espeak_words_with_known_pauses_and_noise():
+    voice = synthetic.Voice("en-us", "m3")
+    words = [_trimmed_word(word, voice) for word in ("MORNING", "ALWAYS", "MEMORY", "RAINBOW")]
+    gaps = [0.6, 0.4, 1.0]
+    parts = [silence(0.7)]
+    for word, gap in zip(words, gaps + [None]):
+        parts += [word, silence(gap)] if gap is not None else [word]
+    parts.append(silence(0.45))
+    clip = np.concatenate(parts)
+    values = pace.pace_features(clip, RATE, "MORNING ALWAYS MEMORY RAINBOW")
+    tolerance = 0.06  # the words' own weak edges
+    assert values["leading_silence_seconds"] == pytest.approx(0.7, abs=tolerance)
+    assert values["trailing_silence_seconds"] == pytest.approx(0.45, abs=tolerance)
+    assert values["pause_count"] == 3
+    assert values["longest_pause_seconds"] == pytest.approx(1.0, abs=tolerance)
+    assert values["pause_seconds"] == pytest.approx(sum(gaps), abs=2 * tolerance)
+    speech = len(clip) / RATE - 0.7 - 0.45
+    assert values["speech_seconds"] == pytest.approx(speech, abs=2 * tolerance)
+
+    estimates = [noise.noise_features(with_noise(clip, snr), RATE)["snr_db"] for snr in (10.0, 20.0, 30.0)]
+    for truth, estimate in zip((10.0, 20.0, 30.0), estimates):
+        assert estimate == pytest.approx(truth, abs=2.0), (truth, estimates)
