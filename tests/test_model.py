@@ -141,6 +141,22 @@ def test_mixed_bfloat16_model_stays_close_with_float32_logits_and_blank_padding(
     assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
 
 
+@pytest.mark.parametrize("hidden_size, kernel, groups", [(32, 16, 4), (192, 64, 8)])  # the golden fixtures', the demo's
+def test_positional_conv_in_mixed_bfloat16_matches_float32(hidden_size, kernel, groups, mixed_bfloat16):
+    """The same weights in float32 are the reference (that path matches PyTorch above). 8 channels per group would hit
+@pytest.mark.parametrize("hidden_size, kernel, groups", [(32, 16, 4), (192, 64, 8)])  # golden fixtures, demo
+    mixed = layers.Wav2Vec2PositionalConvEmbedding(hidden_size, kernel, groups)
+    exact = layers.Wav2Vec2PositionalConvEmbedding(hidden_size, kernel, groups, dtype="float32")
+    for layer in (mixed, exact):
+        layer.build((None, None, hidden_size))
+    exact.set_weights(mixed.get_weights())
+    assert mixed.compute_dtype == "bfloat16"
+    hidden_states = np.random.default_rng(0).standard_normal((2, 120, hidden_size)).astype(np.float32)
+    expected = np.asarray(exact(hidden_states))
+    got = np.asarray(keras.ops.cast(mixed(hidden_states), "float32"))
+    assert np.abs(got - expected).mean() <= 0.02 * np.abs(expected).mean()
+
+
 def test_frame_count_formula():
     base = Wav2Vec2Config()
     assert base.num_frames(16000) == 49 and base.num_frames(559280) == 1747 and base.receptive_field == 400
