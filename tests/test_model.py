@@ -141,10 +141,10 @@ def test_mixed_bfloat16_model_stays_close_with_float32_logits_and_blank_padding(
     assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
 
 
-@pytest.mark.parametrize("hidden_size, kernel, groups", [(32, 16, 4), (192, 64, 8)])  # the golden fixtures', the demo's
+@pytest.mark.parametrize("hidden_size, kernel, groups", [(32, 16, 4), (192, 64, 8)])  # golden fixtures, demo model
 def test_positional_conv_in_mixed_bfloat16_matches_float32(hidden_size, kernel, groups, mixed_bfloat16):
     """The same weights in float32 are the reference (that path matches PyTorch above). 8 channels per group would hit
-@pytest.mark.parametrize("hidden_size, kernel, groups", [(32, 16, 4), (192, 64, 8)])  # golden fixtures, demo
+    oneDNN's wrong bfloat16 conv on AMX CPUs (layers.MIN_BFLOAT16_CONV_CHANNELS); the demo's 24 use the bf16 conv."""
     mixed = layers.Wav2Vec2PositionalConvEmbedding(hidden_size, kernel, groups)
     exact = layers.Wav2Vec2PositionalConvEmbedding(hidden_size, kernel, groups, dtype="float32")
     for layer in (mixed, exact):
