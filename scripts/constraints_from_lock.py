@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HEADER = ("# Generated from poetry.lock by scripts/constraints_from_lock.py (run scripts/update_lock.sh); do not edit.\n"
+HEADER = ("# Made from poetry.lock by scripts/constraints_from_lock.py (run scripts/update_lock.sh); do not edit.\n"
           "# Exact versions for pip: pip install -e \".[dev]\" -c constraints.txt\n")
 
 # Never pinned: torch is only for the optional PyTorch checks (golden fixtures, export parity), and its CPU and CUDA
@@ -32,8 +32,8 @@ _HASHED_POETRY_KEYS = (*_HASHED_LEGACY_POETRY_KEYS, "group")
 
 
 def constraints_text(lock: dict) -> str:
-    """One `name==version` line per locked package but torch, sorted by name. A package locked at several versions (one per
-    environment marker) gets one line per version with its marker."""
+    """One `name==version` line per locked package but torch, sorted by name. A package locked at several versions
+    (one per environment marker) gets one line per version with its marker."""
     versions = defaultdict(list)
     for package in lock["package"]:
         if package["name"] not in UNPINNED:
