@@ -55,10 +55,6 @@ def missing_tools() -> list[str]:
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
 
 
-def tools_available() -> bool:
-    return not missing_tools()
-
-
 def require_tools() -> None:
     missing = missing_tools()
     if missing:
