@@ -9,6 +9,9 @@ formats, minutes computed from the generated audio.
 Everything is deterministic: espeak-ng and sox give the same samples for the same text and voice, and every random
 choice comes from a seeded generator. Nothing runs at import; espeak-ng and sox are looked for on first use.
 
+The bundled corpus's books, speakers, voices and sentences are data, in sample_corpus.yaml next to this module, and
+the LibriSpeech headers of the three tables are in librispeech_headers.yaml.
+
 Spoken texts are plain text plus optional SSML pauses (`<break time="900ms"/>`); the transcript is derived from the
 spoken text in LibriSpeech style: upper-case letters, apostrophes and single spaces.
 """
