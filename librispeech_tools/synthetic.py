@@ -9,6 +9,9 @@ formats, minutes computed from the generated audio.
 Everything is deterministic: espeak-ng and sox give the same samples for the same text and voice, and every random
 choice comes from a seeded generator. Nothing runs at import; espeak-ng and sox are looked for on first use.
 
+The bundled corpus's books, speakers, voices and sentences are data, in sample_corpus.yaml next to this module, and
+the LibriSpeech headers of the three tables are in librispeech_headers.yaml.
+
 Spoken texts are plain text plus optional SSML pauses (`<break time="900ms"/>`); the transcript is derived from the
 spoken text in LibriSpeech style: upper-case letters, apostrophes and single spaces.
 """
@@ -29,6 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile
+import yaml
 
 SAMPLE_RATE = 16000
 REQUIRED_TOOLS = ("espeak-ng", "sox")
@@ -52,10 +56,6 @@ class MissingToolError(RuntimeError):
 
 def missing_tools() -> list[str]:
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
-
-
-def tools_available() -> bool:
-    return not missing_tools()
 
 
 def require_tools() -> None:
@@ -358,59 +358,27 @@ def write_transcripts(root: Path, plan: CorpusPlan) -> None:
 
 # ---------------------------------------------------------------- SPEAKERS.TXT, CHAPTERS.TXT, BOOKS.TXT
 
-SYNTHETIC_NOTE = ("; NOTE: synthetic speech made with espeak-ng by librispeech/synthetic.py; not LibriVox "
-                  "recordings. Readers, books and chapters are fictional.\n;\n")
+HEADERS_FILE = Path(__file__).with_name("librispeech_headers.yaml")
 
-SPEAKERS_HEADER = """\
-; Some pipe(|) separated metadata about all LibriVox readers, whose work was used
-; in the corpus.
-;
-; The meaning of the fields in left-to-right order is as follows:
-;
-; reader_id: the ID of the reader in the LibriVox's database
-; gender: 'F' for female, 'M' for male
-; subset: the corpus subset to which the reader's audio is assigned
-; duration: total number of minutes of speech by the reader, included in the corpus
-; name: the name under which the reader is registered in LibriVox
-;
-;ID  |SEX| SUBSET           |MINUTES| NAME
-"""
 
-CHAPTERS_HEADER = """\
-; Some pipe(|) separated metadata about the audio chapters included in the corpus.
-;
-; The meaning of the fields in left-to-right order is as follows:
-;
-; chapter_id: the ID of the chapter in the LibriVox's database
-; reader_id: the ID of the reader in the LibriVox's database
-; duration: how many minutes of this chapter are used in the corpus
-; subset: the corpus subset to which this chapter is assigned
-; project_id: the LibriVox project ID
-; book_id: the Project Gutenberg's ID for the book on which the LibriVox project is based
-; chapter_title: the title of the chapter on LibriVox
-; project_title: the title of the LibriVox project
-;
-;ID    |READER|MINUTES| SUBSET           | PROJ.|BOOK ID| CH. TITLE | PROJECT TITLE
-"""
+@functools.cache
+def table_headers() -> dict[str, str]:
+    """LibriSpeech's comment headers of the three tables ("speakers", "chapters", "books") and the "note" that goes
+    above each of them, from HEADERS_FILE."""
+    return _read_yaml(HEADERS_FILE)
 
-BOOKS_HEADER = """\
-; Some pipe(|) separated metadata about the books, whose texts were read in the corpus.
-;
-; The meaning of the fields in left-to-right order is as follows:
-;
-; book_id: the Project Gutenberg's ID for the book
-; title: the title of the book
-; author: the author of the book
-;
-;ID    |TITLE |AUTHOR
-"""
+
+def _read_yaml(path: Path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
 
 
 def speakers_table(plan: CorpusPlan, seconds: dict[str, float]) -> str:
     minutes = _minutes(plan, seconds, lambda spec: spec.speaker_id)
     rows = [f"{s.id:<5}| {s.sex} | {s.subset:<17}| {minutes[s.id]:<6.2f}| {s.name}\n"
             for s in sorted(plan.speakers, key=lambda s: s.id)]
-    return SYNTHETIC_NOTE + SPEAKERS_HEADER + "".join(rows)
+    headers = table_headers()
+    return headers["note"] + headers["speakers"] + "".join(rows)
 
 
 def chapters_table(plan: CorpusPlan, seconds: dict[str, float]) -> str:
@@ -418,13 +386,15 @@ def chapters_table(plan: CorpusPlan, seconds: dict[str, float]) -> str:
     rows = [f"{c.id:<7}| {c.speaker_id:<5}| {minutes[c.id]:<6.2f}| {plan.subset_of(c.speaker_id):<17}| "
             f"{c.project_id:<5}| {c.book_id:<6}| {c.title} | {c.project_title}\n"
             for c in sorted(plan.chapters, key=lambda c: c.id)]
-    return SYNTHETIC_NOTE + CHAPTERS_HEADER + "".join(rows)
+    headers = table_headers()
+    return headers["note"] + headers["chapters"] + "".join(rows)
 
 
 def books_table(plan: CorpusPlan) -> str:
     width = max((len(b.title) for b in plan.books), default=0)
     rows = [f"{b.id:<7}| {b.title:<{width}} | {b.author}\n" for b in sorted(plan.books, key=lambda b: b.id)]
-    return SYNTHETIC_NOTE + BOOKS_HEADER + "".join(rows)
+    headers = table_headers()
+    return headers["note"] + headers["books"] + "".join(rows)
 
 
 def _minutes(plan: CorpusPlan, seconds: dict[str, float], key) -> dict[int, float]:
@@ -442,177 +412,28 @@ def write_tables(root: Path, plan: CorpusPlan, seconds: dict[str, float]) -> Non
 
 # ---------------------------------------------------------------- the bundled sample corpus
 
-SAMPLE_SPLITS = ("train-clean-100", "dev-clean", "test-clean")
-
-SAMPLE_BOOKS = (
-    Book(90011, "The Lighthouse Keeper's Ledger", "Edwina Marsh"),
-    Book(90012, "The Coffee Merchant's Daughter", "Horace Quill"),
-    Book(90013, "Elementary Principles of Thermodynamics", "Augusta Fenwick"),
-    Book(90014, "A Village Called Harrowgate Mill", "Jonah Pellworth"),
-    Book(90015, "Letters from the Observatory", "Ida Lockridge"),
-)
-_PROJECT_OF_BOOK = {90011: 7301, 90012: 7302, 90013: 7303, 90014: 7304, 90015: 7305}
-
-# speaker id, name, split, voice (speed in words per minute, pitch 0..99), speech level in dBFS
-SAMPLE_SPEAKERS = (
-    (9105, "Marigold Ashcombe", "train-clean-100", Voice("en-us", "f2", 170, 60), -29.0),
-    (9112, "Percival Thorne", "train-clean-100", Voice("en", "m3", 160, 40), -31.0),
-    (9128, "Fiona MacAllister", "train-clean-100", Voice("en-gb-scotland", "f4", 175, 55), -28.0),
-    (9131, "Desmond Clarke", "train-clean-100", Voice("en-029", "m5", 155, 45), -30.0),
-    (9240, "Walter Brennan Hale", "dev-clean", Voice("en-us", "m1", 180, 35, word_gap=1), -28.0),
-    (9251, "Celestine Baptiste", "dev-clean", Voice("en-029", "f1", 165, 65), -32.0),
-    (9263, "Angus Drummond", "dev-clean", Voice("en-gb-scotland", "m7", 150, 50), -29.0),
-    (9277, "Harriet Winslow", "dev-clean", Voice("en", "f5", 170, 70), -30.0),
-    (9318, "Lucinda Varga", "test-clean", Voice("en-us", "f3", 160, 55), -31.0),
-    (9326, "Barnaby Oakes", "test-clean", Voice("en", "m6", 165, 38), -28.0),
-    (9342, "Morag Sinclair", "test-clean", Voice("en-gb-scotland", "f1", 155, 62), -29.0),
-    (9359, "Clement Joseph", "test-clean", Voice("en-029", "m2", 175, 48), -30.0),
-)
-
-# Per split: eight chapters (two per speaker, in SAMPLE_SPEAKERS order) of (book id, chapter title, sentences).
-# Sentences: numbers spelled out, apostrophes, doubled letters, hard words, commas and pauses for silences.
-_PAUSE = '<break time="900ms"/>'
-SAMPLE_CHAPTERS = {
-    "train-clean-100": (
-        (90011, "Chapter One: The Narrow Stairs", (
-            "The lighthouse keeper climbed the narrow stairs at dusk.",
-            "He wrote in his ledger, slowly and carefully, that the wind had risen to gale force by eleven o'clock.",
-            "Nobody's boat came into the harbour that night.",
-        )),
-        (90011, "Chapter Two: The Lamp Room", (
-            "Three hundred and sixty five steps led from the rocks to the lamp room.",
-            "Don't leave the door open, his mother used to say, or the sea will follow you inside.",
-        )),
-        (90012, "Chapter Three: Forty Seven Barrels", (
-            "The bookkeeper poured a cup of strong coffee and opened the accounts.",
-            "Miss Abbott, who hadn't slept for two days, counted forty seven barrels of beans in the cellar.",
-            f"It wasn't enough. {_PAUSE} It would never be enough.",
-        )),
-        (90012, "Chapter Four: The Committee", (
-            "A committee of merchants assembled in the hall to discuss the unexpected shortage.",
-            "They argued, shouted, and finally agreed to wait.",
-            "We'll need a bigger ship, said the youngest of them, and a braver captain.",
-        )),
-        (90013, "Lecture One: Entropy", (
-            "Entropy is a measure of the number of microscopic configurations consistent with a macroscopic "
-            "state.",
-            f"The professor paused. {_PAUSE} Then he erased the blackboard and began again.",
-            "Heat flows spontaneously from a hotter body to a colder one.",
-        )),
-        (90013, "Lecture Two: The Second Law", (
-            "In the nineteenth century, engineers who designed steam engines noticed that no machine, however "
-            "cleverly constructed, could convert all of its heat into useful work, and this stubborn observation "
-            "became the second law of thermodynamics.",
-            "I'd rather measure it twice than guess once.",
-        )),
-        (90014, "Chapter One: The Mill Wheel", (
-            "The mill wheel turned all afternoon beside the shallow river.",
-            "Children collected acorns, and the miller's dog barked at every passing carriage.",
-        )),
-        (90014, "Chapter Two: Nineteen Twenty One", (
-            "By nineteen twenty one the village had a school, a bakery, and a tiny post office.",
-            "Good morning, everyone, said the postmistress.",
-        )),
-    ),
-    "dev-clean": (
-        (90015, "Letter One: A Faint Smudge", (
-            "The telescope was aimed at a faint smudge of light near the horizon.",
-            "She'd waited eighteen months for a clear sky.",
-            "Astronomers, mathematicians, and a few curious students gathered quietly around the eyepiece.",
-        )),
-        (90015, "Letter Two: The Comet", (
-            "The comet's tail stretched across almost a quarter of the sky.",
-            f"Write it down, she whispered. {_PAUSE} Write everything down.",
-        )),
-        (90011, "Chapter Three: The Fog", (
-            "The keeper's assistant was a cheerful fellow who whistled while he polished the brass.",
-            "They couldn't see the coast through the fog.",
-        )),
-        (90012, "Chapter Five: Cinnamon and Paper", (
-            "Her father's shop smelled of roasted beans, cinnamon, and old paper.",
-            "The accountant balanced the books every Tuesday without fail.",
-            "You're late again, Mister Hobbes.",
-        )),
-        (90013, "Lecture Three: Reversible Processes", (
-            "A reversible process is an idealization that no real engine can achieve.",
-            "The temperature fell by fourteen degrees in less than an hour.",
-            "When the gas expands into the empty chamber, nothing pushes back against it, so no work is done, and "
-            "yet the entropy of the whole system still increases, which seems puzzling at first but becomes "
-            "natural once you count the arrangements of the molecules.",
-        )),
-        (90014, "Chapter Three: The Harvest", (
-            "The harvest festival began on the first Saturday in September.",
-            "Old Widow Pennington baked two hundred loaves of bread.",
-            "It's the tallest oak tree in the valley.",
-        )),
-        (90015, "Letter Three: The Lens", (
-            "The lens had to be ground by hand, a task that took a skilled craftsman several weeks.",
-            "Look over there, near the hill.",
-        )),
-        (90012, "Chapter Six: A Unanimous Decision", (
-            "Shall we open the new shop in the spring, or wait until autumn?",
-            "The committee's decision was unanimous.",
-        )),
-    ),
-    "test-clean": (
-        (90014, "Chapter Four: The Bridge", (
-            "The bridge over the millstream was rebuilt after the flood.",
-            "Farmers brought their sheep, geese, and cattle to the market square.",
-            "There aren't many villages like this one left.",
-        )),
-        (90014, "Chapter Five: The Schoolroom", (
-            "A hundred and twelve pupils, most of them barefoot, filed into the classroom.",
-            f"Silence, please. {_PAUSE} Sit down.",
-        )),
-        (90013, "Lecture Four: Efficiency", (
-            "The efficiency of an ideal heat engine depends only on the temperatures of its reservoirs.",
-            "We haven't yet explained why the coefficient is negative.",
-            "Consider a cylinder fitted with a frictionless piston.",
-        )),
-        (90013, "Lecture Five: Irreversibility", (
-            "If the piston is pushed in very slowly, the gas remains in equilibrium at every stage, and the work "
-            "done on it can be calculated exactly, but if it is pushed in suddenly, turbulence and friction "
-            "appear, and some of that work is irretrievably lost as heat.",
-            "Ninety nine percent of the energy was accounted for.",
-        )),
-        (90011, "Chapter Four: The Raft", (
-            "The storm lasted for three days and three nights.",
-            "On the fourth morning the keeper's daughter spotted a raft drifting toward the rocks.",
-            f"She didn't hesitate. {_PAUSE} She ran.",
-        )),
-        (90015, "Letter Four: The Photographs", (
-            "Every photograph was labelled with the date, the hour, and the position of the moon.",
-            "The assistant's handwriting was nearly illegible.",
-            "Who'd have thought that such a small error could matter so much?",
-        )),
-        (90012, "Chapter Seven: The Harbour", (
-            "Coffee, tea, and sugar arrived by carriage from the harbour.",
-            "The merchant's daughter kept the books after her father retired.",
-        )),
-        (90011, "Chapter Five: The Last Night", (
-            "Thirty thousand gallons of oil were stored beneath the tower.",
-            "Goodbye, old friend, said the keeper, and he locked the door for the last time.",
-        )),
-    ),
-}
+SAMPLE_CORPUS_FILE = Path(__file__).with_name("sample_corpus.yaml")  # its books, speakers, voices and sentences
 
 
+@functools.cache
 def sample_corpus_plan() -> CorpusPlan:
-    """The bundled corpus: twelve speakers (two F, two M per split), two chapters each, two or three utterances per
-    chapter. Chapter ids are the speaker id followed by a two-digit number."""
+    """The bundled corpus, as SAMPLE_CORPUS_FILE describes it: twelve speakers (two F, two M per split), two chapters
+    each, two or three utterances per chapter."""
+    data = _read_yaml(SAMPLE_CORPUS_FILE)
+    books = tuple(Book(book["id"], book["title"], book["author"]) for book in data["books"])
+    project_of_book = {book["id"]: book["project"] for book in data["books"]}
+    title_of_book = {book.id: book.title for book in books}
     speakers, chapters, utterances = [], [], []
-    for split in SAMPLE_SPLITS:
-        split_speakers = [row for row in SAMPLE_SPEAKERS if row[2] == split]
-        for position, (book_id, title, sentences) in enumerate(SAMPLE_CHAPTERS[split]):
-            speaker_id, _name, _split, voice, level_db = split_speakers[position // 2]
-            chapter_id = speaker_id * 100 + 1 + position % 2
-            book = next(b for b in SAMPLE_BOOKS if b.id == book_id)
-            chapters.append(Chapter(chapter_id, speaker_id, book_id, _PROJECT_OF_BOOK[book_id], title, book.title))
-            for index, sentence in enumerate(sentences):
-                utterances.append(UtteranceSpec(speaker_id, chapter_id, index, sentence, voice, level_db))
-        speakers += [Speaker(speaker_id, name, voice.sex, split)
-                     for speaker_id, name, split, voice, _level in split_speakers]
-    return CorpusPlan(tuple(speakers), SAMPLE_BOOKS, tuple(chapters), tuple(utterances))
+    for speaker in data["speakers"]:
+        voice = Voice(**speaker["voice"])
+        speakers.append(Speaker(speaker["id"], speaker["name"], voice.sex, speaker["split"]))
+        for chapter in speaker["chapters"]:
+            book_id = chapter["book"]
+            chapters.append(Chapter(chapter["id"], speaker["id"], book_id, project_of_book[book_id], chapter["title"],
+                                    title_of_book[book_id]))
+            utterances += [UtteranceSpec(speaker["id"], chapter["id"], index, sentence, voice, speaker["level_db"])
+                           for index, sentence in enumerate(chapter["sentences"])]
+    return CorpusPlan(tuple(speakers), books, tuple(chapters), tuple(utterances))
 
 
 def sample_transcripts() -> frozenset[str]:
@@ -808,17 +629,3 @@ def _speaker_name(speaker_id: int, sex: str) -> str:
     first = _FIRST_NAMES[sex]
     return f"{first[speaker_id % len(first)]} {_LAST_NAMES[(speaker_id * 7) % len(_LAST_NAMES)]}"
 
-
-def read_transcripts(root: Path) -> dict[str, str]:
-    """Utterance id -> transcript of every trans.txt under root."""
-    transcripts = {}
-    for path in sorted(Path(root).rglob("*.trans.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                utterance_id, _, text = line.partition(" ")
-                transcripts[utterance_id] = text
-    return transcripts
-
-
-def iter_flacs(root: Path) -> Iterable[Path]:
-    return sorted(Path(root).rglob("*.flac"))

@@ -232,8 +232,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                         help="training compute precision; evaluation and export are float32 either way "
-                             "(mixed_bfloat16: 1.15x faster per step on a 2-core AVX512-BF16 CPU; "
-                             "benchmarks/benchmark_training_step.py)")
+                             "(mixed_bfloat16 pays off on CPUs with native bfloat16 and on GPUs: "
+                             "benchmarks/TRAINING_RESULTS.md)")
     parser.add_argument("--init", type=Path, help="start from this export's weights instead of random ones")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "model" / "demo-wav2vec2.h5")
     return parser.parse_args(argv)

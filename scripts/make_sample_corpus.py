@@ -2,8 +2,9 @@
 
     python scripts/make_sample_corpus.py [--out data/LibriSpeech] [--jobs 2]
 
-Deterministic: the sentences, speakers and voices are fixed in librispeech_tools/synthetic.py, and espeak-ng and sox give
-the same audio for the same input, so the files come out the same on every run (with the same tool versions).
+Deterministic: the books, speakers, voices and sentences are fixed in librispeech_tools/sample_corpus.yaml, and
+espeak-ng and sox give the same audio for the same input, so the files come out the same, byte for byte, on every run
+(with the same tool versions; tests/test_synthetic.py checks it).
 """
 from __future__ import annotations
 

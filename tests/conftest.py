@@ -58,6 +58,25 @@ def make_config(root: Path | None = None, **overrides):
     return config_module.build_config(raw, {})
 
 
+# A tiny wav2vec2 with the base model's 20 ms frames (so the fixed 34.955 s input stays cheap), random weights.
+TINY_CONFIG = {
+    "conv_dim": [16, 16, 16, 16, 16, 16, 16], "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "feat_extract_norm": "group", "do_stable_layer_norm": False,
+    "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+    "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 2, "vocab_size": 32,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """TINY_CONFIG saved as an .h5 at the project's input length (for the integration test and the report)."""
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny-wav2vec2.h5"
+    wav2vec2_model.build_wav2vec2_for_ctc(TINY_CONFIG, config_module.project_config().max_samples).save(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def fresh_config(monkeypatch):
     """Every test reads the configuration anew; environment overrides set by a test stay in that test."""

@@ -10,24 +10,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODEL = REPO / "model" / "demo-wav2vec2.h5"
 
-# A tiny wav2vec2 with the base model's 20 ms frames (so the fixed 34.955 s input stays cheap), random weights.
-TINY_CONFIG = {
-    "conv_dim": [16, 16, 16, 16, 16, 16, 16], "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "feat_extract_norm": "group", "do_stable_layer_norm": False,
-    "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-    "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 2, "vocab_size": 32,
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from librispeech.wav2vec2 import model as wav2vec2_model
-    from librispeech.config import project_config
-
-    path = tmp_path_factory.mktemp("model") / "tiny-wav2vec2.h5"
-    wav2vec2_model.build_wav2vec2_for_ctc(TINY_CONFIG, project_config().max_samples).save(path)
-    return path
-
 
 def _run(code: str, model: Path, **environment) -> subprocess.CompletedProcess:
     """Each run in a fresh interpreter: code-loader keeps its registrations in process-wide state."""

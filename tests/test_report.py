@@ -8,21 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_integration import TINY_CONFIG
-
 REPO = Path(__file__).resolve().parent.parent
 PLOTS = {"latent_space.png", "rms_std_vs_loss.png", "dale_chall_vs_metrics.png", "kmeans_clusters.png",
          "spectral_flatness_vs_cer.png", "reliability_diagram.png", "wer_vs_speaking_rate.png"}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from librispeech.wav2vec2 import model as wav2vec2_model
-    from librispeech.config import project_config
-
-    path = tmp_path_factory.mktemp("model") / "tiny.h5"
-    wav2vec2_model.build_wav2vec2_for_ctc(TINY_CONFIG, project_config().max_samples).save(path)
-    return path
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:

@@ -18,13 +18,12 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "20",
                  "--epochs", "1", "--batch-size", "4", "--warmup-steps", "1", "--learning-rate", "1e-4",
                  "--precision", "mixed_bfloat16", "--output", str(output)]
-    best = training.train(training.parse_args(arguments))
+    training.train(training.parse_args(arguments))
     assert keras.mixed_precision.global_policy().name == "float32"  # training's policy does not leak
 
     rows = list(csv.DictReader(output.with_suffix(".training.csv").open()))
     assert [row["epoch"] for row in rows] == ["1"] and np.isfinite(float(rows[0]["train_loss"]))
     recorded = json.loads(output.with_suffix(".json").read_text())
-    assert recorded == json.loads(json.dumps(best))
     assert recorded["epoch"] == 1 and recorded["precision"] == "mixed_bfloat16"
     assert recorded["training_utterances"] == 19  # one of the 20 is the model-selection slice
 

@@ -4,9 +4,7 @@ frames from an audio header."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 # HF ACT2FN names this implementation has (see layers.get_activation); "gelu" is the exact (erf) GELU.
@@ -83,11 +81,6 @@ class Wav2Vec2Config:
         known = {k: v for k, v in values.items() if k in names}
         extra = {k: v for k, v in values.items() if k not in names and k != "extra"}
         return cls(**known, extra=extra)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> "Wav2Vec2Config":
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
 
     def to_dict(self) -> dict[str, Any]:
         """The model's hyper-parameters as plain JSON types (unknown keys left out)."""

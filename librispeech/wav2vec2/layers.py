@@ -27,6 +27,11 @@ PACKAGE = "librispeech"  # the registered names in saved models ("librispeech>Wa
 BLANK_LOGIT = 1e4  # logit of the pad/blank id on padded frames (every other logit there is 0)
 TORCH_NORM_EPS = 1e-5  # torch's nn.GroupNorm / nn.LayerNorm default, used by the conv feature encoder
 LARGE_NEGATIVE = -1e9  # attention score bias of padded keys
+# oneDNN's bfloat16 convolution in TensorFlow 2.21 on a CPU with AMX-BF16 returns wrong values, not merely coarse ones
+# (mean error ~100%), for an even number of input channels below 16 when channels x kernel width is a multiple of 32
+# (e.g. 8 channels, width 16; measured with plain keras.ops.conv, tests/test_model.py). Positional-conv groups
+# narrower than this compute in float32 under a bfloat16 policy; real checkpoints have 24 to 80 channels per group.
+MIN_BFLOAT16_CONV_CHANNELS = 16
 
 register = keras.saving.register_keras_serializable(package=PACKAGE)
 
@@ -280,10 +285,13 @@ class Wav2Vec2PositionalConvEmbedding(keras.layers.Layer):
         if keras.backend.backend() == "tensorflow" and groups > 1:
             # TF has no grouped convolution kernel on CPU (Keras runs it as an XLA cluster); one conv per group
             # over its slice of channels is the same computation and about twice as fast.
-            inputs = ops.split(hidden_states, groups, axis=-1)
-            kernels = ops.split(self.conv.kernel, groups, axis=-1)
+            dtype = hidden_states.dtype
+            if dtype == "bfloat16" and self.hidden_size // groups < MIN_BFLOAT16_CONV_CHANNELS:
+                dtype = "float32"  # oneDNN's bfloat16 conv returns wrong values here: see the constant
+            inputs = ops.split(ops.cast(hidden_states, dtype), groups, axis=-1)
+            kernels = ops.split(ops.cast(self.conv.kernel, dtype), groups, axis=-1)
             hidden_states = ops.concatenate([ops.conv(x, k) for x, k in zip(inputs, kernels)], axis=-1)
-            hidden_states = hidden_states + self.conv.bias
+            hidden_states = ops.cast(hidden_states + ops.cast(self.conv.bias, dtype), self.compute_dtype)
         else:
             hidden_states = self.conv(hidden_states)
         return self.activation(hidden_states)
