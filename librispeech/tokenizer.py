@@ -43,6 +43,20 @@ def normalize_transcript(text: str) -> str:
     return " ".join(text.upper().split())
 
 
+def label_length(transcript: str) -> int:
+    """Tokens encode_transcript gives for a transcript: one per character of the normalised text (a space is the
+    word delimiter; a character outside the vocabulary is one <unk>). Counted without the tokenizer, so
+    preprocessing stays light; tests check it against the tokenizer."""
+    return len(normalize_transcript(transcript))
+
+
+def min_ctc_frames(transcript: str) -> int:
+    """Fewest model frames a CTC alignment of the transcript needs: one per token, plus a blank between each pair
+    of equal neighbours (the L-L of HELLO)."""
+    text = normalize_transcript(transcript)
+    return len(text) + sum(first == second for first, second in zip(text, text[1:]))
+
+
 def encode_transcript(text: str, max_label_length: int) -> np.ndarray:
     """Token ids as float32, zero-padded (blank) to max_label_length."""
     ids = get_tokenizer()(normalize_transcript(text)).input_ids
