@@ -114,11 +114,17 @@ class SplitData:
 
 
 def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
-    """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does)."""
+    """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does). Samples beyond full scale
+    (float files only) are clipped to [-1, 1] and NaN set to 0, with a warning."""
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt data
         raise ValueError(f"cannot decode audio of {name or source}: {error}") from error
+    if not (np.isfinite(samples).all() and np.abs(samples).max(initial=0.0) <= 1.0):
+        # only float files can hold these; full scale is 1.0, as for integer PCM
+        logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
+                       "to [-1, 1]", name or source)
+        samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         import librosa

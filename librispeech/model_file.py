@@ -99,6 +99,6 @@ def check_finite_weights(path: Path, model) -> None:
     import numpy as np
 
     for weight in model.weights:
-        if not np.isfinite(np.asarray(weight)).all():
+        if not np.isfinite(weight.numpy()).all():
             raise ModelFileError(f"{path}: weight {weight.path} has NaN or infinite values; the file is damaged, "
                                  f"{MAKE_ONE}")
