@@ -30,7 +30,7 @@ def load_wav2vec2(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
-    if path.suffix.lower() in (".h5", ".hdf5", ".keras5"):
+    if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_keras_h5(path)
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
                          f".h5 export ({MAKE_ONE})")
