@@ -19,7 +19,8 @@ import numpy as np
 import soundfile
 
 from librispeech.config import SUBSETS, ProjectConfig, project_config
-from librispeech.tokenizer import normalize_transcript
+from librispeech.tokenizer import label_length, min_ctc_frames, normalize_transcript
+from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 logger = logging.getLogger("librispeech")
 
@@ -30,6 +31,8 @@ EMPTY_TRANSCRIPT = "empty transcript"
 UNREADABLE_AUDIO = "unreadable audio"
 TOO_LONG = "longer than the model input (max_samples)"
 EMPTY_AUDIO = "no audio samples"
+LABEL_TOO_LONG = "transcript longer than the label width (max_label_length)"
+TOO_SHORT_FOR_TRANSCRIPT = "audio too short for its transcript (fewer model frames than CTC needs)"
 WARNING_IDS_SHOWN = 5
 
 
@@ -111,17 +114,34 @@ class SplitData:
 
 
 def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
-    """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does)."""
+    """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does). Samples beyond full scale
+    (float files only) are clipped to [-1, 1] and NaN set to 0, with a warning."""
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt data
         raise ValueError(f"cannot decode audio of {name or source}: {error}") from error
+    if not (np.isfinite(samples).all() and np.abs(samples).max(initial=0.0) <= 1.0):
+        # only float files can hold these; full scale is 1.0, as for integer PCM
+        logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
+                       "to [-1, 1]", name or source)
+        samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+# Model frames are counted with the conv stack of the default (base) config: kernels 10,3,3,3,3,2,2 and strides
+# 5,2,2,2,2,2,2, shared by wav2vec2-base, -large and the demo model. Preprocessing runs without the model, so it
+# cannot read the stack from it; load_wav2vec2 refuses a model whose conv stack differs.
+FRAME_CONFIG = Wav2Vec2Config()
+
+
+def model_frames(num_samples: int) -> int:
+    """Output frames of the model for num_samples samples at its sample rate (0 below 400 samples)."""
+    return FRAME_CONFIG.num_frames(num_samples)
 
 
 def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
@@ -181,7 +201,11 @@ class _Candidate:
 
 
 def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: ProjectConfig):
-    """(Utterance, None) or (None, ExcludedUtterance) from the audio header alone."""
+    """(Utterance, None) or (None, ExcludedUtterance) from the transcript and the audio header alone."""
+    labels = label_length(candidate.transcript)
+    if labels > config.max_label_length:
+        return None, ExcludedUtterance(candidate.id, LABEL_TOO_LONG,
+                                       f"{labels} tokens > max_label_length={config.max_label_length}")
     try:
         info = read_info()
     except Exception as error:
@@ -192,6 +216,10 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
     if num_samples > config.max_samples:
         return None, ExcludedUtterance(
             candidate.id, TOO_LONG, f"{num_samples / config.sample_rate:.2f} s > {config.max_samples} samples")
+    frames, needed = model_frames(num_samples), min_ctc_frames(candidate.transcript)
+    if frames < needed:  # no CTC alignment exists: the loss would be infinite
+        return None, ExcludedUtterance(candidate.id, TOO_SHORT_FOR_TRANSCRIPT,
+                                       f"{num_samples} samples give {frames} frames < {needed} needed for {labels} tokens")
     return Utterance(candidate.id, candidate.speaker_id, candidate.chapter_id, candidate.transcript, num_samples,
                      info.samplerate, info.channels, candidate.audio_path, candidate.hf_row), None
 

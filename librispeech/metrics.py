@@ -13,6 +13,7 @@ ERROR_RATE_KEYS = (
     "char_hits", "char_substitutions", "char_deletions", "char_insertions",
 )
 HIGHER_IS_BETTER = frozenset({"wip", "word_hits", "char_hits"})
+INFEASIBLE_LOSS = 0.0  # ctc_loss of a sample with no finite CTC loss (HF's ctc_zero_infinity)
 
 
 def ctc_loss(logits, labels):
@@ -22,17 +23,27 @@ def ctc_loss(logits, labels):
     so they add ~0 and no output lengths are needed. labels [batch, max_label_length]: token ids padded with the
     blank (0); a label's length is its number of non-zero ids. float16 inputs are computed in float32.
     Differentiable: the demo model trains with this same function.
+
+    Never inf or NaN: a sample whose loss is not finite gets 0 (INFEASIBLE_LOSS), as Hugging Face's
+    ctc_zero_infinity does; with TensorFlow its gradient is 0 too. That happens when no CTC path fits the audio's
+    real frames (fewer frames than the label needs; preprocessing excludes such utterances and reports them) or when
+    the logits themselves are not finite.
     """
     from keras import backend, ops
 
     logits = ops.cast(logits, "float32")
     labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
+    # non-finite logits are replaced before the CTC kernel, so they reach neither the loss nor the gradient
+    finite_logits = ops.all(ops.isfinite(logits), axis=(1, 2))
+    logits = ops.where(finite_logits[:, None, None], logits, ops.zeros_like(logits))
     if backend.backend() == "tensorflow":
-        return _tensorflow_ctc_loss(logits, labels)
-    batch, frames = ops.shape(logits)[0], ops.shape(logits)[1]
-    label_lengths = ops.sum(ops.cast(ops.not_equal(labels, BLANK_ID), "int32"), axis=-1)
-    logit_lengths = ops.full((batch,), frames, dtype="int32")
-    return ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=BLANK_ID)
+        loss = _tensorflow_ctc_loss(logits, labels)
+    else:
+        batch, frames = ops.shape(logits)[0], ops.shape(logits)[1]
+        label_lengths = ops.sum(ops.cast(ops.not_equal(labels, BLANK_ID), "int32"), axis=-1)
+        logit_lengths = ops.full((batch,), frames, dtype="int32")
+        loss = ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=BLANK_ID)
+    return ops.where(ops.logical_and(finite_logits, ops.isfinite(loss)), loss, ops.full_like(loss, INFEASIBLE_LOSS))
 
 
 def _tensorflow_ctc_loss(logits, labels):

@@ -1,6 +1,12 @@
-"""Opening the wav2vec2 export that the integration runs (leap_test.load_model, `evaluate --model`)."""
+"""Opening the wav2vec2 export that the integration runs (leap_test.load_model, `evaluate --model`).
+
+Every problem with the path is a ModelFileError whose message is one line naming the path and what is wrong:
+missing, not HDF5, truncated or corrupt, an HDF5 file that is not a wav2vec2 export, or an export whose conv stack
+differs from the one preprocessing counts frames with.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -10,6 +16,13 @@ class ModelFileError(Exception):
 
 MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`, or "
             "leave WAV2VEC_MODEL unset for the bundled demo model")
+ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
+INPUT_NAMES = ("audio", "audio_length")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
 
 
 def load_wav2vec2(path: str | Path):
@@ -17,8 +30,75 @@ def load_wav2vec2(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return _load_keras_h5(path)
+    raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
+                         f".h5 export ({MAKE_ONE})")
+
+
+def check_keras_h5(path: Path) -> dict:
+    """The encoder's Wav2Vec2Config dictionary of a Keras .h5 wav2vec2 export, read from the file's attributes
+    without Keras; ModelFileError when the file is not HDF5, cannot be opened, or is not such an export."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise ModelFileError(f"{path} is not an HDF5 file, so not a Keras .h5 export ({MAKE_ONE})")
+    try:
+        with h5py.File(path, "r") as handle:
+            raw_config = handle.attrs.get("model_config")
+            has_weights = "model_weights" in handle
+    except Exception as error:  # h5py names the problem (e.g. "truncated file") but not the file; OSError, KeyError..
+        raise ModelFileError(f"{path} is truncated or corrupt: cannot open it as HDF5 ({_first_line(error)})") from None
+    if raw_config is None or not has_weights:
+        raise ModelFileError(f"{path} is an HDF5 file but not a Keras model export (no model_config/model_weights); "
+                             f"{MAKE_ONE}")
+    try:
+        model_config = json.loads(raw_config)
+        layers = {layer.get("name") or layer["config"]["name"]: layer for layer in model_config["config"]["layers"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelFileError(f"{path} has an unreadable Keras model_config ({_first_line(error)})") from None
+    encoder = layers.get(ENCODER_LAYER_NAME, {})
+    input_names = tuple(name for name, layer in layers.items() if layer.get("class_name") == "InputLayer")
+    if not str(encoder.get("class_name", "")).endswith("Wav2Vec2Encoder") or input_names != INPUT_NAMES:
+        raise ModelFileError(f"{path} is a Keras model ({model_config['config'].get('name', '?')!r}) but not a "
+                             f"wav2vec2 export: expected inputs {list(INPUT_NAMES)} and a Wav2Vec2Encoder layer "
+                             f"named {ENCODER_LAYER_NAME!r}; {MAKE_ONE}")
+    return encoder.get("config", {}).get("config", {}) or {}
+
+
+def check_conv_stack(path: Path, encoder_config: dict) -> None:
+    """Preprocessing counts frames with the base conv stack (librispeech.data.FRAME_CONFIG); a model with another
+    stack would get utterances it cannot align."""
+    from librispeech.data import FRAME_CONFIG
+
+    kernel = tuple(int(v) for v in encoder_config.get("conv_kernel", FRAME_CONFIG.conv_kernel))
+    stride = tuple(int(v) for v in encoder_config.get("conv_stride", FRAME_CONFIG.conv_stride))
+    if (kernel, stride) != (FRAME_CONFIG.conv_kernel, FRAME_CONFIG.conv_stride):
+        raise ModelFileError(f"{path}: conv stack kernels {list(kernel)} / strides {list(stride)} differ from the "
+                             f"{list(FRAME_CONFIG.conv_kernel)} / {list(FRAME_CONFIG.conv_stride)} that preprocessing "
+                             f"counts frames with")
+
+
+def _load_keras_h5(path: Path):
+    check_conv_stack(path, check_keras_h5(path))
     import keras
 
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
 
-    return keras.models.load_model(path, compile=False)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # h5py/Keras raise many types for a damaged weight group
+        raise ModelFileError(f"{path} is a wav2vec2 export but cannot be loaded (damaged or truncated): "
+                             f"{_first_line(error)}") from None
+    check_finite_weights(path, model)
+    return model
+
+
+def check_finite_weights(path: Path, model) -> None:
+    """HDF5 keeps no checksums: overwritten weight bytes load silently, and often as NaN or inf."""
+    import numpy as np
+
+    for weight in model.weights:
+        if not np.isfinite(weight.numpy()).all():
+            raise ModelFileError(f"{path}: weight {weight.path} has NaN or infinite values; the file is damaged, "
+                                 f"{MAKE_ONE}")

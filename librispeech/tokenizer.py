@@ -11,6 +11,7 @@ from librispeech.config import project_config
 
 BLANK_ID = 0  # <pad> doubles as the CTC blank in wav2vec2-base-960h
 WORD_DELIMITER = "|"
+UNKNOWN = "<unk>"
 
 
 @functools.cache
@@ -19,7 +20,7 @@ def get_tokenizer(vocab_file: Path | None = None):
 
     return Wav2Vec2CTCTokenizer(
         str(vocab_file or project_config().vocab_file),
-        unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        unk_token=UNKNOWN, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
         word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
     )
 
@@ -41,6 +42,28 @@ def transcript_characters() -> frozenset[str]:
 def normalize_transcript(text: str) -> str:
     """LibriSpeech style: upper case, single spaces. Other characters stay and are encoded as <unk>."""
     return " ".join(text.upper().split())
+
+
+def label_length(transcript: str) -> int:
+    """Tokens encode_transcript gives for a transcript: one per character of the normalised text (a space is the
+    word delimiter; a character outside the vocabulary is one <unk>). Counted without the tokenizer, so
+    preprocessing stays light; tests check it against the tokenizer."""
+    return len(normalize_transcript(transcript))
+
+
+def min_ctc_frames(transcript: str) -> int:
+    """Fewest model frames a CTC alignment of the transcript needs: one per token, plus a blank between each pair
+    of equal neighbours (the L-L of HELLO)."""
+    tokens = label_tokens(transcript)
+    return len(tokens) + sum(first == second for first, second in zip(tokens, tokens[1:]))
+
+
+def label_tokens(transcript: str) -> list[str]:
+    """The tokens encode_transcript gives, as strings: a space is the word delimiter, and every character outside
+    the vocabulary is the same <unk> (so two different unknown characters in a row are equal neighbours)."""
+    known = frozenset(vocabulary_tokens())
+    return [WORD_DELIMITER if character == " " else character if character in known else UNKNOWN
+            for character in normalize_transcript(transcript)]
 
 
 def encode_transcript(text: str, max_label_length: int) -> np.ndarray:

@@ -104,6 +104,8 @@ def waveform(audio: np.ndarray, audio_length: np.ndarray, sample_rate: int) -> L
 
 def audio_player(audio: np.ndarray, audio_length: np.ndarray, sample_rate: int) -> LeapAudio:
     samples = real_audio(audio, audio_length)
+    if len(samples) < 2:  # code-loader squeezes one sample to a scalar (preprocess keeps >= 400 samples anyway)
+        samples = np.pad(samples, (0, 2 - len(samples)))
     # Normalised input can exceed [-1, 1]; scale to full range so it plays without clipping.
     peak = float(np.max(np.abs(samples))) or 1.0
     return default_audio_visualizer(samples / peak, sample_rate)
