@@ -11,7 +11,7 @@ from code_loader.inner_leap_binder.leapbinder_decorators import (
     tensorleap_custom_layer, tensorleap_custom_loss, tensorleap_custom_metric, tensorleap_custom_visualizer,
     tensorleap_gt_encoder, tensorleap_input_encoder, tensorleap_metadata, tensorleap_preprocess)
 
-from librispeech import audio_features, data, metrics, text_features, tokenizer, visualizers
+from librispeech import audio_features, data, lm_decoding, metrics, text_features, tokenizer, visualizers
 from librispeech.config import project_config
 from librispeech.wav2vec2.model import CUSTOM_LAYERS
 
@@ -125,3 +125,22 @@ def waveform_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapGrap
 @tensorleap_custom_visualizer("audio_player", LeapDataType.Audio)
 def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapAudio:
     return visualizers.audio_player(audio, audio_length, project_config().sample_rate)
+
+
+# ---------------------------------------------------------------- LM decoding: the second hypothesis
+
+@tensorleap_custom_metric("error_rates_lm", direction={
+    key: MetricDirection.Upward if key in metrics.HIGHER_IS_BETTER else MetricDirection.Downward
+    for key in metrics.ERROR_RATE_KEYS})
+def error_rates_lm(logits: np.ndarray, transcript: np.ndarray) -> dict:
+    return lm_decoding.error_rates_lm(logits, transcript)
+
+
+@tensorleap_custom_metric("lm_gain", direction=MetricDirection.Upward)
+def lm_gain(logits: np.ndarray, transcript: np.ndarray) -> np.ndarray:
+    return lm_decoding.lm_gain(logits, transcript)
+
+
+@tensorleap_custom_visualizer("transcription_lm", LeapDataType.Text)
+def transcription_lm_visualizer(logits: np.ndarray) -> LeapText:
+    return visualizers.transcription_lm(logits)

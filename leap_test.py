@@ -12,6 +12,7 @@ from leap_binder import (
     alignment_visualizer, audio_player_visualizer, ctc_loss, error_rates, gt_transcript, input_audio,
     input_audio_length, mel_spectrogram_visualizer, metadata_readability, metadata_records, metadata_speech,
     metadata_text, preprocess, reference_visualizer, transcription_visualizer, waveform_visualizer)
+from leap_binder import error_rates_lm, lm_gain, transcription_lm_visualizer
 from librispeech.config import project_config
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
@@ -41,6 +42,10 @@ def integration_test(sample_id, preprocess_response):
     mel_spectrogram_visualizer(audio, audio_length)
     waveform_visualizer(audio, audio_length)
     audio_player_visualizer(audio, audio_length)
+
+    error_rates_lm(logits, transcript)
+    lm_gain(logits, transcript)
+    transcription_lm_visualizer(logits)
 
     metadata_speech(sample_id, preprocess_response)
     metadata_text(sample_id, preprocess_response)

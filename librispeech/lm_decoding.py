@@ -75,12 +75,13 @@ def read_arpa_unigrams(path: Path) -> list[str]:
 
 
 def spell(word: str, token_ids: dict[str, int]) -> list[int] | None:
-    """The word's letters as token ids (no word delimiter: the decoder may also split where the model wrote no
-    space), or None when a letter is not in the vocabulary."""
+    """The word's letters, then the word delimiter, as token ids (flashlight's lexicon convention: a word ends at
+    its delimiter, so a letter repeated across frames stays inside the word), or None when a letter is not in the
+    vocabulary."""
     letters = word.upper()
     if not letters or any(letter not in token_ids or letter == WORD_DELIMITER for letter in letters):
         return None
-    return [token_ids[letter] for letter in letters]
+    return [token_ids[letter] for letter in letters] + [token_ids[WORD_DELIMITER]]
 
 
 # ---------------------------------------------------------------- the decoder
@@ -136,6 +137,10 @@ class LMDecoder:
         self.settings = settings
         self.vocabulary_size = len(tokens)
         self.lexicon_size = len(spellings)
+        # One frame of a certain word delimiter after the audio: the model writes none after the last word, and
+        # flashlight only ends a hypothesis after a word's delimiter.
+        self._closing_frame = np.full((1, len(tokens)), -1e4, np.float32)
+        self._closing_frame[0, silence] = 0.0
 
     def decode(self, logits: np.ndarray) -> str:
         """The best hypothesis for one sample's logits [frames, vocab] (float16 is fine: computed in float32)."""
@@ -146,8 +151,8 @@ class LMDecoder:
         frames = decoded_frames(log_probabilities)
         if frames == 0:
             return ""
-        emissions = np.ascontiguousarray(log_probabilities[:frames])
-        results = self._decoder.decode(emissions.ctypes.data, frames, self.vocabulary_size)
+        emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
+        results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
         if not results:
             return ""
         words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0]
