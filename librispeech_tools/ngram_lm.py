@@ -138,7 +138,7 @@ class WittenBellModel:
         text = "\n".join(self.arpa_lines()) + "\n"
         path = Path(path)
         if path.suffix == ".gz":
-            with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
-                handle.write(text.encode("utf-8"))  # mtime=0: the same text gives the same bytes
+            with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as handle:
+                handle.write(text.encode("utf-8"))  # no name, mtime=0: the same text gives the same bytes
         else:
             path.write_text(text, encoding="utf-8")

@@ -1,6 +1,7 @@
 """Build the demo word LM and its lexicon (librispeech/lm/) from the training-corpus sentence generator.
 
     python scripts/make_demo_lm.py [--sentences 100000] [--order 2] [--min-counts 1 2] [--seed 7340033]
+                                   [--without-bundled-words --lm OTHER.arpa.gz --lexicon OTHER.txt]
 
 The text is what librispeech_tools/synthetic.py composes for the demo model's training corpus (--text-style
 frequency: half the words by their frequency in English, the rest from common words, their inflections and the
@@ -33,15 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="minimum count per order; rarer n-grams go to the backoff (default 1 2)")
     parser.add_argument("--seed", type=int, default=7_340_033,
                         help="seed of the sentence draws (default 7340033, unused by any corpus made so far)")
+    parser.add_argument("--without-bundled-words", action="store_true",
+                        help="draw the generator's bundled-vocabulary share from the common words instead: an LM "
+                             "that does not know the bundled corpus's rarer words (to measure what that costs)")
     parser.add_argument("--lm", type=Path, default=LM_DIR / "demo-lm.arpa.gz")
     parser.add_argument("--lexicon", type=Path, default=LM_DIR / "demo-lexicon.txt")
     return parser.parse_args(argv)
 
 
-def demo_lm_sentences(count: int, seed: int) -> list[list[str]]:
+def demo_lm_sentences(count: int, seed: int, without_bundled_words: bool = False) -> list[list[str]]:
+    from dataclasses import replace
+
     from librispeech_tools import synthetic
 
     pools = synthetic.training_word_pools("frequency")
+    if without_bundled_words:
+        pools = replace(pools, sample=pools.common)
     forbidden = synthetic.sample_transcripts()
     rng = random.Random(seed)
     sentences = []
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from librispeech_tools.ngram_lm import SENTENCE_END, WittenBellModel
 
     started = time.perf_counter()
-    sentences = demo_lm_sentences(args.sentences, args.seed)
+    sentences = demo_lm_sentences(args.sentences, args.seed, args.without_bundled_words)
     model = WittenBellModel(sentences, args.order, args.min_counts)
     args.lm.parent.mkdir(parents=True, exist_ok=True)
     model.write_arpa(args.lm)

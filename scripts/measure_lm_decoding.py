@@ -3,14 +3,14 @@
     python scripts/measure_lm_decoding.py [--model model/demo-wav2vec2.h5] [--alphas 0.5 1] [--betas 0 1]
         [--beam-widths 16] --corpus bundled
     python scripts/measure_lm_decoding.py --corpus synthetic --seed 11 --utterances 300   # new sentences
-    python scripts/measure_lm_decoding.py --corpus synthetic --seed 3 --utterances 300 --first-of 24000
-        # the first 300 (by id) of the demo model's last held-out slice (1200 of a 24,000-utterance corpus)
+    python scripts/measure_lm_decoding.py --corpus synthetic --seed 3 --utterances 1200 --first-of 24000 \
+        --max-seconds 16    # the demo model's last held-out slice (1200 of a 24,000-utterance corpus)
 
 `bundled`: the whole bundled corpus (all three splits, as tests/test_integration.py measures the demo model).
 `synthetic`: utterances of librispeech_tools/synthetic.py's training-corpus plan (--text-style frequency), rendered
 in memory with espeak-ng (apt-get install espeak-ng sox); with --first-of N, the first --utterances ids in sorted
 order of an N-utterance plan, which is how train-demo picks its held-out slice (it sorts the ids and holds out the
-first 5%). The LM settings other than those given come from librispeech/config.yaml (LIBRISPEECH_LM etc.).
+first 5%, after leaving out utterances over 16 s). The LM settings other than those given come from librispeech/config.yaml (LIBRISPEECH_LM etc.).
 The model runs at each batch's own length (padding-invariant, so the logits are those of the fixed-length export).
 """
 from __future__ import annotations
@@ -34,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--utterances", type=int, default=300)
     parser.add_argument("--first-of", type=int, help="take the first --utterances ids of a plan this large")
+    parser.add_argument("--max-seconds", type=float,
+                        help="leave out longer utterances first (train-demo leaves out those over 16 s)")
     parser.add_argument("--text-style", default="frequency", choices=("frequency", "uniform"))
     parser.add_argument("--alphas", type=float, nargs="+")
     parser.add_argument("--betas", type=float, nargs="+")
@@ -43,17 +45,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def synthetic_utterances(seed: int, utterances: int, first_of: int | None, text_style: str):
+def synthetic_utterances(seed: int, utterances: int, first_of: int | None, text_style: str,
+                         max_seconds: float | None = None):
     from librispeech.config import project_config
     from librispeech import data
     from librispeech_tools import synthetic
 
     synthetic.require_tools()
     plan = synthetic.training_corpus_plan(first_of or utterances, seed=seed, text_style=text_style)
-    specs = sorted(plan.utterances, key=lambda spec: spec.id)[:utterances]
-    epsilon = project_config().normalize_epsilon
-    waveforms = [data.normalize_audio(synthetic.render(spec), epsilon) for spec in specs]
-    return waveforms, [spec.transcript for spec in specs]
+    config = project_config()
+    max_samples = max_seconds * config.sample_rate if max_seconds else float("inf")
+    waveforms, references, skipped = [], [], 0
+    for spec in sorted(plan.utterances, key=lambda spec: spec.id):
+        if len(waveforms) == utterances:
+            break
+        samples = synthetic.render(spec)
+        if len(samples) > max_samples:
+            skipped += 1
+            continue
+        waveforms.append(data.normalize_audio(samples, config.normalize_epsilon))
+        references.append(spec.transcript)
+    if skipped:
+        print(f"left out {skipped} utterances longer than {max_seconds} s")
+    return waveforms, references
 
 
 def model_logits(model_path: Path, waveforms, batch_size: int = 8) -> list[np.ndarray]:
@@ -87,7 +101,8 @@ def main(argv=None) -> int:
     if args.corpus == "bundled":
         waveforms, references = bundled_corpus()
     else:
-        waveforms, references = synthetic_utterances(args.seed, args.utterances, args.first_of, args.text_style)
+        waveforms, references = synthetic_utterances(args.seed, args.utterances, args.first_of, args.text_style,
+                                                     args.max_seconds)
     seconds = sum(map(len, waveforms)) / project_config().sample_rate
     started = time.perf_counter()
     logits = model_logits((args.model or project_config().model_path).resolve(), waveforms)

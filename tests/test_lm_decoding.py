@@ -158,3 +158,13 @@ def test_error_rates_lm_and_lm_gain_against_jiwer():
     greedy_wer = jiwer.wer(reference, "HE SAIDIT WAS")
     assert gain.dtype == np.float32 and gain.tolist() == pytest.approx([greedy_wer, 0.0])
     assert math.isclose(greedy_wer, 2 / 4)
+
+
+def test_the_configured_lm_and_lexicon_are_uploaded_to_tensorleap():
+    from librispeech.config import REPO_ROOT
+    from test_layout import uploaded_files
+
+    config = make_config()
+    uploaded = uploaded_files()
+    for path in (config.lm_path, config.lexicon_path):
+        assert path.relative_to(REPO_ROOT).as_posix() in uploaded, path

@@ -129,3 +129,10 @@ def test_reserved_words_and_bad_settings_are_errors():
         WittenBellModel([["A"]], 2, (2, 1))
     with pytest.raises(ValueError, match="no sentences"):
         WittenBellModel([], 2)
+
+
+def test_gzip_bytes_depend_only_on_the_model(tmp_path):
+    model = WittenBellModel(_random_corpus(4), 2)
+    model.write_arpa(tmp_path / "one.arpa.gz")
+    model.write_arpa(tmp_path / "another-name.arpa.gz")
+    assert (tmp_path / "one.arpa.gz").read_bytes() == (tmp_path / "another-name.arpa.gz").read_bytes()
