@@ -11,7 +11,8 @@ from code_loader.inner_leap_binder.leapbinder_decorators import (
     tensorleap_custom_layer, tensorleap_custom_loss, tensorleap_custom_metric, tensorleap_custom_visualizer,
     tensorleap_gt_encoder, tensorleap_input_encoder, tensorleap_metadata, tensorleap_preprocess)
 
-from librispeech import audio_features, data, metrics, text_features, tokenizer, visualizers
+from librispeech import (
+    audio_features, data, lm_decoding, metrics, noise, pace, text_features, tokenizer, visualizers, words)
 from librispeech.config import project_config
 from librispeech.wav2vec2.model import CUSTOM_LAYERS
 
@@ -130,9 +131,6 @@ def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> Leap
 # ---------------------------------------------------------------- word level, pace and noise (librispeech/words.py,
 # pace.py, noise.py)
 
-from librispeech import noise, pace, words  # noqa: E402
-
-
 @tensorleap_metadata("pace", metadata_type={key: DatasetMetadataType(kind) for key, kind in pace.PACE_TYPES.items()})
 def metadata_pace(sample_id: str, preprocess: PreprocessResponse) -> dict:
     return pace.pace_features(preprocess.data.audio(sample_id), project_config().sample_rate,
@@ -154,3 +152,22 @@ def confidence(logits: np.ndarray, transcript: np.ndarray) -> dict:
 @tensorleap_custom_visualizer("word_errors", LeapDataType.TextMask)
 def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
     return visualizers.word_errors(logits, transcript)
+
+
+# ---------------------------------------------------------------- LM decoding: the second hypothesis
+
+@tensorleap_custom_metric("error_rates_lm", direction={
+    key: MetricDirection.Upward if key in metrics.HIGHER_IS_BETTER else MetricDirection.Downward
+    for key in metrics.ERROR_RATE_KEYS})
+def error_rates_lm(logits: np.ndarray, transcript: np.ndarray) -> dict:
+    return lm_decoding.error_rates_lm(logits, transcript)
+
+
+@tensorleap_custom_metric("lm_gain", direction=MetricDirection.Upward)
+def lm_gain(logits: np.ndarray, transcript: np.ndarray) -> np.ndarray:
+    return lm_decoding.lm_gain(logits, transcript)
+
+
+@tensorleap_custom_visualizer("transcription_lm", LeapDataType.Text)
+def transcription_lm_visualizer(logits: np.ndarray) -> LeapText:
+    return visualizers.transcription_lm(logits)

@@ -9,10 +9,10 @@ from code_loader.contract.datasetclasses import PredictionTypeHandler
 from code_loader.inner_leap_binder.leapbinder_decorators import tensorleap_integration_test, tensorleap_load_model
 
 from leap_binder import (
-    alignment_visualizer, audio_player_visualizer, ctc_loss, error_rates, gt_transcript, input_audio,
-    input_audio_length, mel_spectrogram_visualizer, metadata_readability, metadata_records, metadata_speech,
-    metadata_text, preprocess, reference_visualizer, transcription_visualizer, waveform_visualizer)
-from leap_binder import confidence, metadata_noise, metadata_pace, word_errors_visualizer
+    alignment_visualizer, audio_player_visualizer, confidence, ctc_loss, error_rates, error_rates_lm, gt_transcript,
+    input_audio, input_audio_length, lm_gain, mel_spectrogram_visualizer, metadata_noise, metadata_pace,
+    metadata_readability, metadata_records, metadata_speech, metadata_text, preprocess, reference_visualizer,
+    transcription_lm_visualizer, transcription_visualizer, waveform_visualizer, word_errors_visualizer)
 from librispeech.config import project_config
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
@@ -44,6 +44,10 @@ def integration_test(sample_id, preprocess_response):
     waveform_visualizer(audio, audio_length)
     audio_player_visualizer(audio, audio_length)
     word_errors_visualizer(logits, transcript)
+
+    error_rates_lm(logits, transcript)
+    lm_gain(logits, transcript)
+    transcription_lm_visualizer(logits)
 
     metadata_speech(sample_id, preprocess_response)
     metadata_text(sample_id, preprocess_response)

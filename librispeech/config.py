@@ -33,6 +33,11 @@ class ProjectConfig:
     vocab_file: Path
     model_path: Path
     checkpoint: str
+    lm_path: Path
+    lexicon_path: Path | None  # None = the LM's unigrams
+    beam_width: int
+    lm_alpha: float
+    lm_beta: float
 
     @property
     def uses_bundled_corpus(self) -> bool:
@@ -58,7 +63,7 @@ def _resolve(path: str | os.PathLike, base: Path) -> Path:
 
 
 def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectConfig:
-    data, audio, text, model = raw["data"], raw["audio"], raw["text"], raw["model"]
+    data, audio, text, model, decoding = raw["data"], raw["audio"], raw["text"], raw["model"], raw["decoding"]
     source = environ.get("LIBRISPEECH_SOURCE", data["source"])
     if source not in ("openslr", "huggingface"):
         raise ValueError(f"data source must be 'openslr' or 'huggingface', got {source!r}")
@@ -80,7 +85,24 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         vocab_file=_resolve(text["vocab_file"], PACKAGE_DIR),
         model_path=_resolve(environ.get("WAV2VEC_MODEL") or model["path"], REPO_ROOT),
         checkpoint=model["checkpoint"],
+        **_decoding_settings(decoding, environ),
     )
+
+
+def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
+    """The LM decoder's settings. An LM from LIBRISPEECH_LM comes with its own words (LIBRISPEECH_LEXICON, or its
+    unigrams), never the demo lexicon."""
+    if environ.get("LIBRISPEECH_LM"):
+        lm_path, lexicon = _resolve(environ["LIBRISPEECH_LM"], Path.cwd()), environ.get("LIBRISPEECH_LEXICON")
+    else:
+        lm_path, lexicon = _resolve(decoding["lm"], PACKAGE_DIR), environ.get("LIBRISPEECH_LEXICON")
+        if not lexicon and decoding.get("lexicon"):
+            lexicon = str(_resolve(decoding["lexicon"], PACKAGE_DIR))
+    beam_width = int(decoding["beam_width"])
+    if beam_width < 1:
+        raise ValueError(f"decoding.beam_width must be at least 1, got {beam_width}")
+    return {"lm_path": lm_path, "lexicon_path": _resolve(lexicon, Path.cwd()) if lexicon else None,
+            "beam_width": beam_width, "lm_alpha": float(decoding["alpha"]), "lm_beta": float(decoding["beta"])}
 
 
 @functools.cache

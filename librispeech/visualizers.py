@@ -42,6 +42,13 @@ def transcription(logits: np.ndarray) -> LeapText:
     return LeapText(decode_greedy(_sample(logits, 2)).split())
 
 
+def transcription_lm(logits: np.ndarray) -> LeapText:
+    """The beam-search hypothesis with the configured word LM (librispeech/lm_decoding.py)."""
+    from librispeech.lm_decoding import lm_decoder
+
+    return LeapText(lm_decoder().decode(_sample(logits, 2)).split())
+
+
 def reference(transcript: np.ndarray) -> LeapText:
     return LeapText(decode_reference(_sample(transcript, 1)).split())
 

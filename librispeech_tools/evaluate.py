@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from librispeech.config import REPO_ROOT, SUBSETS, ProjectConfig, project_config
+from librispeech_tools import lm_report
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
@@ -109,6 +110,7 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
                    # the metrics see float16 logits, as on the platform; decode what they saw
                    "hypothesis": tokenizer.decode_greedy(logits[j].astype(np.float16)),
                    "loss": float(losses[j]), **{key: float(values[j]) for key, values in rates.items()}}
+            row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
             for section, function in metadata_functions.items():
                 row.update(_flatten_metadata(section, function(sample_id, response)))
             row.update(word_report.sample_fields(binder, sample_id, response, logits[j], labels[j]))  # pace, noise, words
@@ -171,6 +173,7 @@ def write_summary(table, out: Path, split, model_path: Path, seconds: float) -> 
     worst = table.sort_values("wer", ascending=False).head(5)
     lines += ["## Highest WER", "", "| id | WER | reference | hypothesis |", "|---|---|---|---|"]
     lines += [f"| {r.id} | {r.wer:.2f} | {r.reference} | {r.hypothesis} |" for r in worst.itertuples()]
+    lines += lm_report.summary_lines(table)
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return overall
 
@@ -238,6 +241,10 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     config = project_config()
     subset, config = resolve_split(config, split_name)
     split = load_selection(config, subset, limit)
+    try:
+        lm_report.check_decoder()
+    except lm_report.LMReportError as error:
+        raise EvaluationError(str(error)) from None
     _, latent_model = load_model_with_latent(model_path)
     out = out or REPO_ROOT / "reports" / f"{split.split}-{model_path.stem}"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,202 @@
+"""The second hypothesis: CTC beam search with a word n-gram LM and a lexicon (flashlight-text, KenLM inside).
+
+flashlight-text is the decoder torchaudio uses; it ships wheels with KenLM built in for CPython 3.11 and 3.12.
+(pyctcdecode 0.5.0 would do too, but its metadata pins numpy<2, so it cannot be installed next to numpy 2.)
+The decoder is built once per process from the `decoding` section of config.yaml; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from librispeech.config import project_config
+from librispeech.metrics import as_batch, error_rates_of_pair, transcription_pairs
+from librispeech.tokenizer import BLANK_ID, WORD_DELIMITER, decode_reference, vocabulary_tokens
+
+LOGGER = logging.getLogger(__name__)
+# Trailing frames whose blank probability is at least 1 - 1e-7 are not decoded: padded frames are a certain blank
+# (the model outputs [1e4, 0, ...] past the audio), and decoding them would only add ~0 to every hypothesis.
+CERTAIN_BLANK_LOG_PROBABILITY = math.log1p(-1e-7)
+BEAM_THRESHOLD = 25.0  # hypotheses this far (natural log) below the best are pruned, as in torchaudio's recipes
+
+
+class LanguageModelError(Exception):
+    """The configured LM or lexicon is missing or unusable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    lm_path: Path
+    lexicon_path: Path | None
+    beam_width: int
+    alpha: float
+    beta: float
+
+    @classmethod
+    def from_config(cls) -> "DecoderSettings":
+        config = project_config()
+        return cls(config.lm_path, config.lexicon_path, config.beam_width, config.lm_alpha, config.lm_beta)
+
+
+# ---------------------------------------------------------------- lexicon
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def read_lexicon_words(path: Path) -> list[str]:
+    """The first column of each non-empty line (flashlight's lexicon format, or OpenSLR's librispeech-lexicon.txt,
+    whose further columns are phonemes)."""
+    with _open_text(path) as handle:
+        return list(dict.fromkeys(line.split()[0] for line in handle if line.strip()))
+
+
+def read_arpa_unigrams(path: Path) -> list[str]:
+    """The words of an ARPA file's 1-grams section, without <s>, </s> and <unk>. Reads only that section."""
+    words, in_unigrams = [], False
+    with _open_text(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif in_unigrams and line.startswith("\\"):
+                break
+            elif in_unigrams and line:
+                words.append(line.split()[1])
+    if not in_unigrams:
+        raise LanguageModelError(f"{path} has no \\1-grams: section; with a binary KenLM file, set a lexicon")
+    return [word for word in words if word not in ("<s>", "</s>", "<unk>")]
+
+
+def spell(word: str, token_ids: dict[str, int]) -> list[int] | None:
+    """The word's letters, then the word delimiter, as token ids (flashlight's lexicon convention: a word ends at
+    its delimiter, so a letter repeated across frames stays inside the word), or None when a letter is not in the
+    vocabulary."""
+    letters = word.upper()
+    if not letters or any(letter not in token_ids or letter == WORD_DELIMITER for letter in letters):
+        return None
+    return [token_ids[letter] for letter in letters] + [token_ids[WORD_DELIMITER]]
+
+
+# ---------------------------------------------------------------- the decoder
+
+class LMDecoder:
+    """flashlight's LexiconDecoder over the model's 32 tokens: blank = <pad> (0), silence = the word delimiter."""
+
+    def __init__(self, settings: DecoderSettings, tokens: tuple[str, ...]):
+        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
+                                                 SmearingMode, Trie)
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        if not settings.lm_path.is_file():
+            raise LanguageModelError(f"no language model at {settings.lm_path} (decoding.lm in librispeech/config.yaml "
+                                     "or LIBRISPEECH_LM; scripts/make_demo_lm.py rebuilds the demo LM)")
+        if settings.lexicon_path is not None and not settings.lexicon_path.is_file():
+            raise LanguageModelError(f"no lexicon at {settings.lexicon_path} (decoding.lexicon or LIBRISPEECH_LEXICON)")
+        words = (read_lexicon_words(settings.lexicon_path) if settings.lexicon_path
+                 else read_arpa_unigrams(settings.lm_path))
+        token_ids = {token: index for index, token in enumerate(tokens)}
+        spellings = {word: spell(word, token_ids) for word in words}
+        unspellable = [word for word, spelling in spellings.items() if spelling is None]
+        if unspellable:  # reported, not silently dropped
+            LOGGER.warning("lexicon: %d of %d words have characters outside the vocabulary and are left out, "
+                           "e.g. %s", len(unspellable), len(words), ", ".join(unspellable[:5]))
+        spellings = {word: spelling for word, spelling in spellings.items() if spelling is not None}
+        if not spellings:
+            raise LanguageModelError(f"no word of the lexicon can be spelled with the model's vocabulary "
+                                     f"({settings.lexicon_path or settings.lm_path})")
+
+        self.word_dictionary = Dictionary()
+        for word in spellings:
+            self.word_dictionary.add_entry(word)
+        self.word_dictionary.add_entry("<unk>")
+        self.word_dictionary.set_default_index(self.word_dictionary.get_index("<unk>"))
+        self.language_model = KenLM(str(settings.lm_path), self.word_dictionary)
+        silence = token_ids[WORD_DELIMITER]
+        trie = Trie(len(tokens), silence)
+        start = self.language_model.start(False)
+        for word, spelling in spellings.items():
+            word_index = self.word_dictionary.get_index(word)
+            _, unigram_score = self.language_model.score(start, word_index)
+            trie.insert(spelling, word_index, unigram_score)
+        trie.smear(SmearingMode.MAX)
+        options = LexiconDecoderOptions(
+            beam_size=settings.beam_width, beam_size_token=len(tokens), beam_threshold=BEAM_THRESHOLD,
+            lm_weight=settings.alpha, word_score=settings.beta, unk_score=-math.inf, sil_score=0.0, log_add=False,
+            criterion_type=CriterionType.CTC)
+        self._decoder = LexiconDecoder(options, trie, self.language_model, silence, BLANK_ID,
+                                       self.word_dictionary.get_index("<unk>"), [], False)
+        self._trie = trie  # the decoder keeps a pointer to it
+        self.settings = settings
+        self.vocabulary_size = len(tokens)
+        self.lexicon_size = len(spellings)
+        # One frame of a certain word delimiter after the audio: the model writes none after the last word, and
+        # flashlight only ends a hypothesis after a word's delimiter.
+        self._closing_frame = np.full((1, len(tokens)), -1e4, np.float32)
+        self._closing_frame[0, silence] = 0.0
+
+    def decode(self, logits: np.ndarray) -> str:
+        """The best hypothesis for one sample's logits [frames, vocab] (float16 is fine: computed in float32)."""
+        logits = np.asarray(logits, dtype=np.float32)
+        if logits.ndim != 2 or logits.shape[1] != self.vocabulary_size:
+            raise ValueError(f"expected logits [frames, {self.vocabulary_size}], got shape {logits.shape}")
+        log_probabilities = log_softmax(logits)
+        frames = decoded_frames(log_probabilities)
+        if frames == 0:
+            return ""
+        emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
+        results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
+        if not results:
+            return ""
+        words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0]
+        return " ".join(words).upper()
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def decoded_frames(log_probabilities: np.ndarray) -> int:
+    """How many frames to decode: all but the trailing certain-blank ones."""
+    uncertain = np.flatnonzero(log_probabilities[:, BLANK_ID] < CERTAIN_BLANK_LOG_PROBABILITY)
+    return int(uncertain[-1]) + 1 if len(uncertain) else 0
+
+
+@functools.cache
+def lm_decoder(settings: DecoderSettings | None = None) -> LMDecoder:
+    """The configured decoder, built on first use and kept for the process (loading the LM is the slow part)."""
+    return LMDecoder(settings or DecoderSettings.from_config(), vocabulary_tokens())
+
+
+def decode_with_lm(logits: np.ndarray) -> list[str]:
+    """The LM hypothesis of each sample of a batch (or of one sample)."""
+    decoder = lm_decoder()
+    return [decoder.decode(sample_logits) for sample_logits in as_batch(logits, 2)]
+
+
+# ---------------------------------------------------------------- metrics on the LM hypothesis
+
+def error_rates_lm(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """metrics.error_rates' measures, on the LM hypothesis."""
+    from librispeech.metrics import ERROR_RATE_KEYS
+
+    labels = as_batch(labels, 1)
+    rows = [error_rates_of_pair(decode_reference(label), hypothesis)
+            for label, hypothesis in zip(labels, decode_with_lm(logits))]
+    return {key: np.array([row[key] for row in rows], dtype=np.float32) for key in ERROR_RATE_KEYS}
+
+
+def lm_gain(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Greedy WER minus LM WER per sample: positive where the LM helped."""
+    greedy = [error_rates_of_pair(reference, hypothesis)["wer"]
+              for reference, hypothesis in transcription_pairs(logits, labels)]
+    with_lm = error_rates_lm(logits, labels)["wer"]
+    return (np.array(greedy, dtype=np.float32) - with_lm).astype(np.float32)

@@ -1,0 +1,134 @@
+"""Corpus WER/CER of greedy and LM decoding, side by side, for a grid of LM settings (the README's measured figures).
+
+    python scripts/measure_lm_decoding.py [--model model/demo-wav2vec2.h5] [--alphas 0.5 1] [--betas 0 1]
+        [--beam-widths 16] --corpus bundled
+    python scripts/measure_lm_decoding.py --corpus synthetic --seed 11 --utterances 300   # new sentences
+    python scripts/measure_lm_decoding.py --corpus synthetic --seed 3 --utterances 1200 --first-of 24000 \
+        --max-seconds 16    # the demo model's last held-out slice (1200 of a 24,000-utterance corpus)
+
+`bundled`: the whole bundled corpus (all three splits, as tests/test_integration.py measures the demo model).
+`synthetic`: utterances of librispeech_tools/synthetic.py's training-corpus plan (--text-style frequency), rendered
+in memory with espeak-ng (apt-get install espeak-ng sox); with --first-of N, the first --utterances ids in sorted
+order of an N-utterance plan, which is how train-demo picks its held-out slice (it sorts the ids and holds out the
+first 5%, after leaving out utterances over 16 s). The LM settings other than those given come from librispeech/config.yaml (LIBRISPEECH_LM etc.).
+The model runs at each batch's own length (padding-invariant, so the logits are those of the fixed-length export).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", choices=("bundled", "synthetic"), default="bundled")
+    parser.add_argument("--model", type=Path, help="Keras .h5 (default: the configured model)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--utterances", type=int, default=300)
+    parser.add_argument("--first-of", type=int, help="take the first --utterances ids of a plan this large")
+    parser.add_argument("--max-seconds", type=float,
+                        help="leave out longer utterances first (train-demo leaves out those over 16 s)")
+    parser.add_argument("--text-style", default="frequency", choices=("frequency", "uniform"))
+    parser.add_argument("--alphas", type=float, nargs="+")
+    parser.add_argument("--betas", type=float, nargs="+")
+    parser.add_argument("--beam-widths", type=int, nargs="+")
+    parser.add_argument("--save-logits", type=Path, help="also save the logits (float16) and references (.npz)")
+    parser.add_argument("--show", type=int, default=0, help="print this many samples where the LM changed the text")
+    return parser.parse_args(argv)
+
+
+def synthetic_utterances(seed: int, utterances: int, first_of: int | None, text_style: str,
+                         max_seconds: float | None = None):
+    from librispeech.config import project_config
+    from librispeech import data
+    from librispeech_tools import synthetic
+
+    synthetic.require_tools()
+    plan = synthetic.training_corpus_plan(first_of or utterances, seed=seed, text_style=text_style)
+    config = project_config()
+    max_samples = max_seconds * config.sample_rate if max_seconds else float("inf")
+    waveforms, references, skipped = [], [], 0
+    for spec in sorted(plan.utterances, key=lambda spec: spec.id):
+        if len(waveforms) == utterances:
+            break
+        samples = synthetic.render(spec)
+        if len(samples) > max_samples:
+            skipped += 1
+            continue
+        waveforms.append(data.normalize_audio(samples, config.normalize_epsilon))
+        references.append(spec.transcript)
+    if skipped:
+        print(f"left out {skipped} utterances longer than {max_seconds} s")
+    return waveforms, references
+
+
+def model_logits(model_path: Path, waveforms, batch_size: int = 8) -> list[np.ndarray]:
+    """Float16 logits of each utterance (as the platform's metrics see them), over its real frames."""
+    from librispeech.model_file import load_wav2vec2
+    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech_tools.training import batches, pack_audio
+
+    fixed = load_wav2vec2(model_path)
+    config = wav2vec2_model.model_config(fixed)
+    model = wav2vec2_model.build_wav2vec2_for_ctc(config, None)
+    model.set_weights(fixed.get_weights())
+    logits = [None] * len(waveforms)
+    for group in batches(waveforms, batch_size):
+        batch = np.asarray(model.predict_on_batch(list(pack_audio(waveforms, group))))
+        for row, index in enumerate(group):
+            logits[index] = batch[row, :config.num_frames(len(waveforms[index]))].astype(np.float16)
+    return logits
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO_ROOT))
+    import librispeech  # noqa: F401  telemetry guard first
+    from librispeech.config import project_config
+    from librispeech.lm_decoding import DecoderSettings, LMDecoder
+    from librispeech.metrics import corpus_error_rates
+    from librispeech.tokenizer import decode_greedy, vocabulary_tokens
+    from librispeech_tools.training import bundled_corpus
+
+    if args.corpus == "bundled":
+        waveforms, references = bundled_corpus()
+    else:
+        waveforms, references = synthetic_utterances(args.seed, args.utterances, args.first_of, args.text_style,
+                                                     args.max_seconds)
+    seconds = sum(map(len, waveforms)) / project_config().sample_rate
+    started = time.perf_counter()
+    logits = model_logits((args.model or project_config().model_path).resolve(), waveforms)
+    model_seconds = time.perf_counter() - started
+    if args.save_logits:
+        np.savez_compressed(args.save_logits, logits=np.array(logits, dtype=object), references=np.array(references))
+    greedy = [decode_greedy(sample) for sample in logits]
+    rates = corpus_error_rates(references, greedy)
+    print(f"{args.corpus}: {len(references)} utterances, {seconds / 60:.1f} min of audio; model pass "
+          f"{model_seconds / len(references) * 1000:.0f} ms/utterance at its own length")
+    print(f"greedy: WER {rates['wer']:.2%} CER {rates['cer']:.2%}")
+    base = DecoderSettings.from_config()
+    for beam_width, alpha, beta in itertools.product(args.beam_widths or [base.beam_width],
+                                                     args.alphas or [base.alpha], args.betas or [base.beta]):
+        decoder = LMDecoder(replace(base, beam_width=beam_width, alpha=alpha, beta=beta), vocabulary_tokens())
+        started = time.perf_counter()
+        hypotheses = [decoder.decode(sample) for sample in logits]
+        per_sample = (time.perf_counter() - started) / len(logits)
+        rates = corpus_error_rates(references, hypotheses)
+        changed = sum(g != h for g, h in zip(greedy, hypotheses))
+        print(f"LM beam {beam_width} alpha {alpha} beta {beta}: WER {rates['wer']:.2%} CER {rates['cer']:.2%}; "
+              f"{changed} texts changed; {per_sample * 1000:.1f} ms/utterance", flush=True)
+    for reference, before, after in [t for t in zip(references, greedy, hypotheses) if t[1] != t[2]][:args.show]:
+        print(f"  REF {reference}\n  GRD {before}\n  LM  {after}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
