@@ -185,6 +185,10 @@ def check_model_output(name: str, result, batch: int):
     elif name in METRICS:
         values = result if isinstance(result, dict) else {name: result}
         for key, array in values.items():
+            if isinstance(array, list):  # code-loader's List[float | int | None]: None where a value is undefined
+                assert len(array) == batch, f"{name}.{key}"
+                assert all(v is None or (type(v) in (int, float) and math.isfinite(v)) for v in array), f"{name}.{key}"
+                continue
             assert isinstance(array, np.ndarray) and array.shape == (batch,), f"{name}.{key}"
             assert_finite_array(array, f"{name}.{key}")
 
