@@ -9,6 +9,13 @@ where c(h) counts h as a context, T(h) is the number of distinct words seen afte
 word. The unigram level interpolates with a uniform distribution over the seen words plus <unk>. N-grams below a
 per-order minimum count are left out of the file; their probability mass goes to the backoff weight, which is
 computed exactly: alpha(h) = (1 - sum of kept P(w | h)) / (1 - sum over the same w of P(w | h')).
+
+Optionally the unigram level is mixed with a given word distribution (a "prior", e.g. English word frequencies):
+
+    P(w) = (1 - lambda) * P_WB(w) + lambda * prior(w) / sum(prior)
+
+so words never seen in the sentences get a unigram (and enter the vocabulary) with their share of the prior; the
+higher orders back off to this mixture as to any unigram.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import gzip
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 SENTENCE_START, SENTENCE_END, UNKNOWN = "<s>", "</s>", "<unk>"
 NO_PROBABILITY = -99.0  # log10 "probability" of <s>, which is never predicted (ARPA convention)
@@ -25,7 +32,8 @@ NO_PROBABILITY = -99.0  # log10 "probability" of <s>, which is never predicted (
 class WittenBellModel:
     """Counts and probabilities; `probability(word, context)` is the model exactly as the ARPA file encodes it."""
 
-    def __init__(self, sentences: Iterable[Sequence[str]], order: int, min_counts: Sequence[int] | None = None):
+    def __init__(self, sentences: Iterable[Sequence[str]], order: int, min_counts: Sequence[int] | None = None,
+                 unigram_prior: Mapping[str, float] | None = None, prior_weight: float = 0.0):
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
         min_counts = tuple(min_counts or (1,) * order)
@@ -46,6 +54,7 @@ class WittenBellModel:
                     self.counts[n - 1][gram] += 1
         if not self.counts[0]:
             raise ValueError("no sentences to estimate from")
+        self.unigram_prior, self.prior_weight = self._normalized_prior(unigram_prior or {}, prior_weight)
         # Context statistics over all n-grams (before pruning): c(h) and T(h).
         self.context_total: dict[tuple, int] = defaultdict(int)
         self.context_types: dict[tuple, int] = defaultdict(int)
@@ -53,7 +62,8 @@ class WittenBellModel:
             for gram, count in self.counts[n - 1].items():
                 self.context_total[gram[:-1]] += count
                 self.context_types[gram[:-1]] += 1
-        self.vocabulary = sorted(gram[0] for gram in self.counts[0])  # predicted words, with </s>
+        # predicted words, with </s>, and the prior's words
+        self.vocabulary = sorted({gram[0] for gram in self.counts[0]} | set(self.unigram_prior))
         self.kept = [{gram for gram, count in self.counts[n].items() if count >= min_counts[n]}
                      for n in range(order)]
         self.kept[0] = set(self.counts[0])  # every word keeps its unigram
@@ -63,11 +73,26 @@ class WittenBellModel:
 
     # ---------------------------------------------------------------- estimation
 
+    @staticmethod
+    def _normalized_prior(prior: Mapping[str, float], weight: float) -> tuple[dict[str, float], float]:
+        if not 0.0 <= weight < 1.0 or (weight > 0.0) != bool(prior):
+            raise ValueError(f"prior_weight must be in (0, 1) with a unigram prior and 0 without, got {weight}")
+        for word, value in prior.items():
+            if word in (SENTENCE_START, SENTENCE_END, UNKNOWN) or not word or any(c.isspace() for c in word):
+                raise ValueError(f"the unigram prior holds a reserved or empty word: {word!r}")
+            if not value > 0.0 or not math.isfinite(value):
+                raise ValueError(f"the unigram prior's values must be positive, got {value} for {word!r}")
+        total = math.fsum(prior.values())
+        return {word: value / total for word, value in prior.items()}, weight
+
     def _unigram(self, word: str) -> float:
         total = sum(self.counts[0].values())
         types = len(self.counts[0])
         uniform = 1.0 / (types + 1)  # the seen words and <unk>
-        return (self.counts[0].get((word,), 0) + types * uniform) / (total + types)
+        seen = (self.counts[0].get((word,), 0) + types * uniform) / (total + types)
+        if (word,) not in self.counts[0] and word != UNKNOWN:
+            seen = 0.0  # a word only the prior knows
+        return (1.0 - self.prior_weight) * seen + self.prior_weight * self.unigram_prior.get(word, 0.0)
 
     def _estimate(self) -> None:
         for word in self.vocabulary:

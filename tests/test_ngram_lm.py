@@ -136,3 +136,54 @@ def test_gzip_bytes_depend_only_on_the_model(tmp_path):
     model.write_arpa(tmp_path / "one.arpa.gz")
     model.write_arpa(tmp_path / "another-name.arpa.gz")
     assert (tmp_path / "one.arpa.gz").read_bytes() == (tmp_path / "another-name.arpa.gz").read_bytes()
+
+
+# ---------------------------------------------------------------- a unigram prior mixed into the unigram level
+
+def test_hand_computed_case_with_a_unigram_prior(tmp_path):
+    # The corpus of the first test; the prior {A: 1, C: 3} (normalized: 1/4, 3/4) mixed in with weight 1/2.
+    model = WittenBellModel([["A", "B"], ["A"]], order=2, unigram_prior={"A": 1.0, "C": 3.0}, prior_weight=0.5)
+    p_a, p_b, p_end, p_unk = (2 + 3 / 4) / 8, (1 + 3 / 4) / 8, (2 + 3 / 4) / 8, (3 / 4) / 8  # Witten-Bell alone
+    unigrams = {"A": 0.5 * p_a + 0.5 / 4, "B": 0.5 * p_b, "C": 0.5 * 3 / 4, "</s>": 0.5 * p_end, "<unk>": 0.5 * p_unk}
+    assert sum(unigrams.values()) == pytest.approx(1.0, rel=1e-12)
+    assert "C" in model.vocabulary
+    expected = {(word, ()): probability for word, probability in unigrams.items()}
+    expected.update({
+        ("B", ("A",)): (1 + 2 * unigrams["B"]) / 4, ("</s>", ("A",)): (1 + 2 * unigrams["</s>"]) / 4,
+        ("C", ("A",)): (2 / 4) * unigrams["C"],   # backoff after A stays 2/4: the kept mass scales with it
+        ("C", ("<s>",)): (1 / 3) * unigrams["C"],
+        ("A", ("<s>",)): (2 + 1 * unigrams["A"]) / 3,
+    })
+    for (word, context), probability in expected.items():
+        assert model.probability(word, context) == pytest.approx(probability, rel=1e-12), (word, context)
+    path = tmp_path / "tiny.arpa"
+    model.write_arpa(path)
+    probabilities, backoffs, order = read_arpa(path)
+    for (word, context), probability in expected.items():
+        assert arpa_log10(probabilities, backoffs, order, word, context) == pytest.approx(
+            math.log10(probability), abs=2e-6), (word, context)
+
+
+def test_with_a_prior_every_context_is_a_distribution_as_read_from_the_file(tmp_path):
+    prior = {f"W{i}": 1.0 / (i + 1) for i in range(6, 20)}  # W12..W19 are never in the sentences
+    model = WittenBellModel(_random_corpus(5), 3, (1, 1, 2), unigram_prior=prior, prior_weight=0.3)
+    path = tmp_path / "lm.arpa.gz"
+    model.write_arpa(path)
+    probabilities, backoffs, order = read_arpa(path)
+    outcomes = [word for (word,) in (g for g in probabilities if len(g) == 1) if word != "<s>"]
+    assert {"W19", "<unk>", "</s>"} <= set(outcomes)
+    contexts = {gram[:-1] for gram in probabilities if len(gram) > 1} | {(), ("W19",), ("W0", "W19")}
+    for context in contexts:
+        total = sum(10 ** arpa_log10(probabilities, backoffs, order, word, context) for word in outcomes)
+        assert total == pytest.approx(1.0, abs=1e-5), context
+
+
+def test_a_bad_prior_is_an_error():
+    with pytest.raises(ValueError, match="prior_weight"):
+        WittenBellModel([["A"]], 2, unigram_prior={"B": 1.0}, prior_weight=0.0)
+    with pytest.raises(ValueError, match="prior_weight"):
+        WittenBellModel([["A"]], 2, unigram_prior={"B": 1.0}, prior_weight=1.0)
+    with pytest.raises(ValueError, match="reserved"):
+        WittenBellModel([["A"]], 2, unigram_prior={"</s>": 1.0}, prior_weight=0.5)
+    with pytest.raises(ValueError, match="positive"):
+        WittenBellModel([["A"]], 2, unigram_prior={"B": 0.0}, prior_weight=0.5)
