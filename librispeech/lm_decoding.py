@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,9 @@ LOGGER = logging.getLogger(__name__)
 # (the model outputs [1e4, 0, ...] past the audio), and decoding them would only add ~0 to every hypothesis.
 CERTAIN_BLANK_LOG_PROBABILITY = math.log1p(-1e-7)
 BEAM_THRESHOLD = 25.0  # hypotheses this far (natural log) below the best are pruned, as in torchaudio's recipes
+# The platform decodes each sample three times (error_rates_lm, lm_gain and transcription_lm); a decode is kept for
+# this many distinct logits, more than a batch, so one beam search serves all three.
+DECODE_CACHE_SIZE = 256
 
 
 class LanguageModelError(Exception):
@@ -141,12 +146,25 @@ class LMDecoder:
         # flashlight only ends a hypothesis after a word's delimiter.
         self._closing_frame = np.full((1, len(tokens)), -1e4, np.float32)
         self._closing_frame[0, silence] = 0.0
+        self._cache: OrderedDict[tuple, str] = OrderedDict()  # logits' key -> hypothesis, least recently used first
 
     def decode(self, logits: np.ndarray) -> str:
-        """The best hypothesis for one sample's logits [frames, vocab] (float16 is fine: computed in float32)."""
-        logits = np.asarray(logits, dtype=np.float32)
+        """The best hypothesis for one sample's logits [frames, vocab] (float16 is fine: computed in float32).
+        Logits decoded recently (the same float32 values and shape) are answered from a small cache."""
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
         if logits.ndim != 2 or logits.shape[1] != self.vocabulary_size:
             raise ValueError(f"expected logits [frames, {self.vocabulary_size}], got shape {logits.shape}")
+        key = (logits.shape, hashlib.blake2b(logits.tobytes(), digest_size=20).digest())
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        hypothesis = self._decode(logits)
+        self._cache[key] = hypothesis
+        if len(self._cache) > DECODE_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return hypothesis
+
+    def _decode(self, logits: np.ndarray) -> str:
         log_probabilities = log_softmax(logits)
         frames = decoded_frames(log_probabilities)
         if frames == 0:

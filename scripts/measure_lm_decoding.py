@@ -6,11 +6,21 @@
     python scripts/measure_lm_decoding.py --corpus synthetic --seed 3 --utterances 1200 --first-of 24000 \
         --max-seconds 16    # the demo model's last held-out slice (1200 of a 24,000-utterance corpus)
 
+    python scripts/measure_lm_decoding.py --corpus sentences --sentences-file \
+        benchmarks/general_english_sentences.txt   # hand-written English, many words outside the generator
+    python scripts/measure_lm_decoding.py --corpus outside-pools --seed 21 --utterances 200  # words the
+        # generator never draws (only the common function words are shared), from wordfreq's top 60,000
+    python scripts/measure_lm_decoding.py --logits SAVED.npz ...   # logits saved by --save-logits: no model pass
+
 `bundled`: the whole bundled corpus (all three splits, as tests/test_integration.py measures the demo model).
 `synthetic`: utterances of librispeech_tools/synthetic.py's training-corpus plan (--text-style frequency), rendered
 in memory with espeak-ng (apt-get install espeak-ng sox); with --first-of N, the first --utterances ids in sorted
 order of an N-utterance plan, which is how train-demo picks its held-out slice (it sorts the ids and holds out the
 first 5%, after leaving out utterances over 16 s). The LM settings other than those given come from librispeech/config.yaml (LIBRISPEECH_LM etc.).
+`sentences`: one utterance per line of --sentences-file, spoken by the training corpus's voices in turn (in memory).
+`outside-pools`: random sentences, half of their words the generator's frequent function words (by frequency),
+half drawn by frequency from wordfreq's top 60,000 spellable cmudict words that are in none of the generator's
+pools: the words an LM built from the generator alone cannot output.
 The model runs at each batch's own length (padding-invariant, so the logits are those of the fixed-length export).
 """
 from __future__ import annotations
@@ -29,7 +39,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", choices=("bundled", "synthetic"), default="bundled")
+    parser.add_argument("--corpus", choices=("bundled", "synthetic", "sentences", "outside-pools"),
+                        default="bundled")
+    parser.add_argument("--sentences-file", type=Path, help="--corpus sentences: one sentence per line")
+    parser.add_argument("--logits", type=Path, help="logits and references saved by --save-logits (skips the "
+                        "model pass; --corpus and its options are then ignored)")
     parser.add_argument("--model", type=Path, help="Keras .h5 (default: the configured model)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--utterances", type=int, default=300)
@@ -70,6 +84,53 @@ def synthetic_utterances(seed: int, utterances: int, first_of: int | None, text_
     return waveforms, references
 
 
+def spoken_utterances(sentences: list[str], seed: int):
+    """Each sentence rendered once, by the training voices in a seeded order, with the training corpus's spread
+    of speed, level and silences (no noise)."""
+    import random
+
+    from librispeech import data
+    from librispeech.config import project_config
+    from librispeech_tools import synthetic
+
+    synthetic.require_tools()
+    config = project_config()
+    voices = synthetic.training_speakers()
+    rng = random.Random(seed)
+    rng.shuffle(voices)
+    waveforms, references = [], []
+    for index, sentence in enumerate(sentences):
+        speaker_id, base = voices[index % len(voices)]
+        voice = replace(base, speed=min(450, max(80, base.speed + rng.randint(-15, 15))))
+        spec = synthetic.UtteranceSpec(speaker_id, speaker_id * 100 + 1, index, sentence, voice,
+                                       level_db=rng.uniform(-34.0, -18.0), leading_silence=rng.uniform(0.05, 0.5),
+                                       trailing_silence=rng.uniform(0.1, 0.6))
+        waveforms.append(data.normalize_audio(synthetic.render(spec), config.normalize_epsilon))
+        references.append(spec.transcript)
+    return waveforms, references
+
+
+def outside_pool_sentences(count: int, seed: int) -> list[str]:
+    """Random sentences whose content words are in none of the generator's word pools (see the docstring)."""
+    import random
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from make_demo_lm import general_english_unigrams
+    from librispeech_tools import synthetic
+
+    pools = synthetic.training_word_pools("frequency")
+    known = {word.upper() for pool in (pools.sample, pools.common, pools.extended, pools.frequent) for word in pool}
+    outside = {word: weight for word, weight in general_english_unigrams(60_000).items() if word not in known}
+    words, weights = list(outside), list(outside.values())
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        sentence = [rng.choices(pools.frequent, weights=pools.frequent_weights)[0].upper() if rng.random() < 0.5
+                    else rng.choices(words, weights=weights)[0] for _ in range(rng.randint(4, 12))]
+        sentences.append(" ".join(sentence).capitalize() + ".")
+    return sentences
+
+
 def model_logits(model_path: Path, waveforms, batch_size: int = 8) -> list[np.ndarray]:
     """Float16 logits of each utterance (as the platform's metrics see them), over its real frames."""
     from librispeech.model_file import load_wav2vec2
@@ -93,13 +154,22 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     import librispeech  # noqa: F401  telemetry guard first
     from librispeech.config import project_config
-    from librispeech.lm_decoding import DecoderSettings, LMDecoder
-    from librispeech.metrics import corpus_error_rates
-    from librispeech.tokenizer import decode_greedy, vocabulary_tokens
     from librispeech_tools.training import bundled_corpus
 
+    if args.logits:
+        saved = np.load(args.logits, allow_pickle=True)  # our own file (--save-logits): object arrays of logits
+        logits, references = list(saved["logits"]), [str(text) for text in saved["references"]]
+        print(f"{args.logits}: {len(references)} utterances (saved logits)")
+        return decode_and_report(args, logits, references)
     if args.corpus == "bundled":
         waveforms, references = bundled_corpus()
+    elif args.corpus == "sentences":
+        if not args.sentences_file:
+            raise SystemExit("--corpus sentences needs --sentences-file")
+        lines = [line.strip() for line in args.sentences_file.read_text(encoding="utf-8").splitlines()]
+        waveforms, references = spoken_utterances([line for line in lines if line], args.seed)
+    elif args.corpus == "outside-pools":
+        waveforms, references = spoken_utterances(outside_pool_sentences(args.utterances, args.seed), args.seed)
     else:
         waveforms, references = synthetic_utterances(args.seed, args.utterances, args.first_of, args.text_style,
                                                      args.max_seconds)
@@ -109,12 +179,25 @@ def main(argv=None) -> int:
     model_seconds = time.perf_counter() - started
     if args.save_logits:
         np.savez_compressed(args.save_logits, logits=np.array(logits, dtype=object), references=np.array(references))
-    greedy = [decode_greedy(sample) for sample in logits]
-    rates = corpus_error_rates(references, greedy)
     print(f"{args.corpus}: {len(references)} utterances, {seconds / 60:.1f} min of audio; model pass "
           f"{model_seconds / len(references) * 1000:.0f} ms/utterance at its own length")
+    return decode_and_report(args, logits, references)
+
+
+def decode_and_report(args, logits, references) -> int:
+    from librispeech.lm_decoding import DecoderSettings, LMDecoder, read_lexicon_words, read_arpa_unigrams
+    from librispeech.metrics import corpus_error_rates
+    from librispeech.tokenizer import decode_greedy, vocabulary_tokens
+
+    greedy = [decode_greedy(sample) for sample in logits]
+    rates = corpus_error_rates(references, greedy)
     print(f"greedy: WER {rates['wer']:.2%} CER {rates['cer']:.2%}")
     base = DecoderSettings.from_config()
+    lexicon = set(read_lexicon_words(base.lexicon_path) if base.lexicon_path else read_arpa_unigrams(base.lm_path))
+    tokens = [word for reference in references for word in reference.split()]
+    missing = [word for word in tokens if word not in lexicon]
+    print(f"LM {base.lm_path.name}: {len(missing)} of {len(tokens)} reference words ({len(missing) / len(tokens):.1%})"
+          f" are not in its lexicon ({len(set(missing))} distinct)")
     for beam_width, alpha, beta in itertools.product(args.beam_widths or [base.beam_width],
                                                      args.alphas or [base.alpha], args.betas or [base.beta]):
         decoder = LMDecoder(replace(base, beam_width=beam_width, alpha=alpha, beta=beta), vocabulary_tokens())

@@ -168,3 +168,52 @@ def test_the_configured_lm_and_lexicon_are_uploaded_to_tensorleap():
     uploaded = uploaded_files()
     for path in (config.lm_path, config.lexicon_path):
         assert path.relative_to(REPO_ROOT).as_posix() in uploaded, path
+
+
+# ---------------------------------------------------------------- the decode cache
+
+@pytest.fixture
+def counted_decoder(tiny_settings, monkeypatch):
+    """A fresh decoder whose beam searches are counted."""
+    decoder = lm_decoding.LMDecoder(tiny_settings, vocabulary_tokens())
+    searches = []
+    uncached = decoder._decode
+    monkeypatch.setattr(decoder, "_decode", lambda logits: searches.append(1) or uncached(logits))
+    return decoder, searches
+
+
+def test_repeated_logits_are_decoded_once_and_other_logits_are_not_served_from_the_cache(counted_decoder):
+    decoder, searches = counted_decoder
+    one, other = spelled_logits("A CAT AND A DOG"), spelled_logits("A DOG AND A CAT")  # same shape
+    assert [decoder.decode(one) for _ in range(3)] == ["A CAT AND A DOG"] * 3 and len(searches) == 1
+    assert decoder.decode(other) == "A DOG AND A CAT" and len(searches) == 2
+    nudged = one.copy()
+    nudged[5, 7] += 1e-3  # one value differs: a new beam search, whatever its answer
+    decoder.decode(nudged)
+    assert len(searches) == 3
+    assert decoder.decode(one[:-3]) == "A CAT AND A DOG" and len(searches) == 4  # other shape
+    assert decoder.decode(one.astype(np.float64)) == "A CAT AND A DOG" and len(searches) == 4  # same float32 values
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used(counted_decoder, monkeypatch):
+    decoder, searches = counted_decoder
+    monkeypatch.setattr(lm_decoding, "DECODE_CACHE_SIZE", 2)
+    cat, dog, mat = (spelled_logits(text) for text in ("THE CAT", "THE DOG", "THE MAT"))
+    decoder.decode(cat), decoder.decode(dog), decoder.decode(cat), decoder.decode(mat)  # DOG is now the oldest
+    assert len(searches) == 3 and len(decoder._cache) == 2
+    assert decoder.decode(cat) == "THE CAT" and len(searches) == 3
+    assert decoder.decode(dog) == "THE DOG" and len(searches) == 4
+
+
+def test_the_platforms_three_lm_calls_share_one_search_per_sample(counted_decoder, monkeypatch):
+    decoder, searches = counted_decoder
+    monkeypatch.setattr(lm_decoding, "lm_decoder", lambda: decoder)
+    reference = "THE CAT SAT ON THE MAT"
+    logits = np.stack([spelled_logits("THE CATSAT ON THE MAT", padding=3), spelled_logits(reference)])
+    labels = np.stack([encode_transcript(reference, 60)] * 2)
+    rates = lm_decoding.error_rates_lm(logits.astype(np.float16), labels)
+    gain = lm_decoding.lm_gain(logits.astype(np.float16), labels)
+    hypotheses = [lm_decoding.decode_with_lm(sample.astype(np.float16))[0] for sample in logits]
+    assert hypotheses == [reference, reference] and rates["wer"].tolist() == [0.0, 0.0]
+    assert gain.tolist() == pytest.approx([jiwer.wer(reference, "THE CATSAT ON THE MAT"), 0.0])
+    assert len(searches) == 2
