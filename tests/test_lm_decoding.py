@@ -145,6 +145,48 @@ def test_demo_lm_text_never_holds_a_bundled_sentence():
     assert not sentences & sample_transcripts()
 
 
+def _make_demo_lm_script():
+    import importlib.util
+
+    from librispeech.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("make_demo_lm", REPO_ROOT / "scripts" / "make_demo_lm.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_demo_lm_knows_general_english_beyond_the_generators_words():
+    """Words the sentence generator never draws are in the demo LM with half their English frequency (the unigram
+    mix of scripts/make_demo_lm.py), and perfect logits of a sentence made of them come back unchanged."""
+    import gzip
+
+    from librispeech.config import project_config
+    from librispeech_tools import synthetic
+
+    pools = synthetic.training_word_pools("frequency")
+    generated = {word.upper() for pool in (pools.sample, pools.common, pools.extended, pools.frequent)
+                 for word in pool}
+    sentence = "THE ORCHESTRA REHEARSED THE SYMPHONY BEFORE THE VOLCANO ERUPTED NEAR THE VINEYARD"
+    outside = [word for word in sentence.split() if word not in generated]
+    assert len(outside) == 6  # the test is about these
+    assert lm_decoding.lm_decoder().decode(spelled_logits(sentence, padding=50).astype(np.float16)) == sentence
+
+    general = _make_demo_lm_script().general_english_unigrams(60_000)
+    total = math.fsum(general.values())
+    unigrams = {}
+    with gzip.open(project_config().lm_path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("\\2-grams:"):
+                break
+            fields = line.split("\t")
+            if len(fields) >= 2 and fields[1].strip() in outside:
+                unigrams[fields[1].strip()] = float(fields[0])
+    assert set(unigrams) == set(outside)
+    for word, log10_probability in unigrams.items():
+        assert log10_probability == pytest.approx(math.log10(0.5 * general[word] / total), abs=1e-5), word
+
+
 def test_error_rates_lm_and_lm_gain_against_jiwer():
     reference = "HE SAID IT WAS"
     labels = np.stack([encode_transcript(reference, 60)] * 2)
