@@ -11,7 +11,7 @@ import pytest
 
 from librispeech_tools import lm_report
 from test_lm_decoding import spelled_logits
-from test_report import evaluate, tiny_model  # noqa: F401  (fixture)
+from test_report import evaluate  # tiny_model: a conftest fixture
 
 REPO = Path(__file__).resolve().parent.parent
 
