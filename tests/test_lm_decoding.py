@@ -259,3 +259,28 @@ def test_the_platforms_three_lm_calls_share_one_search_per_sample(counted_decode
     assert hypotheses == [reference, reference] and rates["wer"].tolist() == [0.0, 0.0]
     assert gain.tolist() == pytest.approx([jiwer.wer(reference, "THE CATSAT ON THE MAT"), 0.0])
     assert len(searches) == 2
+
+
+# ---------------------------------------------------------------- the general-English measurement set
+
+def test_outside_pool_sentences_use_no_generator_word_but_its_function_words():
+    """scripts/measure_lm_decoding.py --corpus outside-pools: the words the generator never draws, plus its
+    frequent words; the same seed gives the same sentences."""
+    import importlib.util
+
+    from librispeech.config import REPO_ROOT
+    from librispeech_tools import synthetic
+
+    spec = importlib.util.spec_from_file_location("measure", REPO_ROOT / "scripts" / "measure_lm_decoding.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    sentences = measure.outside_pool_sentences(40, seed=5)
+    assert sentences == measure.outside_pool_sentences(40, seed=5) != measure.outside_pool_sentences(40, seed=6)
+    pools = synthetic.training_word_pools("frequency")
+    frequent = {word.upper() for word in pools.frequent}
+    generated = {word.upper() for pool in (pools.sample, pools.common, pools.extended) for word in pool} | frequent
+    general = set(_make_demo_lm_script().general_english_unigrams(60_000))
+    words = [word for sentence in sentences for word in synthetic.to_transcript(sentence).split()]
+    outside = [word for word in words if word not in generated]
+    assert all(word in frequent or word in general for word in words)
+    assert 0.3 < len(outside) / len(words) < 0.7  # about half, as drawn
