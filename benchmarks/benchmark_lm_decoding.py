@@ -4,9 +4,9 @@
 
 On the first --samples utterances of the bundled corpus (sorted by id) with the configured model (default: the
 demo model) and LM: the model pass as the platform and `evaluate` run it (the fixed 34.955 s input, batches of 4),
-then greedy decoding and the LM decoder at each beam width over the same float16 logits, and a repeat
-of the last (answered by the decoder's cache). The decoder is built
-before timing (loading the LM is a one-off cost, reported separately). Results: benchmarks/LM_DECODING_RESULTS.md.
+then greedy decoding and the LM decoder at each beam width over the same float16 logits, and a repeat of the last
+(answered by the decoder's cache). The decoder is built before timing (loading the LM is a one-off cost, reported
+separately). Results: benchmarks/LM_DECODING_RESULTS.md.
 """
 from __future__ import annotations
 
