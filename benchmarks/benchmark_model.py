@@ -164,7 +164,7 @@ def main(argv=None) -> None:
         for name in calls:
             best, median = min(times[name]), float(np.median(times[name]))
             results[(batch, name)] = median
-            print(f"  {name:10s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
+            print(f"  {name:11s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
                   f"real-time factor {median / (batch * args.seconds):.4f}  "
                   f"throughput {batch * args.seconds / median:6.1f} s of audio per s")
         ours = [name for name in calls if name != "pytorch"]
