@@ -9,6 +9,8 @@ Engines (timed in interleaved rounds, so a busy machine slows all of them alike)
   keras-xla    TF backend only: the same with model.compile(jit_compile=True) (XLA)
   onnxruntime  the ONNX export of the same model (librispeech_tools/onnx_wav2vec2.py) in ONNX Runtime's CPU
                provider, default graph optimisations (needs onnx and onnxruntime)
+  onnxruntime-int8  the same export with int8 MatMuls (export-model --int8: ONNX Runtime dynamic quantization);
+               not float-exact, so its logits difference to PyTorch is printed with it
   pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
 
 Run (CPU):  .venv/bin/python benchmarks/benchmark_model.py --batch-sizes 1 8 --repeats 3
@@ -36,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                         help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     parser.add_argument("--engines", nargs="+", default=None,
-                        help="subset of: keras keras-xla onnxruntime pytorch (default: all that apply)")
+                        help="subset of: keras keras-xla onnxruntime onnxruntime-int8 pytorch (default: all that "
+                             "apply)")
     parser.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--layers", type=int, default=12, help="transformer layers (12 = base)")
     parser.add_argument("--threads", type=int, default=None,
@@ -68,7 +71,7 @@ def main(argv=None) -> None:
     max_samples = int(round(args.seconds * sample_rate))
     config = Wav2Vec2Config(num_hidden_layers=args.layers)  # the base-960h architecture
     engines = args.engines or (["keras", "keras-xla"] if backend == "tensorflow" else ["keras"]) + [
-        "onnxruntime", "pytorch"]
+        "onnxruntime", "onnxruntime-int8", "pytorch"]
     if args.no_pytorch and "pytorch" in engines:
         engines.remove("pytorch")
 
@@ -99,20 +102,29 @@ def main(argv=None) -> None:
         xla_model.compile(jit_compile=True)
         compiled["keras-xla"] = xla_model
 
-    if "onnxruntime" in engines:
+    ort_engines = [name for name in ("onnxruntime", "onnxruntime-int8") if name in engines]
+    if ort_engines:
         try:
             import onnxruntime
-            from librispeech_tools.onnx_wav2vec2 import to_onnx
+            from librispeech_tools.onnx_wav2vec2 import quantize_int8, save_onnx
         except ImportError:
             print("onnx/onnxruntime not installed: ONNX Runtime skipped")
-            engines.remove("onnxruntime")
-    ort_session = None
-    if "onnxruntime" in engines:
+            engines = [name for name in engines if name not in ort_engines]
+            ort_engines = []
+    ort_sessions = {}
+    if ort_engines:
+        import tempfile
+
         options = onnxruntime.SessionOptions()
         if args.threads:
             options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-        ort_session = onnxruntime.InferenceSession(to_onnx(model, max_samples).SerializeToString(), options,
-                                                   providers=["CPUExecutionProvider"])
+        with tempfile.TemporaryDirectory() as folder:
+            paths = {"onnxruntime": save_onnx(model, Path(folder) / "float.onnx", max_samples)}
+            if "onnxruntime-int8" in ort_engines:
+                paths["onnxruntime-int8"] = quantize_int8(paths["onnxruntime"], Path(folder) / "int8.onnx")
+            for name in ort_engines:
+                ort_sessions[name] = onnxruntime.InferenceSession(str(paths[name]), options,
+                                                                  providers=["CPUExecutionProvider"])
 
     threads = ""
     if backend == "tensorflow":
@@ -120,7 +132,7 @@ def main(argv=None) -> None:
         threading = tf.config.threading
         threads = (f"TF {tf.__version__} intra/inter-op threads {threading.get_intra_op_parallelism_threads()}"
                    f"/{threading.get_inter_op_parallelism_threads()} (0 = all cores)")
-    if ort_session is not None:
+    if ort_sessions:
         threads += (f"; onnxruntime {onnxruntime.__version__} intra-op threads "
                     f"{args.threads or 'default (physical cores)'}")
     if torch is not None:
@@ -138,8 +150,8 @@ def main(argv=None) -> None:
         calls = {}
         for name, keras_model in compiled.items():
             calls[name] = (lambda m=keras_model: np.asarray(m.predict_on_batch([audio, lengths])))
-        if ort_session is not None:
-            calls["onnxruntime"] = lambda: ort_session.run(None, {"audio": audio, "audio_length": lengths})[0]
+        for name, ort_session in ort_sessions.items():
+            calls[name] = (lambda s=ort_session: s.run(None, {"audio": audio, "audio_length": lengths})[0])
         if "pytorch" in engines:
             audio_torch = torch.from_numpy(audio)
 
@@ -173,9 +185,11 @@ def main(argv=None) -> None:
                 ratio = results[(batch, "pytorch")] / results[(batch, name)]
                 difference = np.abs(outputs[name] - outputs["pytorch"]).max()
                 print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}")
-            fastest = min(ours, key=lambda name: results[(batch, name)])
-            print(f"  fastest of ours: {fastest}, {results[(batch, 'pytorch')] / results[(batch, fastest)]:.2f}x "
-                  f"PyTorch's throughput")
+            for label, names in (("fastest of ours", ours),
+                                 ("fastest float32 engine", [n for n in ours if not n.endswith("int8")])):
+                fastest = min(names, key=lambda name: results[(batch, name)])
+                print(f"  {label}: {fastest}, {results[(batch, 'pytorch')] / results[(batch, fastest)]:.2f}x "
+                      f"PyTorch's throughput")
         elif "onnxruntime" in calls and "keras" in calls:
             difference = np.abs(outputs["onnxruntime"] - outputs["keras"]).max()
             print(f"  onnxruntime vs keras: max |logits difference| {difference:.2e}")

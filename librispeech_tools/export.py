@@ -176,6 +176,30 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
     return report
 
 
+def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: int = 16000) -> dict[str, Any]:
+    """An int8 .onnx: still within the importer limits and loadable; how far its logits are from Keras' (reported,
+    not bounded: quantization changes them)."""
+    import onnx
+
+    from librispeech.model_file import load_wav2vec2
+    from librispeech_tools.onnx_wav2vec2 import limit_violations
+
+    problems = limit_violations(onnx.load(str(output), load_external_data=False))
+    if problems:
+        raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
+    session = load_wav2vec2(output)
+    audio = _check_audio(model, seconds, sample_rate)
+    keras_logits = np.asarray(model.predict_on_batch(list(_pad(audio, model.inputs[0].shape[1]))))[0]
+    logits = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, audio.size))))[0][0]
+    keras_logits = keras_logits[:len(logits)]
+    report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
+              "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
+    print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on {audio.size / sample_rate:.2f} s "
+          f"of random audio: max |logits difference| = {report['int8_max_abs_diff']:.3g}, greedy ids agree on "
+          f"{report['int8_argmax_agreement']:.1%} of frames")
+    return report
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------------------------------
@@ -210,12 +234,13 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,
-           sample_rate: int | None = None, verify: bool = True) -> list[Path]:
+           sample_rate: int | None = None, verify: bool = True, int8: bool = False) -> list[Path]:
     """Convert `checkpoint` (hub id, HF folder or .h5 export) to each output (.h5 and/or .onnx), write vocab.json
     next to each, and check the results. The .h5 input length is max_seconds (default: the project's max_samples);
-    the .onnx time axis is fixed at max_seconds, or dynamic when it is None. Returns the model paths."""
+    the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is then quantized
+    (onnx_wav2vec2.quantize_int8; checked float first). Returns the model paths."""
     from librispeech.config import project_config
-    from librispeech_tools.onnx_wav2vec2 import save_onnx
+    from librispeech_tools.onnx_wav2vec2 import quantize_int8, save_onnx
 
     project = project_config()
     sample_rate = sample_rate or project.sample_rate
@@ -246,6 +271,11 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
         if verify:
             check = check_export if path.suffix == ".h5" else check_onnx_export
             check(model, path, checkpoint_dir, sample_rate=sample_rate)
+        if int8 and path.suffix == ".onnx":
+            quantize_int8(path, path)
+            print(f"quantized {path} to dynamic int8 MatMuls ({path.stat().st_size / 2 ** 20:.1f} MiB)")
+            if verify:
+                check_int8_export(model, path, sample_rate=sample_rate)
     print(f"export done in {time.perf_counter() - started:.1f} s")
     return outputs
 
@@ -266,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=None,
                         help=f"fixed input length in seconds (default: {project.max_samples / project.sample_rate} "
                              f"for .h5, any length for .onnx)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize each .onnx output's MatMuls to int8 (ONNX Runtime dynamic quantization): "
+                             "faster on CPU, logits no longer equal the float model's")
     parser.add_argument("--skip-checks", action="store_true",
                         help="skip the save/load, ONNX Runtime and PyTorch checks")
     args = parser.parse_args(argv)
@@ -274,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--output must end in .h5 or .onnx: {', '.join(outputs)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        export(args.checkpoint, outputs, args.max_seconds, verify=not args.skip_checks)
+        export(args.checkpoint, outputs, args.max_seconds, verify=not args.skip_checks, int8=args.int8)
     except (CheckpointError, ExportCheckError, ModelFileError, OnnxExportError) as error:
         print(f"export-model: error: {error}", file=sys.stderr)
         return 1
