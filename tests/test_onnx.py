@@ -295,3 +295,17 @@ def test_tiny_base_like_model_matches_keras_at_full_input_length():
     expected = run(model, [audio], [audio.size])
     got = run_onnx(session(onnx_export.to_onnx(model, max_samples)), [audio], max_samples)
     assert np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_int8_export_stays_within_the_limits_and_near_the_float_model(tmp_path, capsys):
+    output = tmp_path / "int8.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(output), "--int8"]) == 0
+    assert "(int8) is within the importer limits" in capsys.readouterr().out
+    proto = onnx.load(str(output))
+    assert onnx_export.limit_violations(proto) == []
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {node.op_type for node in proto.graph.node}
+    _, _, audio, reference, _ = golden("group")
+    logits = run_onnx(load_wav2vec2(output), [audio], 2 * audio.size)[0]
+    frames = reference.shape[0]
+    assert 0 < np.abs(logits[:frames] - reference).max() <= 0.1 * np.abs(reference).max()  # quantized, not exact
+    assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
