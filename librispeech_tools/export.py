@@ -88,7 +88,7 @@ def check_pytorch(checkpoint_dir: Path | None, audio: np.ndarray, logits: np.nda
     difference = float(np.abs(reference - logits).max())
     scale = max(1.0, float(np.abs(reference).max()))
     agreement = float(np.mean(reference.argmax(-1) == logits.argmax(-1)))
-    print(f"check: {label} vs PyTorch Wav2Vec2ForCTC on {audio.size / sample_rate:.2f} s of random audio "
+    print(f"check: PyTorch Wav2Vec2ForCTC vs {label} on {audio.size / sample_rate:.2f} s of random audio "
           f"({len(logits)} frames): max |logits difference| = {difference:.3g} "
           f"(largest logit {scale:.3g}), greedy ids agree on {agreement:.1%} of frames")
     if difference > tolerance * scale:
