@@ -31,7 +31,7 @@ def integration_test(sample_id, preprocess_response):
     transcript = gt_transcript(sample_id, preprocess_response)
 
     model = load_model()
-    if project_config().model_path.suffix == ".onnx":  # an onnxruntime.InferenceSession: inputs by name, in order
+    if project_config().model_path.suffix.lower() == ".onnx":  # an InferenceSession: inputs by name, in order
         logits = model.run(None, {"audio": audio, "audio_length": audio_length})[0]
     else:
         logits = model([audio, audio_length])
