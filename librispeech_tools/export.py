@@ -165,8 +165,9 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
         report["onnx_keras_max_abs_diff"] = float(max(np.abs(onnx_padded[:frames] - keras_logits[:frames]).max(),
                                                       np.abs(onnx_unpadded - keras_logits[:frames]).max()))
     margin = _padded_blank_margin(onnx_padded[frames:], config.pad_token_id)
+    inputs = "padded to the fixed length" if isinstance(fixed, int) else "unpadded and padded"
     print(f"check: {output.name} is opset <= 16, IR <= 8, standard ops; ONNX Runtime vs Keras on "
-          f"{audio.size / sample_rate:.2f} s ({'padded to the fixed length' if isinstance(fixed, int) else 'unpadded and padded'}): "
+          f"{audio.size / sample_rate:.2f} s ({inputs}): "
           f"max |logits difference| = {report['onnx_keras_max_abs_diff']:.3g}; padded frames blank by {margin:.3g}")
     if report["onnx_keras_max_abs_diff"] > tolerance:
         raise ExportCheckError(f"ONNX Runtime and Keras logits differ by {report['onnx_keras_max_abs_diff']}")
@@ -194,8 +195,8 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
     keras_logits = keras_logits[:len(logits)]
     report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
               "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
-    print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on {audio.size / sample_rate:.2f} s "
-          f"of random audio: max |logits difference| = {report['int8_max_abs_diff']:.3g}, greedy ids agree on "
+    print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on "
+          f"{audio.size / sample_rate:.2f} s of random audio: max |logits difference| = {report['int8_max_abs_diff']:.3g}, greedy ids agree on "
           f"{report['int8_argmax_agreement']:.1%} of frames")
     return report
 

@@ -318,7 +318,8 @@ def limit_violations(proto) -> list[str]:
             problems.append(f"opset {opset.version} > {OPSET}")
         elif opset.domain not in ("", "ai.onnx"):
             problems.append(f"imports the non-standard domain {opset.domain!r}")
-    custom = sorted({f"{node.domain}:{node.op_type}" for node in proto.graph.node if node.domain not in ("", "ai.onnx")})
+    custom = sorted({f"{node.domain}:{node.op_type}" for node in proto.graph.node
+                     if node.domain not in ("", "ai.onnx")})
     if custom:
         problems.append(f"non-standard ops {', '.join(custom)}")
     return problems

@@ -90,7 +90,8 @@ def test_onnx_export_gives_the_h5_report_rows(tiny_model, tmp_path):
         result = evaluate("--split", "test-clean", "--limit", "2", "--model", str(model), "--out", str(out))
         assert result.returncode == 0, result.stderr[-3000:]
         assert "latent_space.png" in {p.name for p in out.iterdir()}
-        rows[model.suffix] = {row["id"]: row for row in map(json.loads, (out / "samples.jsonl").read_text().splitlines())}
+        lines = (out / "samples.jsonl").read_text().splitlines()
+        rows[model.suffix] = {row["id"]: row for row in map(json.loads, lines)}
     assert sorted(rows[".h5"]) == sorted(rows[".onnx"]) and len(rows[".h5"]) == 2
     for sample_id, row in rows[".h5"].items():
         other = rows[".onnx"][sample_id]
