@@ -1,4 +1,4 @@
-"""Loads the Keras wav2vec2 export and holds the Tensorleap integration test (`poetry run test`)."""
+"""Loads the wav2vec2 export (Keras .h5 or ONNX) and holds the Tensorleap integration test (`poetry run test`)."""
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import argparse
@@ -31,7 +31,11 @@ def integration_test(sample_id, preprocess_response):
     audio_length = input_audio_length(sample_id, preprocess_response)
     transcript = gt_transcript(sample_id, preprocess_response)
 
-    logits = load_model()([audio, audio_length])
+    model = load_model()
+    if project_config().model_path.suffix.lower() == ".onnx":  # an InferenceSession: inputs by name, in order
+        logits = model.run(None, {"audio": audio, "audio_length": audio_length})[0]
+    else:
+        logits = model([audio, audio_length])
 
     ctc_loss(logits, transcript)
     error_rates(logits, transcript)

@@ -1,13 +1,17 @@
-"""Inference speed of the native Keras Wav2Vec2ForCTC against Hugging Face's PyTorch Wav2Vec2ForCTC.
+"""Inference speed of the native Keras Wav2Vec2ForCTC and its ONNX export against Hugging Face's PyTorch model.
 
 The full-size base config (wav2vec2-base-960h: 7 conv layers, 12 x 768 transformer, vocab 32) with random weights on
 --seconds of audio (default 15 s) per sample, at each batch size. With torch installed, the PyTorch model's random
 weights are converted into the Keras model, so the run also reports the logits difference at full size.
 
 Engines (timed in interleaved rounds, so a busy machine slows all of them alike):
-  keras      the Keras model, compiled predict function (TF backend: tf.function; JAX: jax.jit)
-  keras-xla  TF backend only: the same with model.compile(jit_compile=True) (XLA)
-  pytorch    HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
+  keras        the Keras model, compiled predict function (TF backend: tf.function; JAX: jax.jit)
+  keras-xla    TF backend only: the same with model.compile(jit_compile=True) (XLA)
+  onnxruntime  the ONNX export of the same model (librispeech_tools/onnx_wav2vec2.py) in ONNX Runtime's CPU
+               provider, default graph optimisations (needs onnx and onnxruntime)
+  onnxruntime-int8  the same export with int8 MatMuls (export-model --int8: ONNX Runtime dynamic quantization);
+               not float-exact, so its logits difference to PyTorch is printed with it
+  pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
 
 Run (CPU):  .venv/bin/python benchmarks/benchmark_model.py --batch-sizes 1 8 --repeats 3
 JAX on GPU: KERAS_BACKEND=jax python benchmarks/benchmark_model.py --backend jax --batch-sizes 1 8 --no-pytorch
@@ -34,11 +38,13 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                         help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     parser.add_argument("--engines", nargs="+", default=None,
-                        help="subset of: keras keras-xla pytorch (default: all that apply)")
+                        help="subset of: keras keras-xla onnxruntime onnxruntime-int8 pytorch (default: all that "
+                             "apply)")
     parser.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--layers", type=int, default=12, help="transformer layers (12 = base)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for TF (intra-op) and torch alike (default: the libraries' defaults)")
+                        help="CPU threads for TF (intra-op), ONNX Runtime (intra-op) and torch alike "
+                             "(default: the libraries' defaults)")
     return parser.parse_args(argv)
 
 
@@ -64,7 +70,8 @@ def main(argv=None) -> None:
     sample_rate = 16000
     max_samples = int(round(args.seconds * sample_rate))
     config = Wav2Vec2Config(num_hidden_layers=args.layers)  # the base-960h architecture
-    engines = args.engines or (["keras", "keras-xla"] if backend == "tensorflow" else ["keras"]) + ["pytorch"]
+    engines = args.engines or (["keras", "keras-xla"] if backend == "tensorflow" else ["keras"]) + [
+        "onnxruntime", "onnxruntime-int8", "pytorch"]
     if args.no_pytorch and "pytorch" in engines:
         engines.remove("pytorch")
 
@@ -95,16 +102,43 @@ def main(argv=None) -> None:
         xla_model.compile(jit_compile=True)
         compiled["keras-xla"] = xla_model
 
+    ort_engines = [name for name in ("onnxruntime", "onnxruntime-int8") if name in engines]
+    if ort_engines:
+        try:
+            import onnxruntime
+            from librispeech_tools.onnx_wav2vec2 import quantize_int8, save_onnx
+        except ImportError:
+            print("onnx/onnxruntime not installed: ONNX Runtime skipped")
+            engines = [name for name in engines if name not in ort_engines]
+            ort_engines = []
+    ort_sessions = {}
+    if ort_engines:
+        import tempfile
+
+        options = onnxruntime.SessionOptions()
+        if args.threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        with tempfile.TemporaryDirectory() as folder:
+            paths = {"onnxruntime": save_onnx(model, Path(folder) / "float.onnx", max_samples)}
+            if "onnxruntime-int8" in ort_engines:
+                paths["onnxruntime-int8"] = quantize_int8(paths["onnxruntime"], Path(folder) / "int8.onnx")
+            for name in ort_engines:
+                ort_sessions[name] = onnxruntime.InferenceSession(str(paths[name]), options,
+                                                                  providers=["CPUExecutionProvider"])
+
     threads = ""
     if backend == "tensorflow":
         import tensorflow as tf
         threading = tf.config.threading
         threads = (f"TF {tf.__version__} intra/inter-op threads {threading.get_intra_op_parallelism_threads()}"
                    f"/{threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+    if ort_sessions:
+        threads += (f"; onnxruntime {onnxruntime.__version__} intra-op threads "
+                    f"{args.threads or 'default (physical cores)'}")
     if torch is not None:
         threads += f"; torch {torch.__version__} threads {torch.get_num_threads()}"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; keras {keras.__version__} "
-          f"backend {backend}; {threads}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}; keras {keras.__version__} backend {backend}; {threads}")
     print(f"model: base config, {config.num_hidden_layers} layers, {model.count_params():,} parameters; "
           f"{args.seconds:g} s per sample = {max_samples} samples -> {config.num_frames(max_samples)} frames")
 
@@ -116,6 +150,8 @@ def main(argv=None) -> None:
         calls = {}
         for name, keras_model in compiled.items():
             calls[name] = (lambda m=keras_model: np.asarray(m.predict_on_batch([audio, lengths])))
+        for name, ort_session in ort_sessions.items():
+            calls[name] = (lambda s=ort_session: s.run(None, {"audio": audio, "audio_length": lengths})[0])
         if "pytorch" in engines:
             audio_torch = torch.from_numpy(audio)
 
@@ -135,18 +171,28 @@ def main(argv=None) -> None:
                 start = time.perf_counter()
                 call()
                 times[name].append(time.perf_counter() - start)
-        print(f"\nbatch {batch} ({batch * args.seconds:g} s of audio per call), {args.repeats} timed calls each:")
+        print(f"\nbatch {batch} ({batch * args.seconds:g} s of audio per call), {args.repeats} timed calls each "
+              f"(load average now {os.getloadavg()[0]:.1f}):")
         for name in calls:
             best, median = min(times[name]), float(np.median(times[name]))
             results[(batch, name)] = median
-            print(f"  {name:10s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
+            print(f"  {name:11s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
                   f"real-time factor {median / (batch * args.seconds):.4f}  "
                   f"throughput {batch * args.seconds / median:6.1f} s of audio per s")
+        ours = [name for name in calls if name != "pytorch"]
         if "pytorch" in calls:
-            for name in compiled:
+            for name in ours:
                 ratio = results[(batch, "pytorch")] / results[(batch, name)]
                 difference = np.abs(outputs[name] - outputs["pytorch"]).max()
                 print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}")
+            for label, names in (("fastest of ours", ours),
+                                 ("fastest float32 engine", [n for n in ours if not n.endswith("int8")])):
+                fastest = min(names, key=lambda name: results[(batch, name)])
+                print(f"  {label}: {fastest}, {results[(batch, 'pytorch')] / results[(batch, fastest)]:.2f}x "
+                      f"PyTorch's throughput")
+        elif "onnxruntime" in calls and "keras" in calls:
+            difference = np.abs(outputs["onnxruntime"] - outputs["keras"]).max()
+            print(f"  onnxruntime vs keras: max |logits difference| {difference:.2e}")
 
 
 if __name__ == "__main__":

@@ -26,14 +26,17 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_wav2vec2(path: str | Path):
-    """The Keras model saved at `path` by export-model (or train-demo)."""
+    """The model saved at `path` by export-model (or train-demo): a keras.Model for .h5, an
+    onnxruntime.InferenceSession for .onnx."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
+    if path.suffix.lower() == ".onnx":
+        return load_onnx_session(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _load_keras_h5(path)
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
-                         f".h5 export ({MAKE_ONE})")
+                         f".h5 or an .onnx export ({MAKE_ONE})")
 
 
 def check_keras_h5(path: Path) -> dict:
@@ -102,3 +105,39 @@ def check_finite_weights(path: Path, model) -> None:
         if not np.isfinite(weight.numpy()).all():
             raise ModelFileError(f"{path}: weight {weight.path} has NaN or infinite values; the file is damaged, "
                                  f"{MAKE_ONE}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ONNX exports (export-model --output PATH.onnx), run by ONNX Runtime
+# ---------------------------------------------------------------------------------------------------------------------
+
+ONNX_INPUT_NAMES = ["audio", "audio_length"]  # code-loader feeds a session by these names, in this order
+ONNX_CONFIG_KEY = "wav2vec2_config"  # metadata_props key where export-model records the Wav2Vec2Config
+
+
+def load_onnx_session(path: Path):
+    """An onnxruntime.InferenceSession of an ONNX export: inputs `audio`, `audio_length`, one output (logits)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelFileError(f"{path} is an ONNX model but onnxruntime is not installed "
+                             "(it is in requirements.txt)") from None
+    providers = [name for name in onnxruntime.get_available_providers()
+                 if name in ("CUDAExecutionProvider", "CPUExecutionProvider")]
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as error:  # ORT raises its own exception types for a truncated or foreign file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"cannot load {path} as an ONNX model ({reason[:200]}): {MAKE_ONE}") from None
+    inputs = [node.name for node in session.get_inputs()]
+    outputs = [node.name for node in session.get_outputs()]
+    if inputs != ONNX_INPUT_NAMES or len(outputs) != 1:
+        raise ModelFileError(f"{path} has inputs {inputs} and outputs {outputs}; the integration needs inputs "
+                             f"{ONNX_INPUT_NAMES} and one output (logits): {MAKE_ONE}")
+    recorded = session.get_modelmeta().custom_metadata_map.get(ONNX_CONFIG_KEY)
+    if recorded:  # export-model records the Wav2Vec2Config; a foreign graph without it keeps the default stack
+        try:
+            check_conv_stack(path, json.loads(recorded))
+        except ValueError:
+            raise ModelFileError(f"{path}: its {ONNX_CONFIG_KEY} metadata is not JSON; {MAKE_ONE}") from None
+    return session

@@ -70,7 +70,20 @@ def load_model_with_latent(model_path: Path):
         model = load_wav2vec2(model_path)
     except ModelFileError as error:
         raise EvaluationError(str(error)) from None
+    if model_path.suffix.lower() == ".onnx":
+        return model, load_onnx_with_latent(model_path)
     return model, wav2vec2_model.with_hidden_states(model)
+
+
+def load_onnx_with_latent(model_path: Path):
+    """An ONNX export run by ONNX Runtime with its inner last_hidden_state as a second output (the export's one
+    output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name)."""
+    from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
+
+    try:
+        return OnnxWithHiddenState(model_path)
+    except OnnxExportError as error:
+        raise EvaluationError(f"{error}; re-export it with export-model for the latent-space plots") from None
 
 
 # ---------------------------------------------------------------- per-sample rows
@@ -103,7 +116,7 @@ def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, pr
         logits, hidden = (np.asarray(x) for x in latent_model.predict_on_batch([audio, lengths]))
         losses = binder.ctc_loss(logits, labels)
         rates = binder.error_rates(logits, labels)
-        model_config = wav2vec2_model.model_config(latent_model)
+        model_config = getattr(latent_model, "wav2vec2_config", None) or wav2vec2_model.model_config(latent_model)
         for j, sample_id in enumerate(batch):
             row = {"id": sample_id, "subset": split.subset, "split": split.split,
                    "reference": split.utterances[sample_id].transcript,
@@ -277,7 +290,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--split", help="split folder or subset name (default: the validation split, dev-clean)")
     parser.add_argument("--limit", type=int, help="at most this many samples (seeded selection); default: all")
-    parser.add_argument("--model", type=Path, help="Keras .h5 export (default: WAV2VEC_MODEL or the demo model)")
+    parser.add_argument("--model", type=Path, help=".h5 or .onnx export (default: WAV2VEC_MODEL or the demo model)")
     parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>)")
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args(argv)

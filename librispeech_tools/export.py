@@ -1,10 +1,17 @@
 """export-model: convert a Hugging Face Wav2Vec2ForCTC checkpoint into the native Keras model, save it, check it.
 
     export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5 [--max-seconds 34.955]
+    export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5 --output model/wav2vec.onnx
+    export-model --checkpoint model/demo-wav2vec2.h5 --output model/demo-wav2vec2.onnx
 
-The conversion itself is librispeech.wav2vec2.convert_hf. The tokenizer's vocab.json is written next to the model.
-After saving, the export checks itself: saved -> loaded .h5 gives identical outputs, and (when torch and transformers
-are installed) the logits match HF's PyTorch Wav2Vec2ForCTC from the same checkpoint on a short random input.
+The output's suffix picks the format: `.h5` (Keras) or `.onnx` (ONNX, opset 16, run by ONNX Runtime); `--output` may
+repeat, so one conversion writes both. `--checkpoint` is a hub id, an HF checkpoint folder, or one of this project's
+own `.h5` exports. The `.h5` input length is fixed (default: the project's max_samples); the `.onnx` time axis is
+dynamic unless `--max-seconds` is given. The conversion itself is librispeech.wav2vec2.convert_hf (HF -> Keras) and
+librispeech_tools.onnx_wav2vec2 (Keras -> ONNX). The tokenizer's vocab.json is written next to each model.
+After saving, the export checks itself: saved -> loaded .h5 gives identical outputs; the .onnx is within Tensorleap's
+importer limits and ONNX Runtime gives Keras' logits, padded and unpadded; and (when torch and transformers are
+installed) the logits match HF's PyTorch Wav2Vec2ForCTC from the same checkpoint on a short random input.
 """
 from __future__ import annotations
 
@@ -57,7 +64,47 @@ def pytorch_reference_logits(checkpoint_dir: Path, audio: np.ndarray) -> np.ndar
         return reference(torch.from_numpy(audio[None])).logits[0].float().numpy()
 
 
-def check_export(model, output: Path, checkpoint_dir: Path, seconds: float = 2.0, sample_rate: int = 16000,
+def _padded_blank_margin(padded_logits: np.ndarray, blank_id: int) -> float:
+    """Smallest margin of the blank logit over the others on padded frames (inf when there are none)."""
+    if padded_logits.size == 0:
+        return float("inf")
+    return float((padded_logits[..., blank_id] - np.delete(padded_logits, blank_id, axis=-1).max(-1)).min())
+
+
+def check_pytorch(checkpoint_dir: Path | None, audio: np.ndarray, logits: np.ndarray, label: str,
+                  sample_rate: int = 16000, tolerance: float = 1e-3) -> dict[str, Any]:
+    """`logits` [frames, vocab] (real frames of `audio`) against HF's PyTorch model, when it can run."""
+    if checkpoint_dir is None:
+        print(f"check: PyTorch reference skipped for {label} (the source is an .h5 export, not an HF checkpoint)")
+        return {"pytorch": "skipped"}
+    if (checkpoint_dir / TF_FILE).is_file() and not any((checkpoint_dir / name).is_file()
+                                                        for name in WEIGHT_FILES if name != TF_FILE):
+        print("check: PyTorch reference skipped (transformers cannot read a tf_model.h5-only checkpoint)")
+        return {"pytorch": "skipped"}
+    reference = pytorch_reference_logits(checkpoint_dir, audio)
+    if reference is None:
+        print("check: PyTorch reference skipped (torch and transformers are not installed)")
+        return {"pytorch": "skipped"}
+    difference = float(np.abs(reference - logits).max())
+    scale = max(1.0, float(np.abs(reference).max()))
+    agreement = float(np.mean(reference.argmax(-1) == logits.argmax(-1)))
+    print(f"check: PyTorch Wav2Vec2ForCTC vs {label} on {audio.size / sample_rate:.2f} s of random audio "
+          f"({len(logits)} frames): max |logits difference| = {difference:.3g} "
+          f"(largest logit {scale:.3g}), greedy ids agree on {agreement:.1%} of frames")
+    if difference > tolerance * scale:
+        raise ExportCheckError(f"{label} and PyTorch logits differ by {difference} > {tolerance} * {scale}")
+    return {"pytorch": "ran", "pytorch_max_abs_diff": difference, "pytorch_argmax_agreement": agreement}
+
+
+def _check_audio(model, seconds: float, sample_rate: int) -> np.ndarray:
+    from librispeech.wav2vec2.model import model_config
+
+    config = model_config(model)
+    max_samples = model.inputs[0].shape[1]
+    return _random_input(min(int(seconds * sample_rate), max(int(0.6 * max_samples), config.receptive_field)))
+
+
+def check_export(model, output: Path, checkpoint_dir: Path | None, seconds: float = 2.0, sample_rate: int = 16000,
                  tolerance: float = 1e-3) -> dict[str, Any]:
     """Saved -> loaded equality and (when available) parity with PyTorch on a short random input padded to the
     model's length. Raises ExportCheckError on a failed check; returns what ran and the measured differences."""
@@ -68,7 +115,7 @@ def check_export(model, output: Path, checkpoint_dir: Path, seconds: float = 2.0
 
     config = model_config(model)
     max_samples = model.inputs[0].shape[1]
-    audio = _random_input(min(int(seconds * sample_rate), max(int(0.6 * max_samples), config.receptive_field)))
+    audio = _check_audio(model, seconds, sample_rate)
     frames = config.num_frames(audio.size)
     padded, length = _pad(audio, max_samples)
     logits = np.asarray(model.predict_on_batch([padded, length]))[0]
@@ -80,31 +127,77 @@ def check_export(model, output: Path, checkpoint_dir: Path, seconds: float = 2.0
     print(f"check: saved -> loaded {output.name}: max |logits difference| = {report['save_load_max_abs_diff']:.3g}")
     if report["save_load_max_abs_diff"] > 1e-6:
         raise ExportCheckError(f"the loaded model differs from the exported one by {report['save_load_max_abs_diff']}")
-    if frames < logits.shape[0]:
-        padded_part = logits[frames:]
-        margin = padded_part[:, config.pad_token_id] - np.delete(padded_part, config.pad_token_id, axis=1).max(1)
-        if margin.min() < BLANK_LOGIT:
-            raise ExportCheckError(f"padded frames are not a certain blank (margin {margin.min()})")
+    margin = _padded_blank_margin(logits[frames:], config.pad_token_id)
+    if margin < BLANK_LOGIT:
+        raise ExportCheckError(f"padded frames are not a certain blank (margin {margin})")
+    report.update(check_pytorch(checkpoint_dir, audio, logits[:frames], "Keras", sample_rate, tolerance))
+    return report
 
-    if (checkpoint_dir / TF_FILE).is_file() and not any((checkpoint_dir / name).is_file()
-                                                        for name in WEIGHT_FILES if name != TF_FILE):
-        print("check: PyTorch reference skipped (transformers cannot read a tf_model.h5-only checkpoint)")
-        report["pytorch"] = "skipped"
-        return report
-    reference = pytorch_reference_logits(checkpoint_dir, audio)
-    if reference is None:
-        print("check: PyTorch reference skipped (torch and transformers are not installed)")
-        report["pytorch"] = "skipped"
-        return report
-    difference = float(np.abs(reference - logits[:frames]).max())
-    scale = max(1.0, float(np.abs(reference).max()))
-    agreement = float(np.mean(reference.argmax(-1) == logits[:frames].argmax(-1)))
-    report.update(pytorch="ran", pytorch_max_abs_diff=difference, pytorch_argmax_agreement=agreement)
-    print(f"check: PyTorch Wav2Vec2ForCTC on {audio.size / sample_rate:.2f} s of random audio ({frames} frames, "
-          f"padded to {max_samples} samples here): max |logits difference| = {difference:.3g} "
-          f"(largest logit {scale:.3g}), greedy ids agree on {agreement:.1%} of frames")
-    if difference > tolerance * scale:
-        raise ExportCheckError(f"Keras and PyTorch logits differ by {difference} > {tolerance} * {scale}")
+
+def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds: float = 2.0,
+                      sample_rate: int = 16000, tolerance: float = 1e-4) -> dict[str, Any]:
+    """The .onnx at `output`: within Tensorleap's importer limits, loads as the integration loads it, and ONNX
+    Runtime's logits equal the Keras model's (unpadded, and padded with blank padded frames) to `tolerance`; then
+    PyTorch parity when available. Raises ExportCheckError on a failed check."""
+    import onnx
+
+    from librispeech.model_file import load_wav2vec2
+    from librispeech.wav2vec2.layers import BLANK_LOGIT
+    from librispeech.wav2vec2.model import model_config
+    from librispeech_tools.onnx_wav2vec2 import limit_violations
+
+    problems = limit_violations(onnx.load(str(output), load_external_data=False))
+    if problems:
+        raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
+    session = load_wav2vec2(output)
+    config = model_config(model)
+    audio = _check_audio(model, seconds, sample_rate)
+    frames = config.num_frames(audio.size)
+    keras_logits = np.asarray(model.predict_on_batch(list(_pad(audio, model.inputs[0].shape[1]))))[0]
+    fixed = session.get_inputs()[0].shape[1]
+    padded_length = fixed if isinstance(fixed, int) else audio.size + audio.size // 2 + 123
+    onnx_padded = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, padded_length))))[0][0]
+    report: dict[str, Any] = {"onnx_limits": "ok"}
+    if isinstance(fixed, int):
+        report["onnx_keras_max_abs_diff"] = float(np.abs(onnx_padded[:frames] - keras_logits[:frames]).max())
+    else:
+        onnx_unpadded = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, audio.size))))[0][0]
+        report["onnx_keras_max_abs_diff"] = float(max(np.abs(onnx_padded[:frames] - keras_logits[:frames]).max(),
+                                                      np.abs(onnx_unpadded - keras_logits[:frames]).max()))
+    margin = _padded_blank_margin(onnx_padded[frames:], config.pad_token_id)
+    inputs = "padded to the fixed length" if isinstance(fixed, int) else "unpadded and padded"
+    print(f"check: {output.name} is opset <= 16, IR <= 8, standard ops; ONNX Runtime vs Keras on "
+          f"{audio.size / sample_rate:.2f} s ({inputs}): "
+          f"max |logits difference| = {report['onnx_keras_max_abs_diff']:.3g}; padded frames blank by {margin:.3g}")
+    if report["onnx_keras_max_abs_diff"] > tolerance:
+        raise ExportCheckError(f"ONNX Runtime and Keras logits differ by {report['onnx_keras_max_abs_diff']}")
+    if margin < BLANK_LOGIT:
+        raise ExportCheckError(f"padded frames of the ONNX model are not a certain blank (margin {margin})")
+    report.update(check_pytorch(checkpoint_dir, audio, onnx_padded[:frames], "ONNX Runtime", sample_rate))
+    return report
+
+
+def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: int = 16000) -> dict[str, Any]:
+    """An int8 .onnx: still within the importer limits and loadable; how far its logits are from Keras' (reported,
+    not bounded: quantization changes them)."""
+    import onnx
+
+    from librispeech.model_file import load_wav2vec2
+    from librispeech_tools.onnx_wav2vec2 import limit_violations
+
+    problems = limit_violations(onnx.load(str(output), load_external_data=False))
+    if problems:
+        raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
+    session = load_wav2vec2(output)
+    audio = _check_audio(model, seconds, sample_rate)
+    keras_logits = np.asarray(model.predict_on_batch(list(_pad(audio, model.inputs[0].shape[1]))))[0]
+    logits = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, audio.size))))[0][0]
+    keras_logits = keras_logits[:len(logits)]
+    report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
+              "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
+    print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on "
+          f"{audio.size / sample_rate:.2f} s of random audio: max |logits difference| = {report['int8_max_abs_diff']:.3g}, greedy ids agree on "
+          f"{report['int8_argmax_agreement']:.1%} of frames")
     return report
 
 
@@ -112,63 +205,111 @@ def check_export(model, output: Path, checkpoint_dir: Path, seconds: float = 2.0
 # Export
 # ---------------------------------------------------------------------------------------------------------------------
 
-def export(checkpoint: str | os.PathLike, output: str | os.PathLike, max_seconds: float | None = None,
-           sample_rate: int | None = None, verify: bool = True) -> Path:
-    """Convert `checkpoint` (hub id or folder) to a Keras .h5 at `output` with input length max_seconds (default:
-    the project's max_samples), write vocab.json next to it, and check the result. Returns the model path."""
-    from librispeech.config import project_config
+FORMATS = {".h5": "Keras", ".onnx": "ONNX"}
 
-    project = project_config()
-    sample_rate = sample_rate or project.sample_rate
-    max_samples = project.max_samples if max_seconds is None else int(round(max_seconds * sample_rate))
-    output = Path(output)
-    if output.suffix != ".h5":
-        raise ValueError(f"output must be an .h5 file, got {output}")
 
-    started = time.perf_counter()
+def load_source(checkpoint: str | os.PathLike, max_samples: int):
+    """(Keras model with input length max_samples, HF checkpoint folder or None, vocab.json to copy or None) from a
+    hub id, an HF checkpoint folder, or one of this project's .h5 exports."""
+    path = Path(checkpoint)
+    if path.suffix == ".h5" and not path.is_dir():
+        from librispeech.model_file import load_wav2vec2
+        from librispeech.wav2vec2.model import build_wav2vec2_for_ctc, model_config
+
+        loaded = load_wav2vec2(path)
+        model = loaded
+        if loaded.inputs[0].shape[1] != max_samples:  # same layers and weights at another input length
+            model = build_wav2vec2_for_ctc(model_config(loaded), max_samples, name=loaded.name)
+            model.set_weights(loaded.get_weights())
+        vocab = path.parent / VOCAB_FILE
+        return model, None, vocab if vocab.is_file() else None
     checkpoint_dir = resolve_checkpoint(checkpoint)
     config, weights = load_checkpoint(checkpoint_dir)
     model = convert_to_keras(config, weights, max_samples)
-    frames = model.outputs[0].shape[1]
-    print(f"converted {checkpoint}: {model.count_params():,} parameters, input {max_samples} samples "
-          f"({max_samples / sample_rate:.3f} s) -> logits [{frames}, {model.outputs[0].shape[2]}]")
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model.save(output)
-    vocab_source = checkpoint_dir / VOCAB_FILE
-    if not vocab_source.is_file():
-        vocab_source = project.vocab_file
-    with open(vocab_source, encoding="utf-8") as handle:
-        vocab_size = len(json.load(handle))
-    if vocab_size != config.get("vocab_size", vocab_size):
-        logger.warning("%s has %d tokens but the model's vocab_size is %d", vocab_source, vocab_size,
+    vocab_size = len(json.loads((checkpoint_dir / VOCAB_FILE).read_text(encoding="utf-8"))) \
+        if (checkpoint_dir / VOCAB_FILE).is_file() else None
+    if vocab_size is not None and vocab_size != config.get("vocab_size", vocab_size):
+        logger.warning("%s has %d tokens but the model's vocab_size is %d", checkpoint_dir / VOCAB_FILE, vocab_size,
                        config["vocab_size"])
-    vocab_output = output.parent / VOCAB_FILE
-    if vocab_source.resolve() != vocab_output.resolve():
-        shutil.copyfile(vocab_source, vocab_output)
-    print(f"saved {output} ({output.stat().st_size / 2 ** 20:.1f} MiB) and {vocab_output} (from {vocab_source})")
-    if verify:
-        check_export(model, output, checkpoint_dir, sample_rate=sample_rate)
+    return model, checkpoint_dir, checkpoint_dir / VOCAB_FILE if vocab_size is not None else None
+
+
+def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,
+           sample_rate: int | None = None, verify: bool = True, int8: bool = False) -> list[Path]:
+    """Convert `checkpoint` (hub id, HF folder or .h5 export) to each output (.h5 and/or .onnx), write vocab.json
+    next to each, and check the results. The .h5 input length is max_seconds (default: the project's max_samples);
+    the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is then quantized
+    (onnx_wav2vec2.quantize_int8; checked float first). Returns the model paths."""
+    from librispeech.config import project_config
+    from librispeech_tools.onnx_wav2vec2 import quantize_int8, save_onnx
+
+    project = project_config()
+    sample_rate = sample_rate or project.sample_rate
+    fixed_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
+    outputs = [Path(path) for path in (output if isinstance(output, (list, tuple)) else [output])]
+    for path in outputs:
+        if path.suffix not in FORMATS:
+            raise ValueError(f"output must end in .h5 (Keras) or .onnx (ONNX), got {path}")
+
+    started = time.perf_counter()
+    model, checkpoint_dir, vocab_source = load_source(checkpoint, fixed_samples or project.max_samples)
+    max_samples = model.inputs[0].shape[1]
+    print(f"converted {checkpoint}: {model.count_params():,} parameters, Keras input {max_samples} samples "
+          f"({max_samples / sample_rate:.3f} s) -> logits [{model.outputs[0].shape[1]}, {model.outputs[0].shape[2]}]")
+    vocab_source = vocab_source or project.vocab_file
+    for path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".h5":
+            model.save(path)
+        else:
+            save_onnx(model, path, fixed_samples)
+        vocab_output = path.parent / VOCAB_FILE
+        if vocab_source.resolve() != vocab_output.resolve():
+            shutil.copyfile(vocab_source, vocab_output)
+        length = f"{max_samples} samples" if path.suffix == ".h5" or fixed_samples else "any length"
+        print(f"saved {path} ({FORMATS[path.suffix]}, input {length}, {path.stat().st_size / 2 ** 20:.1f} MiB) and "
+              f"{vocab_output} (from {vocab_source})")
+        if verify:
+            check = check_export if path.suffix == ".h5" else check_onnx_export
+            check(model, path, checkpoint_dir, sample_rate=sample_rate)
+        if int8 and path.suffix == ".onnx":
+            quantize_int8(path, path)
+            print(f"quantized {path} to dynamic int8 MatMuls ({path.stat().st_size / 2 ** 20:.1f} MiB)")
+            if verify:
+                check_int8_export(model, path, sample_rate=sample_rate)
     print(f"export done in {time.perf_counter() - started:.1f} s")
-    return output
+    return outputs
 
 
 def main(argv: list[str] | None = None) -> int:
     from librispeech.config import project_config
+    from librispeech.model_file import ModelFileError
+    from librispeech_tools.onnx_wav2vec2 import OnnxExportError
 
     project = project_config()
     parser = argparse.ArgumentParser(prog="export-model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=project.checkpoint,
-                        help=f"hub id or local HF checkpoint folder (default {project.checkpoint})")
-    parser.add_argument("--output", default="model/wav2vec.h5", help="the .h5 to write (default model/wav2vec.h5)")
-    parser.add_argument("--max-seconds", type=float, default=project.max_samples / project.sample_rate,
-                        help="fixed input length in seconds (default %(default)s)")
-    parser.add_argument("--skip-checks", action="store_true", help="skip the save/load and PyTorch checks")
+                        help=f"hub id, local HF checkpoint folder, or one of this project's .h5 exports "
+                             f"(default {project.checkpoint})")
+    parser.add_argument("--output", action="append",
+                        help="the model to write; the suffix picks the format: .h5 (Keras) or .onnx (ONNX). Repeat "
+                             "it to write both from one conversion (default model/wav2vec.h5)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help=f"fixed input length in seconds (default: {project.max_samples / project.sample_rate} "
+                             f"for .h5, any length for .onnx)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize each .onnx output's MatMuls to int8 (ONNX Runtime dynamic quantization): "
+                             "faster on CPU, logits no longer equal the float model's")
+    parser.add_argument("--skip-checks", action="store_true",
+                        help="skip the save/load, ONNX Runtime and PyTorch checks")
     args = parser.parse_args(argv)
+    outputs = args.output or ["model/wav2vec.h5"]
+    if any(Path(path).suffix not in FORMATS for path in outputs):
+        parser.error(f"--output must end in .h5 or .onnx: {', '.join(outputs)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        export(args.checkpoint, args.output, args.max_seconds, verify=not args.skip_checks)
-    except (CheckpointError, ExportCheckError) as error:
+        export(args.checkpoint, outputs, args.max_seconds, verify=not args.skip_checks, int8=args.int8)
+    except (CheckpointError, ExportCheckError, ModelFileError, OnnxExportError) as error:
         print(f"export-model: error: {error}", file=sys.stderr)
         return 1
     return 0

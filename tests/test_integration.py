@@ -90,3 +90,64 @@ def test_demo_model_meets_its_goal(demo_model_rates):
     trained on (README, Demo model)."""
     rates = demo_model_rates
     assert rates["wer"] <= 0.25 and rates["cer"] <= 0.10, rates
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The same with an ONNX export of the demo model (an onnxruntime.InferenceSession from @tensorleap_load_model)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_onnx(tmp_path_factory) -> Path:
+    """export-model --checkpoint model/demo-wav2vec2.h5 --output <tmp>/demo-wav2vec2.onnx (dynamic time axis)."""
+    from librispeech_tools import export
+
+    path = tmp_path_factory.mktemp("onnx") / "demo-wav2vec2.onnx"
+    export.export(DEMO_MODEL, path, verify=False)
+    return path
+
+
+def test_integration_test_passes_with_the_onnx_demo_model(demo_onnx):
+    result = _run("import leap_test; print('ran', leap_test.run(2))", demo_onnx)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ran 6" in result.stdout and result.stdout.count("Successful!") == 6
+
+
+def test_onnx_demo_model_transcribes_like_the_h5(demo_onnx):
+    """@tensorleap_load_model returns an InferenceSession for the .onnx, and it gives the .h5's logits on bundled
+    utterances through the registered input encoders (fixed 34.955 s input, padded)."""
+    code = (
+        "import json, numpy as np, keras\n"
+        "import leap_binder, leap_test\n"
+        "response = leap_binder.preprocess()[1]\n"
+        "ids = response.sample_ids[:2]\n"
+        "audio = np.stack([leap_binder.input_audio(i, response) for i in ids])\n"
+        "lengths = np.stack([leap_binder.input_audio_length(i, response) for i in ids])\n"
+        "model = leap_test.load_model()  # code-loader's wrapper around what load_wav2vec2 returned\n"
+        "session = model.model\n"
+        "onnx_logits = model.run(None, {'audio': audio, 'audio_length': lengths})[0]\n"
+        "keras_logits = np.asarray(keras.models.load_model(%r, compile=False).predict_on_batch([audio, lengths]))\n"
+        "print(json.dumps({'type': type(session).__name__, 'diff': float(np.abs(onnx_logits - keras_logits).max()),\n"
+        "                  'shape': list(onnx_logits.shape)}))\n"
+    ) % str(DEMO_MODEL)
+    result = _run(code, demo_onnx)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["type"] == "InferenceSession" and report["shape"] == [2, 1747, 32]
+    assert report["diff"] <= 1e-4
+
+
+def test_platform_loader_parses_the_integration_with_onnx(demo_onnx):
+    code = (
+        "from code_loader import LeapLoader\n"
+        "from code_loader.contract.enums import DataStateEnum\n"
+        "import os\n"
+        "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
+        "result = loader.check_dataset()\n"
+        "assert result.is_valid, (result.general_error, [p for p in result.payloads if not p.is_passed])\n"
+        "ids = loader.get_preprocess_sample_ids()\n"
+        "sample = loader.get_sample(DataStateEnum.validation, ids[DataStateEnum.validation][0])\n"
+        "print('inputs', sorted(sample.inputs))\n"
+    )
+    result = _run(code, demo_onnx)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "inputs ['audio', 'audio_length']" in result.stdout

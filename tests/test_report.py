@@ -74,3 +74,41 @@ def test_empty_selection_is_a_one_line_error(tmp_path, tiny_model):
                             env={**os.environ, "LIBRISPEECH_ROOT": str(tmp_path / "LibriSpeech")})
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("evaluate: empty selection")
+
+
+def test_onnx_export_gives_the_h5_report_rows(tiny_model, tmp_path):
+    """evaluate on an .onnx export: the same hypotheses, losses and latent vectors (the export's inner hidden state)
+    as on the .h5 it came from."""
+    from librispeech_tools.export import export
+
+    onnx_model = export(tiny_model, tmp_path / "tiny.onnx", verify=False)[0]
+    rows = {}
+    for model in (tiny_model, onnx_model):
+        out = tmp_path / model.suffix[1:]
+        result = evaluate("--split", "test-clean", "--limit", "2", "--model", str(model), "--out", str(out))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "latent_space.png" in {p.name for p in out.iterdir()}
+        lines = (out / "samples.jsonl").read_text().splitlines()
+        rows[model.suffix] = {row["id"]: row for row in map(json.loads, lines)}
+    assert sorted(rows[".h5"]) == sorted(rows[".onnx"]) and len(rows[".h5"]) == 2
+    for sample_id, row in rows[".h5"].items():
+        other = rows[".onnx"][sample_id]
+        assert other["hypothesis"] == row["hypothesis"]
+        assert other["loss"] == pytest.approx(row["loss"], rel=1e-3, abs=1e-3)
+        assert max(abs(a - b) for a, b in zip(other["latent"], row["latent"])) <= 1e-4
+
+
+def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["audio"], ["logits"]),
+                               helper.make_node("Identity", ["audio_length"], ["unused"])], "foreign",
+                              [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", 559280]),
+                               helper.make_tensor_value_info("audio_length", TensorProto.FLOAT, ["batch", 1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 559280])])
+    path = tmp_path / "foreign.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8), str(path))
+    result = evaluate("--limit", "1", "--model", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("evaluate: no 'last_hidden_state' tensor inside")

@@ -1,0 +1,374 @@
+"""The Keras Wav2Vec2ForCTC as an ONNX graph, built node by node from the Keras model's weights (onnx helper API).
+
+Why not Keras' `model.export(format="onnx")` (tf2onnx 1.17 on the TF backend): it does convert the tiny models
+correctly, but on the base config it peaked above 12 GB of memory and took 46 s for only 2 of the 12 transformer
+layers, and the full model was killed for memory on the 23 GB development machine. Its graph also carries the
+TF-backend specialisations of the Keras layers (the grouped positional conv split into one conv per group). Building
+the graph directly costs one pass over the weights, keeps the tensor names readable, and emits the op patterns ONNX
+Runtime fuses on CPU (LayerNorm, GELU, MatMul + bias).
+
+The graph computes what librispeech/wav2vec2/layers.py computes, block by block (tests/test_onnx.py checks each
+block against its Keras layer and the whole model against the PyTorch goldens), padding semantics included:
+`audio_length` gives the real samples, the first conv layer's GroupNorm uses real frames only, padded frames are
+zeroed before the positional conv and masked out of attention, and their logits are a certain blank.
+
+What Tensorleap's ONNX importer (onnx2kerastl, onnx 1.13) reads: opset <= 16 (so LayerNorm is spelled out:
+LayerNormalization is opset 17), IR version <= 8, default-domain ops only. `limit_violations` checks all three.
+
+    inputs   audio [batch, samples] float32, audio_length [batch, 1] float32
+    output   logits [batch, frames, vocab] float32
+    inside   last_hidden_state [batch, frames, hidden] (zero on padded frames): not an output, so code-loader sees
+             exactly one prediction; `with_hidden_state_output` adds it for the local report's latent space.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librispeech.model_file import ONNX_CONFIG_KEY as CONFIG_KEY  # metadata key of the Wav2Vec2Config (JSON)
+
+OPSET = 16  # the highest opset Tensorleap's importer reads
+IR_VERSION = 8  # the highest IR version onnx 1.13 (the importer's) reads
+AUDIO, AUDIO_LENGTH, LOGITS, HIDDEN_STATE = "audio", "audio_length", "logits", "last_hidden_state"
+PRODUCER = "librispeech_tools.onnx_wav2vec2"
+
+
+class OnnxExportError(RuntimeError):
+    """The Keras model cannot be written as ONNX, or an ONNX file is not one of this project's exports."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise OnnxExportError("writing or inspecting ONNX needs the `onnx` package: install the project's dev extra "
+                              "(pip install -e '.[dev]' -c constraints.txt)") from None
+    return onnx
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Graph builder
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class GraphBuilder:
+    """Collects nodes and initializers; every op returns the name of its (single) output tensor."""
+
+    nodes: list = field(default_factory=list)
+    initializers: list = field(default_factory=list)
+    _count: int = 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, hint: str = "const", dtype=np.float32) -> str:
+        onnx = _onnx()
+        name = self._name(hint)
+        self.initializers.append(onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def int64(self, values, hint: str = "shape") -> str:
+        return self.const(values, hint, np.int64)
+
+    def op(self, op_type: str, *inputs: str, output: str | None = None, **attributes) -> str:
+        onnx = _onnx()
+        output = output or self._name(op_type.lower())
+        self.nodes.append(onnx.helper.make_node(op_type, list(inputs), [output], name=output, **attributes))
+        return output
+
+
+def _weight(variable) -> np.ndarray:
+    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Blocks (each mirrors one Keras layer or helper of librispeech/wav2vec2/layers.py)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def activation(g: GraphBuilder, x: str, name: str) -> str:
+    """layers.get_activation(name); "gelu" is exact: 0.5 x (1 + erf(x / sqrt 2)), the pattern ORT fuses to Gelu."""
+    if name == "gelu":
+        erf = g.op("Erf", g.op("Div", x, g.const(math.sqrt(2.0), "sqrt2")))
+        return g.op("Mul", g.op("Mul", x, g.op("Add", erf, g.const(1.0, "one"))), g.const(0.5, "half"))
+    if name in ("gelu_new", "gelu_pytorch_tanh"):  # keras.ops.gelu(approximate=True)
+        cube = g.op("Mul", g.op("Mul", x, x), x)
+        inner = g.op("Mul", g.op("Add", x, g.op("Mul", cube, g.const(0.044715, "c"))),
+                     g.const(math.sqrt(2.0 / math.pi), "c"))
+        return g.op("Mul", g.op("Mul", x, g.const(0.5, "half")), g.op("Add", g.op("Tanh", inner), g.const(1.0, "one")))
+    if name == "relu":
+        return g.op("Relu", x)
+    if name in ("silu", "swish"):
+        return g.op("Mul", x, g.op("Sigmoid", x))
+    if name == "tanh":
+        return g.op("Tanh", x)
+    raise OnnxExportError(f"unsupported activation {name!r}")
+
+
+def layer_norm(g: GraphBuilder, x: str, gamma, beta, epsilon: float, axis: int = -1) -> str:
+    """keras.layers.LayerNormalization over one axis, spelled out in opset-16 ops (ORT fuses the last-axis form)."""
+    mean = g.op("ReduceMean", x, axes=[axis])
+    centered = g.op("Sub", x, mean)
+    variance = g.op("ReduceMean", g.op("Pow", centered, g.const(2.0, "two")), axes=[axis])
+    std = g.op("Sqrt", g.op("Add", variance, g.const(epsilon, "epsilon")))
+    normalized = g.op("Div", centered, std)
+    shape = [-1] + [1] * (-axis - 1)  # gamma/beta broadcast along `axis`
+    return g.op("Add", g.op("Mul", normalized, g.const(_weight(gamma).reshape(shape), "gamma")),
+                g.const(_weight(beta).reshape(shape), "beta"))
+
+
+def dense(g: GraphBuilder, x: str, layer) -> str:
+    """keras.layers.Dense on [..., in]: MatMul + bias."""
+    out = g.op("MatMul", x, g.const(_weight(layer.kernel), f"{layer.name}_kernel"))
+    return g.op("Add", out, g.const(_weight(layer.bias), f"{layer.name}_bias")) if layer.use_bias else out
+
+
+def frames_after_conv(g: GraphBuilder, lengths: str, kernel_size: int, stride: int) -> str:
+    """layers.frames_after_conv: max(floor((length - kernel) / stride) + 1, 0) on float counts."""
+    shifted = g.op("Sub", lengths, g.const(float(kernel_size), "kernel"))
+    frames = g.op("Add", g.op("Floor", g.op("Div", shifted, g.const(float(stride), "stride"))), g.const(1.0, "one"))
+    return g.op("Max", frames, g.const(0.0, "zero"))
+
+
+def length_mask(g: GraphBuilder, lengths: str, reference: str, axis: int) -> str:
+    """layers.length_mask: [batch, 1] counts -> [batch, frames] float mask, frames = reference's size on `axis`."""
+    num_frames = g.op("Cast", g.op("Gather", g.op("Shape", reference), g.int64(axis, "axis"), axis=0), to=1)
+    positions = g.op("Range", g.const(0.0, "zero"), num_frames, g.const(1.0, "one"))
+    return g.op("Cast", g.op("Less", positions, lengths), to=1)
+
+
+def masked_group_norm(g: GraphBuilder, x_ncw: str, lengths: str, layer) -> str:
+    """layers.Wav2Vec2GroupNorm on channels-first [batch, channels, frames]: per-channel statistics over the real
+    frames, as masked sums [batch, C, F] @ [batch, F, 1]."""
+    mask = g.op("Unsqueeze", length_mask(g, lengths, x_ncw, 2), g.int64([2], "axes"))  # [batch, frames, 1]
+    count = g.op("Max", g.op("ReduceSum", mask, g.int64([1], "axes"), keepdims=1), g.const(1.0, "one"))  # [b, 1, 1]
+    mean = g.op("Div", g.op("MatMul", x_ncw, mask), count)  # [batch, channels, 1]
+    centered = g.op("Sub", x_ncw, mean)
+    variance = g.op("Div", g.op("MatMul", g.op("Mul", centered, centered), mask), count)
+    inverse_std = g.op("Div", g.const(1.0, "one"), g.op("Sqrt", g.op("Add", variance, g.const(layer.epsilon, "eps"))))
+    scale = g.op("Mul", g.const(_weight(layer.gamma).reshape(-1, 1), "gamma"), inverse_std)
+    return g.op("Add", g.op("Mul", centered, scale), g.const(_weight(layer.beta).reshape(-1, 1), "beta"))
+
+
+def conv1d(g: GraphBuilder, x_ncw: str, conv, stride: int = 1, groups: int = 1, pads=(0, 0)) -> str:
+    """keras.layers.Conv1D (kernel [k, in / groups, out]) as ONNX Conv on channels-first input."""
+    inputs = [x_ncw, g.const(_weight(conv.kernel).transpose(2, 1, 0), f"{conv.name}_kernel")]
+    if conv.use_bias:
+        inputs.append(g.const(_weight(conv.bias), f"{conv.name}_bias"))
+    return g.op("Conv", *inputs, strides=[stride], group=groups, pads=list(pads))
+
+
+def feature_encoder(g: GraphBuilder, audio: str, audio_length: str, layer) -> tuple[str, str]:
+    """layers.Wav2Vec2FeatureEncoder: (features [batch, frames, C], real frames [batch, 1])."""
+    hidden = g.op("Unsqueeze", audio, g.int64([1], "axes"))  # [batch, 1, samples]: ONNX convs are channels-first
+    lengths = g.op("Round", audio_length)
+    for conv_layer in layer.conv_layers:
+        lengths = frames_after_conv(g, lengths, conv_layer.kernel_size, conv_layer.stride)
+        hidden = conv1d(g, hidden, conv_layer.conv, conv_layer.stride)
+        if conv_layer.norm == "group":
+            hidden = masked_group_norm(g, hidden, lengths, conv_layer.layer_norm)
+        elif conv_layer.norm == "layer":
+            norm = conv_layer.layer_norm
+            hidden = layer_norm(g, hidden, norm.gamma, norm.beta, norm.epsilon, axis=-2)  # over channels
+        hidden = activation(g, hidden, conv_layer.activation_name)
+    return g.op("Transpose", hidden, perm=[0, 2, 1]), lengths
+
+
+def positional_conv(g: GraphBuilder, hidden: str, layer) -> str:
+    """layers.Wav2Vec2PositionalConvEmbedding: one grouped Conv with the layer's asymmetric 'same' padding."""
+    x_ncw = g.op("Transpose", hidden, perm=[0, 2, 1])
+    out = conv1d(g, x_ncw, layer.conv, groups=layer.num_conv_pos_embedding_groups, pads=layer.padding)
+    return g.op("Transpose", activation(g, out, layer.activation_name), perm=[0, 2, 1])
+
+
+def attention(g: GraphBuilder, hidden: str, attention_bias: str, layer) -> str:
+    """layers.Wav2Vec2Attention: scaled dot-product attention over [batch, heads, frames, head_dim]."""
+    heads_shape = g.int64([0, 0, layer.num_heads, layer.head_dim], "heads_shape")  # 0 = keep batch and frames
+
+    def split_heads(states: str, perm: list[int]) -> str:
+        return g.op("Transpose", g.op("Reshape", states, heads_shape), perm=perm)
+
+    query = split_heads(g.op("Mul", dense(g, hidden, layer.q_proj), g.const(layer.scaling, "scaling")), [0, 2, 1, 3])
+    key_t = split_heads(dense(g, hidden, layer.k_proj), [0, 2, 3, 1])  # [batch, heads, head_dim, frames]
+    value = split_heads(dense(g, hidden, layer.v_proj), [0, 2, 1, 3])
+    scores = g.op("Add", g.op("MatMul", query, key_t), attention_bias)
+    context = g.op("MatMul", g.op("Softmax", scores, axis=-1), value)
+    context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]),
+                   g.int64([0, 0, layer.hidden_size], "hidden_shape"))
+    return dense(g, context, layer.out_proj)
+
+
+def feed_forward(g: GraphBuilder, hidden: str, layer) -> str:
+    """layers.Wav2Vec2FeedForward: Dense -> activation -> Dense."""
+    return dense(g, activation(g, dense(g, hidden, layer.intermediate_dense), layer.activation_name),
+                 layer.output_dense)
+
+
+def _keras_layer_norm(g: GraphBuilder, x: str, norm) -> str:
+    return layer_norm(g, x, norm.gamma, norm.beta, norm.epsilon)
+
+
+def encoder_layer(g: GraphBuilder, hidden: str, attention_bias: str, layer) -> str:
+    """layers.Wav2Vec2EncoderLayer: post-LN (base) or pre-LN (stable_layer_norm)."""
+    if layer.stable_layer_norm:
+        hidden = g.op("Add", hidden, attention(g, _keras_layer_norm(g, hidden, layer.layer_norm), attention_bias,
+                                               layer.attention))
+        return g.op("Add", hidden, feed_forward(g, _keras_layer_norm(g, hidden, layer.final_layer_norm),
+                                                layer.feed_forward))
+    hidden = _keras_layer_norm(g, g.op("Add", hidden, attention(g, hidden, attention_bias, layer.attention)),
+                               layer.layer_norm)
+    hidden = g.op("Add", hidden, feed_forward(g, hidden, layer.feed_forward))
+    return _keras_layer_norm(g, hidden, layer.final_layer_norm)
+
+
+def encoder(g: GraphBuilder, hidden: str, frame_mask: str, layer, output: str | None = None) -> str:
+    """layers.Wav2Vec2Encoder: the last hidden state, zero on padded frames."""
+    from librispeech.wav2vec2.layers import LARGE_NEGATIVE
+
+    mask_3d = g.op("Unsqueeze", frame_mask, g.int64([2], "axes"))  # [batch, frames, 1]
+    hidden = g.op("Mul", hidden, mask_3d)  # padded frames must not enter the positional conv
+    bias = g.op("Mul", g.op("Sub", g.const(1.0, "one"), frame_mask), g.const(LARGE_NEGATIVE, "large_negative"))
+    bias = g.op("Unsqueeze", bias, g.int64([1, 2], "axes"))  # [batch, 1, 1, frames]: mask padded keys
+    hidden = g.op("Add", hidden, positional_conv(g, hidden, layer.pos_conv_embed))
+    stable = layer.config.do_stable_layer_norm
+    if not stable:
+        hidden = _keras_layer_norm(g, hidden, layer.layer_norm)
+    for block in layer.layers:
+        hidden = encoder_layer(g, hidden, bias, block)
+    if stable:
+        hidden = _keras_layer_norm(g, hidden, layer.layer_norm)
+    return g.op("Mul", hidden, mask_3d, output=output)
+
+
+def blank_padded_frames(g: GraphBuilder, logits: str, frame_mask: str, layer, vocab_size: int,
+                        output: str | None = None) -> str:
+    """layers.Wav2Vec2BlankPaddedFrames: logits on real frames, [blank_logit at blank_id, 0, ...] on padded ones."""
+    blank = np.zeros(vocab_size, np.float32)
+    blank[layer.blank_id] = layer.blank_logit
+    real = g.op("Cast", g.op("Unsqueeze", frame_mask, g.int64([2], "axes")), to=9)  # bool [batch, frames, 1]
+    return g.op("Where", real, logits, g.const(blank, "blank_logits"), output=output)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------------------
+
+def to_onnx(model, max_samples: int | None = None):
+    """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export). Batch is dynamic;
+    samples are dynamic when max_samples is None, else fixed (the frames follow)."""
+    onnx = _onnx()
+    from librispeech.wav2vec2.model import ENCODER_LAYER_NAME, model_config
+
+    config = model_config(model)
+    g = GraphBuilder()
+    features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"))
+    frame_mask = length_mask(g, lengths, features, 1)  # layers.Wav2Vec2FrameMask
+    projection = model.get_layer("feature_projection")
+    hidden = dense(g, _keras_layer_norm(g, features, projection.layer_norm), projection.projection)
+    hidden = encoder(g, hidden, frame_mask, model.get_layer(ENCODER_LAYER_NAME), output=HIDDEN_STATE)
+    logits = dense(g, hidden, model.get_layer("lm_head"))
+    blank_padded_frames(g, logits, frame_mask, model.get_layer("logits"), config.vocab_size, output=LOGITS)
+
+    frames = "frames" if max_samples is None else config.num_frames(max_samples)
+    float_type = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        g.nodes, model.name,
+        [onnx.helper.make_tensor_value_info(AUDIO, float_type, ["batch", max_samples or "samples"]),
+         onnx.helper.make_tensor_value_info(AUDIO_LENGTH, float_type, ["batch", 1])],
+        [onnx.helper.make_tensor_value_info(LOGITS, float_type, ["batch", frames, config.vocab_size])],
+        initializer=g.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name=PRODUCER, ir_version=IR_VERSION)
+    onnx.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(config.to_dict())})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def save_onnx(model, path: str | Path, max_samples: int | None = None) -> Path:
+    """Write `model` as ONNX at `path` (one file; the base model is about 360 MiB, below protobuf's 2 GiB)."""
+    onnx = _onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(to_onnx(model, max_samples), str(path))
+    return path
+
+
+def quantize_int8(source: str | Path, target: str | Path) -> Path:
+    """ONNX Runtime's dynamic int8 quantization of the MatMul weights (activations quantized per call; convs, norms
+    and softmax stay float32). Standard ops only (MatMulInteger, DynamicQuantizeLinear), so the limits still hold.
+    A speed option for local CPU runs: the logits are no longer within 1e-4 of the float model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return Path(target)
+
+
+def limit_violations(proto) -> list[str]:
+    """What in `proto` Tensorleap's importer would not read: opset > 16, IR version > 8, ops outside the default
+    domain. Empty when the model is within the limits."""
+    problems = []
+    if proto.ir_version > IR_VERSION:
+        problems.append(f"IR version {proto.ir_version} > {IR_VERSION}")
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > OPSET:
+            problems.append(f"opset {opset.version} > {OPSET}")
+        elif opset.domain not in ("", "ai.onnx"):
+            problems.append(f"imports the non-standard domain {opset.domain!r}")
+    custom = sorted({f"{node.domain}:{node.op_type}" for node in proto.graph.node
+                     if node.domain not in ("", "ai.onnx")})
+    if custom:
+        problems.append(f"non-standard ops {', '.join(custom)}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running an export with its hidden state (the local report's latent space)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def with_hidden_state_output(proto):
+    """A copy of an export whose second output is the inner `last_hidden_state` tensor."""
+    onnx = _onnx()
+    if not any(HIDDEN_STATE in node.output for node in proto.graph.node):
+        raise OnnxExportError(f"no {HIDDEN_STATE!r} tensor inside: not an export of export-model")
+    proto = type(proto).FromString(proto.SerializeToString())
+    config = exported_config(proto)
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(
+        HIDDEN_STATE, onnx.TensorProto.FLOAT, ["batch", "frames", config.hidden_size]))
+    return proto
+
+
+def exported_config(proto):
+    """The Wav2Vec2Config recorded in an export's metadata."""
+    from librispeech.wav2vec2.configuration import Wav2Vec2Config
+
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    if CONFIG_KEY not in props:
+        raise OnnxExportError(f"no {CONFIG_KEY!r} metadata: not an export of export-model")
+    return Wav2Vec2Config.from_dict(json.loads(props[CONFIG_KEY]))
+
+
+class OnnxWithHiddenState:
+    """An ONNX export run by ONNX Runtime, returning [logits, last_hidden_state] like model.with_hidden_states:
+    `predict_on_batch([audio, audio_length])`, and `wav2vec2_config` for frame counts."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime
+
+        onnx = _onnx()
+        try:
+            proto = onnx.load(str(path))
+        except Exception as error:  # a truncated or foreign file
+            raise OnnxExportError(f"cannot read {path} as ONNX ({type(error).__name__})") from None
+        proto = with_hidden_state_output(proto)
+        self.wav2vec2_config = exported_config(proto)
+        self.session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                                    providers=["CPUExecutionProvider"])
+
+    def predict_on_batch(self, inputs: list[Any]) -> list[np.ndarray]:
+        audio, audio_length = (np.asarray(x, np.float32) for x in inputs)
+        return self.session.run([LOGITS, HIDDEN_STATE], {AUDIO: audio, AUDIO_LENGTH: audio_length})

@@ -1,0 +1,311 @@
+"""The ONNX export (librispeech_tools/onnx_wav2vec2.py) run by ONNX Runtime: block by block against the Keras layers,
+whole models against the PyTorch goldens (padded and unpadded), Tensorleap's importer limits, export-model's .onnx
+output and loading it (no torch needed)."""
+import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
+
+import functools
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+from librispeech.model_file import ModelFileError, load_wav2vec2
+from librispeech.wav2vec2 import layers
+from librispeech.wav2vec2.configuration import SUPPORTED_ACTIVATIONS
+from librispeech.wav2vec2.layers import BLANK_LOGIT
+from librispeech.wav2vec2.model import build_wav2vec2_for_ctc, with_hidden_states
+from librispeech_tools import export as export_module
+from librispeech_tools import onnx_wav2vec2 as onnx_export
+from test_model import GOLDEN, TOLERANCE, VARIANTS, blank_margin, golden, golden_model, run
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def session(proto) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def golden_session(name: str, max_samples: int | None = None) -> onnxruntime.InferenceSession:
+    _, _, audio, _, _ = golden(name)
+    return session(onnx_export.to_onnx(golden_model(name, audio.size), max_samples))
+
+
+def run_onnx(runner, audio: list[np.ndarray], max_samples: int) -> np.ndarray:
+    """ORT logits for waveforms zero-padded to max_samples, with their real lengths."""
+    batch = np.zeros((len(audio), max_samples), np.float32)
+    for row, wave in enumerate(audio):
+        batch[row, :len(wave)] = wave
+    lengths = np.array([[len(wave)] for wave in audio], np.float32)
+    return runner.run(["logits"], {"audio": batch, "audio_length": lengths})[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Block by block against the Keras layers
+# ---------------------------------------------------------------------------------------------------------------------
+
+def run_block(build, **inputs: np.ndarray) -> np.ndarray:
+    """One block of the builder as its own ONNX model (inputs by name, in order), run by ORT."""
+    g = onnx_export.GraphBuilder()
+    output = build(g, *inputs)
+    graph = helper.make_graph(
+        g.nodes, "block", [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
+                           for name, value in inputs.items()],
+        [helper.make_value_info(output, helper.make_tensor_type_proto(TensorProto.FLOAT, None))],
+        initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)],
+                              ir_version=onnx_export.IR_VERSION)
+    return session(model).run(None, inputs)[0]
+
+
+def random(*shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 1.0, shape).astype(np.float32)
+
+
+def randomize(layer, seed=1):
+    rng = np.random.default_rng(seed)
+    for weight in layer.weights:
+        weight.assign(rng.normal(0.0, 0.5, weight.shape).astype(np.float32))
+    return layer
+
+
+@pytest.mark.parametrize("name", sorted(SUPPORTED_ACTIVATIONS))
+def test_activation_matches_keras(name):
+    x = random(3, 50) * 3
+    expected = np.asarray(layers.get_activation(name)(x))
+    assert np.abs(run_block(lambda g, x_: onnx_export.activation(g, x_, name), x=x) - expected).max() <= 1e-5
+
+
+def test_masked_group_norm_matches_keras():
+    x, lengths = random(2, 40, 6) * 3 + 1, np.array([[40], [17]], np.float32)
+    norm = randomize(layers.Wav2Vec2GroupNorm(epsilon=1e-5))
+    norm.build(x.shape, lengths.shape)
+    expected = np.asarray(norm(x, lengths))
+    got = run_block(lambda g, x_, l_: onnx_export.masked_group_norm(g, x_, l_, norm),
+                    x=x.transpose(0, 2, 1).copy(), lengths=lengths)
+    assert np.abs(got.transpose(0, 2, 1) - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_layer_norm_over_either_axis_matches_keras(axis):
+    x = random(2, 7, 9) * 2 + 0.5
+    norm = randomize(keras.layers.LayerNormalization(axis=axis, epsilon=1e-5))
+    norm.build(x.shape)
+    expected = np.asarray(norm(x))
+    got = run_block(lambda g, x_: onnx_export.layer_norm(g, x_, norm.gamma, norm.beta, norm.epsilon, axis), x=x)
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("lengths", [[0, 1, 9, 10, 11, 4999], [10000, 10001, 10004, 10005]])
+def test_frame_counts_match_keras(lengths):
+    lengths = np.array(lengths, np.float32)[:, None]
+    expected = np.asarray(layers.frames_after_conv(lengths, 10, 5))
+    got = run_block(lambda g, l_: onnx_export.frames_after_conv(g, l_, 10, 5), lengths=lengths)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("kernel", [8, 7])
+def test_positional_conv_matches_keras(kernel):
+    x = random(2, 30, 8)
+    layer = layers.Wav2Vec2PositionalConvEmbedding(8, kernel, 4)
+    layer.build(x.shape)
+    randomize(layer)
+    assert np.abs(run_block(lambda g, x_: onnx_export.positional_conv(g, x_, layer), x=x)
+                  - np.asarray(layer(x))).max() <= 1e-5
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_encoder_layer_with_masked_keys_matches_keras(stable):
+    x = random(2, 12, 8)
+    bias = np.zeros((2, 1, 1, 12), np.float32)
+    bias[1, ..., 7:] = layers.LARGE_NEGATIVE  # second sample: 7 real frames
+    layer = layers.Wav2Vec2EncoderLayer(8, 2, 16, stable_layer_norm=stable)
+    layer.build(x.shape, bias.shape)
+    randomize(layer)
+    expected = np.asarray(layer(x, bias))
+    got = run_block(lambda g, x_, b_: onnx_export.encoder_layer(g, x_, b_, layer), x=x, bias=bias)
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole models against the PyTorch goldens and Keras
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_logits_and_hidden_state_match_pytorch_and_keras(name):
+    _, _, audio, reference, reference_hidden = golden(name)
+    model = golden_model(name, audio.size)
+    runner = session(onnx_export.with_hidden_state_output(onnx_export.to_onnx(model)))  # dynamic time axis
+    logits, hidden = runner.run(None, {"audio": audio[None], "audio_length": np.array([[audio.size]], np.float32)})
+    assert np.abs(logits[0] - reference).max() <= TOLERANCE
+    assert np.abs(hidden[0] - reference_hidden).max() <= TOLERANCE
+    keras_logits, keras_hidden = with_hidden_states(model).predict_on_batch(
+        [audio[None], np.array([[audio.size]], np.float32)])
+    assert np.abs(logits - np.asarray(keras_logits)).max() <= TOLERANCE
+    assert np.abs(hidden - np.asarray(keras_hidden)).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("padding", ["zeros", "noise"])
+def test_padded_input_gives_unpadded_logits_and_blank_padding(name, padding):
+    _, _, audio, reference, _ = golden(name)
+    max_samples = 2 * audio.size + 123
+    batch = np.zeros((1, max_samples), np.float32) if padding == "zeros" else random(1, max_samples, seed=5)
+    batch[0, :audio.size] = audio
+    logits = golden_session(name).run(None, {"audio": batch, "audio_length": np.array([[audio.size]], np.float32)})[0]
+    frames = reference.shape[0]
+    assert np.abs(logits[0, :frames] - reference).max() <= TOLERANCE
+    assert np.abs(logits - run(golden_model(name, max_samples), [batch[0]], [audio.size])).max() <= TOLERANCE
+    assert logits.shape[1] > frames and blank_margin(logits[0, frames:]).min() >= BLANK_LOGIT
+
+
+def test_batch_of_two_lengths_equals_each_alone():
+    _, _, audio, reference, _ = golden("group")
+    short = audio[:audio.size // 2]
+    runner = golden_session("group")
+    both = run_onnx(runner, [audio, short], audio.size)
+    assert np.abs(both[0] - reference).max() <= TOLERANCE
+    short_alone = run_onnx(runner, [short], short.size)[0]
+    assert np.abs(both[1, :len(short_alone)] - short_alone).max() <= TOLERANCE
+
+
+def test_fixed_length_export_has_fixed_shapes_and_same_logits():
+    _, _, audio, reference, _ = golden("layer")
+    max_samples = audio.size + 999
+    proto = onnx_export.to_onnx(golden_model("layer", audio.size), max_samples)
+    dims = [[d.dim_value or d.dim_param for d in node.type.tensor_type.shape.dim]
+            for node in (*proto.graph.input, *proto.graph.output)]
+    frames = onnx_export.exported_config(proto).num_frames(max_samples)
+    assert dims == [["batch", max_samples], ["batch", 1], ["batch", frames, 32]]
+    logits = run_onnx(session(proto), [audio, audio], max_samples)
+    assert logits.shape == (2, frames, 32)
+    assert np.abs(logits[:, :reference.shape[0]] - reference).max() <= TOLERANCE
+
+
+def test_dynamic_export_names_its_axes_and_records_its_config():
+    proto = onnx_export.to_onnx(golden_model("group", 4000))
+    dims = [[d.dim_value or d.dim_param for d in node.type.tensor_type.shape.dim]
+            for node in (*proto.graph.input, *proto.graph.output)]
+    assert dims == [["batch", "samples"], ["batch", 1], ["batch", "frames", 32]]
+    assert [node.name for node in proto.graph.input] == ["audio", "audio_length"]
+    assert onnx_export.exported_config(proto).hidden_size == golden("group")[0]["hidden_size"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tensorleap's importer limits
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_export_is_within_the_importer_limits(name):
+    proto = onnx_export.to_onnx(golden_model(name, 4000))
+    assert proto.ir_version <= 8
+    assert [(opset.domain, opset.version) for opset in proto.opset_import] == [("", 16)]
+    assert all(node.domain == "" for node in proto.graph.node)
+    for node in proto.graph.node:  # every op exists in the default domain at opset 16
+        onnx.defs.get_schema(node.op_type, 16, "")
+    assert onnx_export.limit_violations(proto) == []
+
+
+def test_limit_check_reports_what_the_importer_would_not_read():
+    proto = onnx_export.to_onnx(golden_model("group", 4000))
+    proto.ir_version = 9
+    proto.opset_import[0].version = 17
+    proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    proto.graph.node.append(helper.make_node("FusedGemm", ["a"], ["b"], domain="com.microsoft"))
+    problems = onnx_export.limit_violations(proto)
+    assert problems == ["IR version 9 > 8", "opset 17 > 16", "imports the non-standard domain 'com.microsoft'",
+                        "non-standard ops com.microsoft:FusedGemm"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# export-model and loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_export_writes_both_formats_from_one_conversion(tmp_path, capsys):
+    h5, onnx_path = tmp_path / "wav2vec.h5", tmp_path / "wav2vec.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", str(h5),
+                               "--output", str(onnx_path), "--max-seconds", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert h5.is_file() and onnx_path.is_file() and (tmp_path / "vocab.json").is_file()
+    assert "wav2vec.onnx is opset <= 16, IR <= 8, standard ops; ONNX Runtime vs Keras" in printed
+    loaded = load_wav2vec2(onnx_path)
+    assert isinstance(loaded, onnxruntime.InferenceSession)
+    assert [i.name for i in loaded.get_inputs()] == ["audio", "audio_length"]
+    assert loaded.get_inputs()[0].shape == ["batch", 8000]
+    _, _, audio, reference, _ = golden("legacy")
+    logits = run_onnx(loaded, [audio], 8000)[0]
+    assert np.abs(logits[:reference.shape[0]] - reference).max() <= TOLERANCE
+    assert np.abs(logits - run(keras.models.load_model(h5), [audio], [audio.size])[0]).max() <= TOLERANCE
+
+
+def test_export_from_an_h5_export_gives_a_dynamic_onnx(tmp_path, capsys):
+    _, _, audio, reference, _ = golden("group")
+    h5 = tmp_path / "source" / "model.h5"
+    h5.parent.mkdir()
+    golden_model("group", audio.size).save(h5)
+    output = tmp_path / "out" / "model.onnx"
+    assert export_module.main(["--checkpoint", str(h5), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "input any length" in printed and "the source is an .h5 export" in printed
+    runner = load_wav2vec2(output)
+    assert runner.get_inputs()[0].shape == ["batch", "samples"]
+    for length in (audio.size, audio.size + 3001):
+        logits = run_onnx(runner, [audio], length)[0]
+        assert np.abs(logits[:reference.shape[0]] - reference).max() <= TOLERANCE
+
+
+def test_export_rejects_an_unknown_suffix(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(tmp_path / "model.keras")])
+    assert "--output must end in .h5 or .onnx" in capsys.readouterr().err
+
+
+def test_a_broken_onnx_file_is_a_one_line_error(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07not a protobuf at all")
+    with pytest.raises(ModelFileError) as error:
+        load_wav2vec2(broken)
+    assert str(error.value).startswith(f"cannot load {broken} as an ONNX model") and "\n" not in str(error.value)
+
+
+def test_an_onnx_file_with_other_inputs_is_refused(tmp_path):
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "other.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8), str(path))
+    with pytest.raises(ModelFileError, match=r"has inputs \['x'\] and outputs \['y'\]; the integration needs"):
+        load_wav2vec2(path)
+    with pytest.raises(onnx_export.OnnxExportError, match="not an export of export-model"):
+        onnx_export.OnnxWithHiddenState(path)
+
+
+def test_tiny_base_like_model_matches_keras_at_full_input_length():
+    """The Tensorleap input length (34.955 s) through a tiny model with the base model's conv stack."""
+    from librispeech.config import project_config
+    from test_integration import TINY_CONFIG
+
+    max_samples = project_config().max_samples
+    keras.utils.set_random_seed(3)
+    model = build_wav2vec2_for_ctc(TINY_CONFIG, max_samples)
+    audio = random(1, 100000, seed=7)[0]
+    expected = run(model, [audio], [audio.size])
+    got = run_onnx(session(onnx_export.to_onnx(model, max_samples)), [audio], max_samples)
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_int8_export_stays_within_the_limits_and_near_the_float_model(tmp_path, capsys):
+    output = tmp_path / "int8.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(output), "--int8"]) == 0
+    assert "(int8) is within the importer limits" in capsys.readouterr().out
+    proto = onnx.load(str(output))
+    assert onnx_export.limit_violations(proto) == []
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {node.op_type for node in proto.graph.node}
+    _, _, audio, reference, _ = golden("group")
+    logits = run_onnx(load_wav2vec2(output), [audio], 2 * audio.size)[0]
+    frames = reference.shape[0]
+    assert 0 < np.abs(logits[:frames] - reference).max() <= 0.1 * np.abs(reference).max()  # quantized, not exact
+    assert blank_margin(logits[frames:]).min() >= BLANK_LOGIT
