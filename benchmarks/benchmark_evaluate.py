@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,11 +111,10 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     import numpy as np
 
     from librispeech import data
-    from librispeech.model_file import load_wav2vec2
     from librispeech_tools import evaluate
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    model_pass = evaluate.KerasModelPass(evaluate.dynamic_length_model(load_wav2vec2(model_path)), xla)
+    model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
     buckets = None if growth is None else evaluate.bucket_lengths(559280, 16000, growth)
     batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
     timing, first_call = evaluate.ModelPassTiming(), None
@@ -167,11 +167,14 @@ def compare(args) -> None:
     for round_ in range(args.rounds):
         out = work / f"report-{args.utterances}-{round_}"
         if out.exists():
-            import shutil
             shutil.rmtree(out)
         seconds, stdout = timed(evaluate_command + ["--out", str(out)], env)
         results["evaluate"].append(seconds)
         details["evaluate"] = json.loads((out / "run.json").read_text())
+        if args.ablation:  # the same run with the metadata computed in line, not alongside the model
+            shutil.rmtree(out)
+            seconds, _ = timed(evaluate_command + ["--out", str(out), "--metadata-workers", "0"], env)
+            results.setdefault("evaluate, metadata in line", []).append(seconds)
         seconds, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus)])
         results["recipe"].append(seconds)
         details["recipe"] = last_json(stdout)
@@ -220,6 +223,8 @@ def main(argv=None) -> None:
         command.add_argument("--rounds", type=int, default=3)
         command.add_argument("--batch-size", type=int, default=1, help="for the model-pass process")
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
+        command.add_argument("--ablation", action="store_true",
+                             help="also time evaluate with --metadata-workers 0 (metadata in line)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
                              help="extra arguments for evaluate (last)")
     args = parser.parse_args(argv)

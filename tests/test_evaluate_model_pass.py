@@ -93,12 +93,12 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     out, whole = real_lengths
     shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
     for index, folder in enumerate(shards, 1):
-        run(folder, shard=evaluate.Shard(index, 2))
+        run(folder, shard=evaluate.Shard(index, 2), batch_size=1)  # one per call: exact lengths, no bucket
     first, second = (set(pd.read_csv(folder / "samples.csv")["id"]) for folder in shards)
     assert first and second and not first & second and first | second == set(whole["id"])
     evaluate.merge(shards[::-1], tmp_path / "merged")
     merged = pd.read_csv(tmp_path / "merged" / "samples.csv")
-    pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-6)
+    pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-4, rtol=0)
     assert "model pass: " in (tmp_path / "merged" / "summary.md").read_text()
 
     with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
