@@ -115,7 +115,9 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
-    buckets = None if growth is None else evaluate.bucket_lengths(559280, 16000, growth)
+    # as evaluate: one utterance per call without XLA needs no buckets
+    buckets = None if growth is None or (batch_size == 1 and not xla) else evaluate.bucket_lengths(559280, 16000,
+                                                                                                  growth)
     batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
     timing, first_call = evaluate.ModelPassTiming(), None
     for batch in batches:
@@ -213,7 +215,7 @@ def main(argv=None) -> None:
     model_pass.add_argument("--model", type=Path, required=True)
     model_pass.add_argument("--corpus", type=Path, required=True)
     model_pass.add_argument("--batch-size", type=int, default=1)
-    model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth; 0: no buckets (exact lengths)")
+    model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
     for command in (parser, commands.add_parser("compare")):
         command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")

@@ -1,8 +1,10 @@
 """`poetry run evaluate`: the Tensorleap analysis run locally through the same registered functions.
 
-Per sample: the registered encoders, the model (batched), the CTC loss, the error rates and every metadata section.
-Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what
-is done. Then: samples.csv / samples.parquet, summary.md and the plots.
+Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
+runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
+the platform's fixed-length path, `--fixed-length`), while a worker thread computes the metadata. Rows are appended
+to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what is done. Then:
+samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a part; `--merge` joins the parts.
 """
 from __future__ import annotations
 
@@ -489,7 +491,10 @@ def merge(folders: list[Path], out: Path) -> Path:
 # ---------------------------------------------------------------- command line
 
 DEFAULT_BATCH_SIZE = 1        # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
-DEFAULT_METADATA_WORKERS = 1  # threads computing metadata while the model runs (0: in line)
+# Threads computing metadata while the model runs. On the 2-core CPU they slow the run (they contend with TF's own
+# threads: 58.8 s vs 43.6 s in line, benchmarks/EVALUATE_RESULTS.md), so the default is in line; try it where the
+# model leaves cores idle.
+DEFAULT_METADATA_WORKERS = 0
 
 
 @dataclass(frozen=True)
