@@ -198,6 +198,33 @@ def compare(args) -> None:
                       "details": details, "load_after": os.getloadavg()}, indent=1))
 
 
+def pinned(args) -> None:
+    """The two model passes at the same time, each on its own core with one thread (taskset, OMP/TF thread counts),
+    swapping cores between rounds: both see the same background load, which a shared machine shifts by minutes."""
+    work = args.work
+    corpus, checkpoint, model = work / f"corpus-{args.utterances}", work / "hf-base-random", work / "base-random.h5"
+    keras_command = [sys.executable, str(Path(__file__).resolve()), "model-pass", "--model", str(model), "--corpus",
+                     str(corpus)]
+    torch_command = [str(args.torch_python), str(Path(__file__).resolve()), "recipe", "--checkpoint",
+                     str(checkpoint), "--corpus", str(corpus), "--model-calls-only"]
+    env = {**os.environ, "TL_DISABLE_ANALYTICS": "true", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_NUM_INTEROP_THREADS": "1"}
+    results = {"keras model pass": [], "pytorch model calls": []}
+    for round_ in range(args.rounds):
+        cores = ("0", "1") if round_ % 2 == 0 else ("1", "0")
+        processes = [subprocess.Popen(["taskset", "-c", core] + command, cwd=REPO_ROOT, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     for core, command in zip(cores, (keras_command, torch_command))]
+        outputs = [last_json(process.communicate()[0]) for process in processes]
+        for name, output in zip(results, outputs):
+            results[name].append(output["model_seconds"])
+        print(f"round {round_ + 1} (keras on core {cores[0]}): " + ", ".join(f"{k} {v[-1]:.1f} s"
+              for k, v in results.items()) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    print(json.dumps({"rounds": results, "medians": medians,
+                      "model_pass_ratio": medians["pytorch model calls"] / medians["keras model pass"]}))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
@@ -217,7 +244,7 @@ def main(argv=None) -> None:
     model_pass.add_argument("--batch-size", type=int, default=1)
     model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
-    for command in (parser, commands.add_parser("compare")):
+    for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
         command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")
         command.add_argument("--work", type=Path, default=Path("/tmp/evaluate-benchmark"))
         command.add_argument("--utterances", type=int, default=24)
@@ -241,7 +268,7 @@ def main(argv=None) -> None:
     else:
         if args.torch_python is None:
             parser.error("--torch-python is required: a Python with torch and transformers")
-        compare(args)
+        (pinned if args.command == "pinned" else compare)(args)
 
 
 if __name__ == "__main__":
