@@ -48,7 +48,7 @@ def test_summary_reports_the_model_pass(real_lengths):
     summary = (out / "summary.md").read_text()
     audio_seconds = sum(evaluate.load_selection(project_config(), "test", LIMIT).utterances[i].num_samples
                         for i in table["id"]) / project_config().sample_rate
-    assert f"model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
+    assert "model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
 
 
 def test_padding_matches_the_platform_encoder():
