@@ -1,9 +1,12 @@
 """`poetry run evaluate`: the Tensorleap analysis run locally through the same registered functions.
 
-Per sample: the registered encoders, the model (batched), the CTC loss, the error rates and every metadata section.
-The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py.
-Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what
-is done. Then: samples.csv / samples.parquet, summary.md and the plots.
+Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
+runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
+the platform's fixed-length path, `--fixed-length`), one utterance per call by default. Rows are appended
+to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what is done. Then:
+samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a part; `--merge` joins the parts.
+The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
+the LM-decoded second hypothesis in lm_report.py.
 """
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from librispeech.config import REPO_ROOT, SUBSETS, ProjectConfig, project_config
-from librispeech_tools import lm_report
+from librispeech_tools import lm_report, word_report
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
@@ -86,52 +89,234 @@ def load_onnx_with_latent(model_path: Path):
         raise EvaluationError(f"{error}; re-export it with export-model for the latent-space plots") from None
 
 
+# ---------------------------------------------------------------- model pass on real lengths
+# The platform needs the fixed 34.955 s input; locally the model runs on each utterance's own length (it is
+# padding-invariant), in batches of similar lengths padded to one of a fixed set of bucket lengths, so that compiled
+# functions (XLA, or an ONNX Runtime session) see few distinct shapes.
+
+BUCKET_GROWTH = 1.1  # each bucket length is 10% above the previous one: at most 10% padding, ~5% on average
+SMALLEST_BUCKET_SECONDS = 1.0
+FRAME_STRIDE_SAMPLES = 320  # bucket lengths are whole frames of the base conv stack (20 ms)
+
+
+@dataclass(frozen=True)
+class Batch:
+    length: int                # samples every input of the batch is zero-padded to
+    ids: tuple[str, ...]
+
+
+@dataclass
+class ModelPassTiming:
+    """Seconds spent in the model calls and seconds of (real, unpadded) audio they covered."""
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+    batches: int = 0
+
+    def add(self, seconds: float, audio_seconds: float) -> None:
+        self.seconds += seconds
+        self.audio_seconds += audio_seconds
+        self.batches += 1
+
+    def line(self) -> str:
+        factor = self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
+        return (f"model pass: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time factor "
+                f"{factor:.3f}, {self.batches} batches)")
+
+
+def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:
+    """The fixed set of input lengths: from SMALLEST_BUCKET_SECONDS up by `growth`, ending at max_samples."""
+    lengths, length = [], SMALLEST_BUCKET_SECONDS * sample_rate
+    while length < max_samples:
+        lengths.append(int(np.ceil(length / FRAME_STRIDE_SAMPLES)) * FRAME_STRIDE_SAMPLES)
+        length *= growth
+    return sorted(set(lengths) - {max_samples} | {max_samples})
+
+
+def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None) -> list[Batch]:
+    """Batches of utterances of similar length, each padded to its bucket (None: to the batch's longest)."""
+    order = sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
+    groups: dict[int, list[str]] = {}
+    for sample_id in order:
+        length = num_samples[sample_id]
+        if buckets is None:
+            groups.setdefault(0, []).append(sample_id)
+            continue
+        bucket = next((b for b in buckets if b >= length), None)
+        if bucket is None:
+            raise ValueError(f"{sample_id} has {length} samples, more than the longest bucket ({buckets[-1]})")
+        groups.setdefault(bucket, []).append(sample_id)
+    batches = []
+    for bucket, ids in groups.items():
+        for start in range(0, len(ids), batch_size):
+            chunk = tuple(ids[start:start + batch_size])
+            batches.append(Batch(bucket or max(num_samples[i] for i in chunk), chunk))
+    return batches
+
+
+def plan_fixed_length(sample_ids: list[str], batch_size: int, max_samples: int) -> list[Batch]:
+    """The platform's path: every input padded to max_samples, in the split's order."""
+    return [Batch(max_samples, tuple(sample_ids[start:start + batch_size]))
+            for start in range(0, len(sample_ids), batch_size)]
+
+
+class KerasModelPass:
+    """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
+
+    Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
+    __call__ and num_frames.
+    """
+
+    def __init__(self, model, jit_compile: bool = False):
+        from librispeech.wav2vec2 import model as wav2vec2_model
+
+        self.config = wav2vec2_model.model_config(model)
+        self.model = wav2vec2_model.with_hidden_states(model)
+        self.model.compile(jit_compile=jit_compile)
+
+    def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, hidden = self.model.predict_on_batch([audio, lengths])
+        return np.asarray(logits), np.asarray(hidden)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.config.num_frames(num_samples)
+
+
+class OnnxModelPass:
+    """The model pass with an ONNX export run by ONNX Runtime. Its time axis is dynamic unless export-model was given
+    --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
+
+    def __init__(self, model_path: Path):
+        load_model_with_latent(model_path)  # the one-line errors of a broken file
+        self.model = load_onnx_with_latent(model_path)
+        self.config = self.model.wav2vec2_config
+        length = self.model.session.get_inputs()[0].shape[1]
+        self.fixed_samples = length if isinstance(length, int) else None
+
+    def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, hidden = self.model.predict_on_batch([audio, lengths])
+        return np.asarray(logits), np.asarray(hidden)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.config.num_frames(num_samples)
+
+
+def load_dynamic_length_model(model_path: Path):
+    """The export at `model_path` built for inputs of any length: its Wav2Vec2Config is read from the .h5's model
+    config and its weights loaded into the new model, without building the fixed-length model first (6.6 s instead
+    of 17 s for the base model on the loaded 2-core machine). An .h5 this cannot read takes the long way: load it, then dynamic_length_model."""
+    import h5py
+
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    if not Path(model_path).is_file():
+        load_model_with_latent(model_path)  # raises the one-line error for a missing model
+    try:
+        with h5py.File(model_path, "r") as handle:
+            architecture = json.loads(handle.attrs["model_config"])["config"]
+        encoder = next(layer for layer in architecture["layers"]
+                       if layer["config"]["name"] == wav2vec2_model.ENCODER_LAYER_NAME)
+        import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
+
+        model = wav2vec2_model.build_wav2vec2_for_ctc(encoder["config"]["config"], None, name=architecture["name"])
+        model.load_weights(model_path)
+        return model
+    except (OSError, KeyError, StopIteration, TypeError, ValueError):
+        model, _ = load_model_with_latent(model_path)
+        return dynamic_length_model(model)
+
+
+def dynamic_length_model(model):
+    """The same model (architecture and weights) built for inputs of any length."""
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    dynamic = wav2vec2_model.build_wav2vec2_for_ctc(wav2vec2_model.model_config(model), None, name=model.name)
+    dynamic.set_weights(model.get_weights())
+    return dynamic
+
+
 # ---------------------------------------------------------------- per-sample rows
 
 def _flatten_metadata(section: str, values: dict) -> dict:
     return {f"{section}.{key}": value for key, value in values.items()}
 
 
-def evaluate_rows(split, latent_model, batch_size: int, done: set[str], sink, progress) -> None:
-    """Compute rows for the samples not in `done`, appending each finished batch to `sink` (a text file)."""
+def metadata_row(sample_id: str, response) -> dict:
+    """Every metadata section of one sample, flattened to `section.key` columns."""
+    import leap_binder as binder
+
+    functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text,
+                                             binder.metadata_readability, binder.metadata_records)))
+    row = {}
+    for section, function in functions.items():
+        row.update(_flatten_metadata(section, function(sample_id, response)))
+    return row
+
+
+def sample_row(split, sample_id: str, logits: np.ndarray, hidden: np.ndarray, real_frames: int, loss: float,
+               rates: dict, metadata: dict) -> dict:
+    """One samples.jsonl row: ids, reference, hypothesis, loss, metrics, metadata and the mean-pooled latent."""
+    from librispeech import tokenizer
+
+    return {"id": sample_id, "subset": split.subset, "split": split.split,
+            "reference": split.utterances[sample_id].transcript,
+            # the metrics see float16 logits, as on the platform; decode what they saw
+            "hypothesis": tokenizer.decode_greedy(logits.astype(np.float16)),
+            "loss": float(loss), **{key: float(value) for key, value in rates.items()}, **metadata,
+            # hidden is zero past the real frames
+            "latent": hidden[:max(1, real_frames)].mean(axis=0).astype(float).round(6).tolist()}
+
+
+def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata_workers: int = 0,
+                  timing: ModelPassTiming | None = None) -> None:
+    """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file).
+
+    The metadata of a batch is computed in `metadata_workers` threads while the model runs on it (0: in line).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from code_loader.contract.datasetclasses import PreprocessResponse
     from code_loader.contract.enums import DataStateType
 
     import leap_binder as binder
-    from librispeech import tokenizer
-    from librispeech.wav2vec2 import model as wav2vec2_model
-    from librispeech_tools import word_report
 
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
                                   state=DataStateType(split.subset), sample_id_type=str)
-    todo = [sample_id for sample_id in response.sample_ids if sample_id not in done]
-    progress.update(len(response.sample_ids) - len(todo))
-    metadata_functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text,
-                                                      binder.metadata_readability, binder.metadata_records)))
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        audio = np.stack([binder.input_audio(i, response) for i in batch])
-        lengths = np.stack([binder.input_audio_length(i, response) for i in batch])
-        labels = np.stack([binder.gt_transcript(i, response) for i in batch])
-        logits, hidden = (np.asarray(x) for x in latent_model.predict_on_batch([audio, lengths]))
-        losses = binder.ctc_loss(logits, labels)
-        rates = binder.error_rates(logits, labels)
-        model_config = getattr(latent_model, "wav2vec2_config", None) or wav2vec2_model.model_config(latent_model)
-        for j, sample_id in enumerate(batch):
-            row = {"id": sample_id, "subset": split.subset, "split": split.split,
-                   "reference": split.utterances[sample_id].transcript,
-                   # the metrics see float16 logits, as on the platform; decode what they saw
-                   "hypothesis": tokenizer.decode_greedy(logits[j].astype(np.float16)),
-                   "loss": float(losses[j]), **{key: float(values[j]) for key, values in rates.items()}}
-            row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
-            for section, function in metadata_functions.items():
-                row.update(_flatten_metadata(section, function(sample_id, response)))
-            row.update(word_report.sample_fields(binder, sample_id, response, logits[j], labels[j]))  # pace, noise, words
-            real_frames = max(1, model_config.num_frames(int(lengths[j, 0])))  # hidden is zero past them
-            row["latent"] = hidden[j, :real_frames].mean(axis=0).astype(float).round(6).tolist()
-            sink.write(json.dumps(row) + "\n")
-        sink.flush()
-        progress.update(len(batch))
+    # the main thread decodes a batch before the workers read it, so they only ever hit the audio cache
+    split.audio_cache_size = max(split.audio_cache_size, 2 * max((len(b.ids) for b in batches), default=1))
+    config = project_config()
+    pool = ThreadPoolExecutor(metadata_workers) if metadata_workers > 0 else None
+    try:
+        for batch in batches:
+            waveforms = [split.audio(sample_id) for sample_id in batch.ids]
+            metadata = ([pool.submit(metadata_row, sample_id, response) for sample_id in batch.ids] if pool else None)
+            audio = np.stack([data_pad(w, config.normalize_epsilon, batch.length) for w in waveforms])
+            lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
+            labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+            started = time.perf_counter()
+            logits, hidden = model_pass(audio, lengths)
+            if timing is not None:
+                timing.add(time.perf_counter() - started, float(lengths.sum()) / config.sample_rate)
+            losses = binder.ctc_loss(logits, labels)
+            rates = binder.error_rates(logits, labels)
+            for j, sample_id in enumerate(batch.ids):
+                row = sample_row(split, sample_id, logits[j], hidden[j], model_pass.num_frames(int(lengths[j, 0])),
+                                 losses[j], {key: values[j] for key, values in rates.items()},
+                                 metadata[j].result() if pool else metadata_row(sample_id, response))
+                row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
+                row.update(word_report.sample_fields(binder, sample_id, response, logits[j], labels[j]))
+                sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            progress.update(len(batch.ids))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def data_pad(waveform: np.ndarray, epsilon: float, length: int) -> np.ndarray:
+    """The `audio` input of a sample (as leap_binder.input_audio), zero-padded to `length` instead of max_samples."""
+    from librispeech import data
+
+    return data.pad_to(data.normalize_audio(waveform, epsilon), length)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -166,7 +351,8 @@ def _group_rates(table, column: str) -> list[tuple]:
     return groups
 
 
-def write_summary(table, out: Path, split, model_path: Path, seconds: float) -> dict:
+def write_summary(table, out: Path, split, model_path: Path, seconds: float,
+                  model_pass: ModelPassTiming | None = None) -> dict:
     from librispeech.metrics import corpus_error_rates
 
     overall = corpus_error_rates(table["reference"].tolist(), table["hypothesis"].tolist())
@@ -175,7 +361,7 @@ def write_summary(table, out: Path, split, model_path: Path, seconds: float) -> 
              f"pairs); mean CTC loss {table['loss'].mean():.3f}",
              f"- data source: {split.source}; left out while preprocessing: {len(split.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" for e in split.excluded[:20]),
-             f"- run time: {seconds:.1f} s", ""]
+             f"- run time: {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else ""), ""]
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
                               table["records.speaker_name"].fillna("").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
@@ -246,9 +432,132 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
     return paths
 
 
+# ---------------------------------------------------------------- run.json and merging shards
+
+RUN_INFO_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Excluded:
+    id: str
+    reason: str
+
+
+@dataclass
+class RunInfo:
+    """What a report says about its run besides the rows (read by write_summary like a SplitData); saved as
+    run.json so that --merge needs neither the data nor the model."""
+    split: str
+    subset: str
+    source: str
+    excluded: list[Excluded]
+    model: str
+    samples: int               # utterances this run (or shard) covers
+    shard: tuple[int, int] | None
+    timing: ModelPassTiming
+    seconds: float
+
+    @classmethod
+    def of(cls, split, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float) -> "RunInfo":
+        return cls(split.split, split.subset, split.source, [Excluded(e.id, e.reason) for e in split.excluded],
+                   model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
+                   seconds)
+
+    def to_json(self) -> dict:
+        return {"split": self.split, "subset": self.subset, "source": self.source,
+                "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
+                "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
+                "model_pass": {"seconds": self.timing.seconds, "audio_seconds": self.timing.audio_seconds,
+                               "batches": self.timing.batches}}
+
+    @classmethod
+    def read(cls, folder: Path) -> "RunInfo":
+        path = folder / RUN_INFO_FILE
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise EvaluationError(f"{folder} has no {RUN_INFO_FILE}: not a finished evaluate run") from None
+        return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
+                   values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
+                   ModelPassTiming(**values["model_pass"]), values["seconds"])
+
+
+def merge(folders: list[Path], out: Path) -> Path:
+    """One report from the folders of `evaluate --shard i/n` runs: all n shards, each finished, same split/model."""
+    infos = [RunInfo.read(folder) for folder in folders]
+    first = infos[0]
+    for folder, info in zip(folders, infos):
+        if info.shard is None:
+            raise EvaluationError(f"{folder} is not a shard (run with --shard i/n)")
+        if (info.split, info.subset, info.source, info.model, info.shard[1]) != \
+                (first.split, first.subset, first.source, first.model, first.shard[1]):
+            raise EvaluationError(f"{folder} is shard {info.shard[0]}/{info.shard[1]} of {info.model} on {info.split}, "
+                                  f"but {folders[0]} is of {first.model} on {first.split} in {first.shard[1]} shards")
+    count = first.shard[1]
+    indices = sorted(info.shard[0] for info in infos)
+    if indices != list(range(1, count + 1)):
+        missing = sorted(set(range(1, count + 1)) - set(indices))
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        raise EvaluationError(f"merging needs each of the {count} shards once: "
+                              + "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                                            f"repeated {repeated}" if repeated else "") if part))
+    rows, seen = [], set()
+    for folder, info in zip(folders, infos):
+        shard_rows = read_rows(folder / "samples.jsonl")
+        if len(shard_rows) != info.samples:
+            raise EvaluationError(f"{folder}: {len(shard_rows)} rows for {info.samples} samples; rerun that shard "
+                                  f"to finish it")
+        overlap = seen & {row["id"] for row in shard_rows}
+        if overlap:
+            raise EvaluationError(f"{folder}: samples also in another shard: {sorted(overlap)[:5]}")
+        seen |= {row["id"] for row in shard_rows}
+        rows += shard_rows
+    rows.sort(key=lambda row: row["id"])
+    timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
+                             sum(i.timing.batches for i in infos))
+    merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
+                     sum(info.seconds for info in infos))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
+    overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
+    print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
+          f"report in {out}")
+    return out
+
+
 # ---------------------------------------------------------------- command line
 
-def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int) -> Path:
+DEFAULT_BATCH_SIZE = 1        # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
+# Threads computing metadata while the model runs. On the 2-core CPU they slow the run (they contend with TF's own
+# threads: 58.8 s vs 43.6 s in line, benchmarks/EVALUATE_RESULTS.md), so the default is in line; try it where the
+# model leaves cores idle.
+DEFAULT_METADATA_WORKERS = 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (1-based): every count-th utterance of the split's sorted ids."""
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--shard takes i/n, such as 1/4; got {text!r}") from None
+        if not 1 <= index <= count:
+            raise argparse.ArgumentTypeError(f"--shard {text}: i must be between 1 and n")
+        return cls(index, count)
+
+    def select(self, sample_ids: list[str]) -> list[str]:
+        return sorted(sample_ids)[self.index - 1::self.count]
+
+
+def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int,
+        fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
+        shard: Shard | None = None) -> Path:
     from tqdm import tqdm
 
     config = project_config()
@@ -258,32 +567,61 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         lm_report.check_decoder()
     except lm_report.LMReportError as error:
         raise EvaluationError(str(error)) from None
-    _, latent_model = load_model_with_latent(model_path)
-    out = out or REPO_ROOT / "reports" / f"{split.split}-{model_path.stem}"
+    if shard is not None:
+        keep = set(shard.select(list(split.utterances)))
+        split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
+    fixed_samples = config.max_samples
+    if model_path.suffix.lower() == ".onnx":
+        model_pass = OnnxModelPass(model_path)
+        if model_pass.fixed_samples is not None:  # exported with --max-seconds: only that length runs
+            fixed_length, fixed_samples = True, model_pass.fixed_samples
+    else:
+        model = load_model_with_latent(model_path)[0] if fixed_length else load_dynamic_length_model(model_path)
+        model_pass = KerasModelPass(model, jit_compile)
+    suffix = f"-shard-{shard.index}-of-{shard.count}" if shard else ""
+    out = out or REPO_ROOT / "reports" / f"{split.split}-{model_path.stem}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "samples.jsonl"
     done_rows = [row for row in read_rows(rows_path) if row["id"] in split.utterances]
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
+    done = {row["id"] for row in done_rows}
+    todo = [sample_id for sample_id in split.utterances if sample_id not in done]
+    if fixed_length:
+        batches = plan_fixed_length(todo, batch_size, fixed_samples)
+    else:
+        # one utterance per call needs no padding at all; the TF graph is traced once for any length. Batches and
+        # XLA (which compiles each shape) get length buckets.
+        buckets = None if batch_size == 1 and not jit_compile else bucket_lengths(config.max_samples,
+                                                                                  config.sample_rate)
+        batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
+    timing = ModelPassTiming()
     started = time.perf_counter()
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
+        progress.update(len(done))
         try:
-            evaluate_rows(split, latent_model, batch_size, {row["id"] for row in done_rows}, sink, progress)
+            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing)
         except KeyboardInterrupt:
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = time.perf_counter() - started
+    run_info = RunInfo.of(split, model_path, shard, timing, seconds)
+    (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
-    table = write_tables(rows, out)
-    overall = write_summary(table, out, split, model_path, seconds)
-    write_plots(table, np.array([row["latent"] for row in rows]), out,
-                f"{model_path.name} on {split.split} ({'bundled synthetic corpus' if config.uses_bundled_corpus else config.root})")
-    from librispeech_tools import word_report
-
-    word_report.write_word_report(rows, table, out, f"{model_path.name} on {split.split}")
-    print(f"{len(table)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
-          f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s; report in {out}")
+    title = (f"{model_path.name} on {split.split} "
+             f"({'bundled synthetic corpus' if config.uses_bundled_corpus else config.root})")
+    overall = write_report(rows, out, run_info, title)
+    print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
+          f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
     return out
+
+
+def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -> dict:
+    table = write_tables(rows, out)
+    overall = write_summary(table, out, run_info, Path(run_info.model), run_info.seconds, run_info.timing)
+    write_plots(table, np.array([row["latent"] for row in rows]), out, title)
+    word_report.write_word_report(rows, table, out, title.split(" (")[0])
+    return overall
 
 
 def main(argv=None) -> None:
@@ -291,13 +629,32 @@ def main(argv=None) -> None:
     parser.add_argument("--split", help="split folder or subset name (default: the validation split, dev-clean)")
     parser.add_argument("--limit", type=int, help="at most this many samples (seeded selection); default: all")
     parser.add_argument("--model", type=Path, help=".h5 or .onnx export (default: WAV2VEC_MODEL or the demo model)")
-    parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>[-shard-i-of-n])")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"utterances per model call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--fixed-length", action="store_true",
+                        help="pad every input to the platform's fixed length (slow; the platform's exact path)")
+    parser.add_argument("--xla", action="store_true", help="compile the model with XLA (jit_compile=True)")
+    parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
+                        help=f"threads computing metadata alongside the model (default {DEFAULT_METADATA_WORKERS}; "
+                             f"0: in line)")
+    parser.add_argument("--shard", type=Shard.parse, metavar="I/N",
+                        help="evaluate only shard I of N (every N-th sorted id); combine with --merge")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="SHARD_DIR",
+                        help="merge the report folders of all N shards into --out (no model or data needed)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     try:
-        run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out, args.batch_size)
+        if args.merge:
+            if args.out is None:
+                parser.error("--merge needs --out")
+            merge(args.merge, args.out)
+        else:
+            run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
+                args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard)
     except EvaluationError as error:
         sys.exit(f"evaluate: {error}")
 

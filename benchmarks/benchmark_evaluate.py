@@ -1,0 +1,275 @@
+"""`evaluate` against the Hugging Face PyTorch recipe, side by side, on the same utterances and the same weights.
+
+The recipe is what a user would otherwise write: Wav2Vec2ForCTC, one unpadded utterance at a time, greedy decoding,
+jiwer. Both run the full-size base architecture (wav2vec2-base-960h) with the same random weights: a PyTorch
+checkpoint made from Wav2Vec2Config's defaults and exported to Keras with `export-model`.
+
+Measured, in interleaved rounds (so a busy machine slows both alike), each as a whole process:
+  end to end   `evaluate` (every metric, metadata, tables, summary, plots) vs the recipe (transcripts and WER);
+  model pass   only the model calls: evaluate's model pass (length buckets) vs the recipe's model(...) calls.
+
+    .venv/bin/python benchmarks/benchmark_evaluate.py --torch-python /tmp/recipe-venv/bin/python \\
+        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3]
+
+--torch-python is a Python with torch and transformers (this project's tests never need torch); the corpus (espeak-ng
+speech from librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the
+first run and reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
+
+SPLIT = "test-clean"
+SENTENCES_PER_UTTERANCE = 2  # the training generator's sentences are short; two make ~8 s, like LibriSpeech
+
+
+# ---------------------------------------------------------------- pieces (each a whole process)
+
+def make_corpus(root: Path, utterances: int, seed: int) -> None:
+    """A LibriSpeech-layout corpus of `utterances` espeak-ng utterances (not the bundled corpus's sentences)."""
+    from librispeech_tools import synthetic
+
+    plan = synthetic.training_corpus_plan(utterances * SENTENCES_PER_UTTERANCE, seed=seed, split=SPLIT)
+    specs = plan.utterances
+    joined = tuple(replace(specs[i], spoken_text=" ".join(s.spoken_text for s in specs[i:i + SENTENCES_PER_UTTERANCE]))
+                   for i in range(0, len(specs), SENTENCES_PER_UTTERANCE))
+    stats = synthetic.write_corpus(root, replace(plan, utterances=joined), jobs=os.cpu_count() or 1)
+    print(stats.summary())
+
+
+def make_checkpoint(folder: Path) -> None:
+    """(torch) A random full-size base Wav2Vec2ForCTC with the project's vocabulary, saved as an HF checkpoint."""
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
+                              Wav2Vec2Processor)
+
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32, pad_token_id=0)).eval()
+    tokenizer = Wav2Vec2CTCTokenizer(str(REPO_ROOT / "librispeech" / "vocab.json"), unk_token="<unk>",
+                                     pad_token="<pad>", word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)  # as wav2vec2-base-960h
+    model.save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def read_corpus(root: Path) -> list[tuple[Path, str]]:
+    pairs = []
+    for transcripts in sorted((root / SPLIT).rglob("*.trans.txt")):
+        for line in transcripts.read_text(encoding="utf-8").splitlines():
+            utterance_id, _, text = line.partition(" ")
+            pairs.append((transcripts.parent / f"{utterance_id}.flac", text))
+    return pairs
+
+
+def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool) -> dict:
+    """(torch) The HF recipe: one unpadded utterance at a time, greedy decoding, jiwer."""
+    import jiwer
+    import soundfile
+    import torch
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    processor = Wav2Vec2Processor.from_pretrained(checkpoint)
+    model = Wav2Vec2ForCTC.from_pretrained(checkpoint).eval()
+    pairs = read_corpus(corpus)
+    inputs = []
+    for path, _ in pairs:
+        audio, rate = soundfile.read(path, dtype="float32")
+        inputs.append(processor(audio, sampling_rate=rate, return_tensors="pt").input_values)
+    references, hypotheses, model_seconds, first_call = [], [], 0.0, None
+    for (_, reference), input_values in zip(pairs, inputs):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            logits = model(input_values).logits
+        model_seconds += time.perf_counter() - started
+        first_call = model_seconds if first_call is None else first_call
+        if not model_calls_only:
+            references.append(reference)
+            hypotheses.append(processor.batch_decode(torch.argmax(logits, dim=-1))[0])
+    result = {"model_seconds": model_seconds, "first_call": first_call, "torch_threads": torch.get_num_threads(),
+              "audio_seconds": sum(x.shape[-1] for x in inputs) / 16000}
+    if not model_calls_only:
+        result["wer"] = jiwer.wer(references, hypotheses)
+    return result
+
+
+def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: float | None, xla: bool) -> dict:
+    """evaluate's model pass alone, on the same inputs: the dynamic-length model over length buckets."""
+    import librispeech  # noqa: F401  telemetry guard
+    import numpy as np
+
+    from librispeech import data
+    from librispeech_tools import evaluate
+
+    waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
+    model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
+    # as evaluate: one utterance per call without XLA needs no buckets
+    buckets = None if growth is None or (batch_size == 1 and not xla) else evaluate.bucket_lengths(559280, 16000,
+                                                                                                  growth)
+    batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
+    timing, first_call = evaluate.ModelPassTiming(), None
+    for batch in batches:
+        audio = np.stack([evaluate.data_pad(waveforms[i], 1e-7, batch.length) for i in batch.ids])
+        lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
+        started = time.perf_counter()
+        model_pass(audio, lengths)
+        timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000)
+        first_call = timing.seconds if first_call is None else first_call
+    return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
+            "first_call": first_call, "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
+
+
+# ---------------------------------------------------------------- the side-by-side run
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "TL_DISABLE_ANALYTICS": "true", **(env or {})})
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return seconds, result.stdout
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def compare(args) -> None:
+    work = args.work
+    corpus, checkpoint, model = work / f"corpus-{args.utterances}", work / "hf-base-random", work / "base-random.h5"
+    this = [sys.executable, str(Path(__file__).resolve())]
+    torch_script = [str(args.torch_python), str(Path(__file__).resolve())]
+    if not (corpus / SPLIT).is_dir():
+        timed(this + ["corpus", "--out", str(corpus), "--utterances", str(args.utterances), "--seed", str(args.seed)])
+    if not (checkpoint / "config.json").is_file():
+        timed(torch_script + ["checkpoint", "--out", str(checkpoint)])
+    if not model.is_file():
+        timed([sys.executable, "-m", "librispeech_tools.export", "--checkpoint", str(checkpoint), "--output",
+               str(model)])
+    env = {"LIBRISPEECH_ROOT": str(corpus)}
+    evaluate_command = [sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
+                        *args.evaluate_args]
+    results: dict[str, list[float]] = {name: [] for name in ("evaluate", "recipe", "keras model pass",
+                                                             "pytorch model calls")}
+    details = {}
+    print(f"load before: {os.getloadavg()}", flush=True)
+    for round_ in range(args.rounds):
+        out = work / f"report-{args.utterances}-{round_}"
+        if out.exists():
+            shutil.rmtree(out)
+        seconds, stdout = timed(evaluate_command + ["--out", str(out)], env)
+        results["evaluate"].append(seconds)
+        details["evaluate"] = json.loads((out / "run.json").read_text())
+        if args.ablation:  # the same run with the metadata computed in line, not alongside the model
+            shutil.rmtree(out)
+            seconds, _ = timed(evaluate_command + ["--out", str(out), "--metadata-workers", "0"], env)
+            results.setdefault("evaluate, metadata in line", []).append(seconds)
+        seconds, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus)])
+        results["recipe"].append(seconds)
+        details["recipe"] = last_json(stdout)
+        _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
+                                  str(args.batch_size)] + (["--xla"] if args.xla else []))
+        details["keras model pass"] = last_json(stdout)
+        results["keras model pass"].append(details["keras model pass"]["model_seconds"])
+        _, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
+                                          "--model-calls-only"])
+        details["pytorch model calls"] = last_json(stdout)
+        results["pytorch model calls"].append(details["pytorch model calls"]["model_seconds"])
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
+              + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    audio = details["recipe"]["audio_seconds"]
+    print(json.dumps({"utterances": args.utterances, "audio_seconds": audio, "rounds": results, "medians": medians,
+                      "end_to_end_ratio": medians["recipe"] / medians["evaluate"],
+                      "model_pass_ratio": medians["pytorch model calls"] / medians["keras model pass"],
+                      "details": details, "load_after": os.getloadavg()}, indent=1))
+
+
+def pinned(args) -> None:
+    """The two model passes at the same time, each on its own core with one thread (taskset, OMP/TF thread counts),
+    swapping cores between rounds: both see the same background load, which a shared machine shifts by minutes."""
+    work = args.work
+    corpus, checkpoint, model = work / f"corpus-{args.utterances}", work / "hf-base-random", work / "base-random.h5"
+    keras_command = [sys.executable, str(Path(__file__).resolve()), "model-pass", "--model", str(model), "--corpus",
+                     str(corpus)]
+    torch_command = [str(args.torch_python), str(Path(__file__).resolve()), "recipe", "--checkpoint",
+                     str(checkpoint), "--corpus", str(corpus), "--model-calls-only"]
+    env = {**os.environ, "TL_DISABLE_ANALYTICS": "true", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_NUM_INTEROP_THREADS": "1"}
+    results = {"keras model pass": [], "pytorch model calls": []}
+    for round_ in range(args.rounds):
+        cores = ("0", "1") if round_ % 2 == 0 else ("1", "0")
+        processes = [subprocess.Popen(["taskset", "-c", core] + command, cwd=REPO_ROOT, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     for core, command in zip(cores, (keras_command, torch_command))]
+        outputs = [last_json(process.communicate()[0]) for process in processes]
+        for name, output in zip(results, outputs):
+            results[name].append(output["model_seconds"])
+        print(f"round {round_ + 1} (keras on core {cores[0]}): " + ", ".join(f"{k} {v[-1]:.1f} s"
+              for k, v in results.items()) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    print(json.dumps({"rounds": results, "medians": medians,
+                      "model_pass_ratio": medians["pytorch model calls"] / medians["keras model pass"]}))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command")
+    corpus = commands.add_parser("corpus")
+    corpus.add_argument("--out", type=Path, required=True)
+    corpus.add_argument("--utterances", type=int, default=24)
+    corpus.add_argument("--seed", type=int, default=14)
+    checkpoint = commands.add_parser("checkpoint")
+    checkpoint.add_argument("--out", type=Path, required=True)
+    recipe = commands.add_parser("recipe")
+    recipe.add_argument("--checkpoint", type=Path, required=True)
+    recipe.add_argument("--corpus", type=Path, required=True)
+    recipe.add_argument("--model-calls-only", action="store_true")
+    model_pass = commands.add_parser("model-pass")
+    model_pass.add_argument("--model", type=Path, required=True)
+    model_pass.add_argument("--corpus", type=Path, required=True)
+    model_pass.add_argument("--batch-size", type=int, default=1)
+    model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
+    model_pass.add_argument("--xla", action="store_true")
+    for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
+        command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")
+        command.add_argument("--work", type=Path, default=Path("/tmp/evaluate-benchmark"))
+        command.add_argument("--utterances", type=int, default=24)
+        command.add_argument("--seed", type=int, default=14)
+        command.add_argument("--rounds", type=int, default=3)
+        command.add_argument("--batch-size", type=int, default=1, help="for the model-pass process")
+        command.add_argument("--xla", action="store_true", help="for the model-pass process")
+        command.add_argument("--ablation", action="store_true",
+                             help="also time evaluate with --metadata-workers 0 (metadata in line)")
+        command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
+                             help="extra arguments for evaluate (last)")
+    args = parser.parse_args(argv)
+    if args.command == "corpus":
+        make_corpus(args.out, args.utterances, args.seed)
+    elif args.command == "checkpoint":
+        make_checkpoint(args.out)
+    elif args.command == "recipe":
+        print(json.dumps(run_recipe(args.checkpoint, args.corpus, args.model_calls_only)))
+    elif args.command == "model-pass":
+        print(json.dumps(run_model_pass(args.model, args.corpus, args.batch_size, args.growth or None, args.xla)))
+    else:
+        if args.torch_python is None:
+            parser.error("--torch-python is required: a Python with torch and transformers")
+        (pinned if args.command == "pinned" else compare)(args)
+
+
+if __name__ == "__main__":
+    main()

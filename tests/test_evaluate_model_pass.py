@@ -1,0 +1,117 @@
+"""`evaluate` on real lengths: the same rows as the platform's fixed-length path, length buckets, shards and --merge."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import librispeech  # noqa: F401  telemetry guard first
+from librispeech.config import project_config
+from librispeech_tools import evaluate
+
+SPLIT, LIMIT = "test-clean", 8  # the bundled corpus: 8 utterances of 3.5 to 5.6 s
+
+
+def run(out: Path, **options) -> pd.DataFrame:
+    evaluate.run(SPLIT, LIMIT, project_config().model_path, out, options.pop("batch_size", 3), **options)
+    return pd.read_csv(out / "samples.csv")
+
+
+@pytest.fixture(scope="module")
+def real_lengths(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """The demo model on real lengths: batches of 3 padded to length buckets, metadata in a worker thread."""
+    out = tmp_path_factory.mktemp("real-lengths")
+    return out, run(out, metadata_workers=1)
+
+
+def test_rows_equal_the_fixed_length_path(real_lengths, tmp_path):
+    out, dynamic = real_lengths
+    fixed = run(tmp_path / "fixed", fixed_length=True, metadata_workers=0, batch_size=4)
+    assert list(dynamic.columns) == list(fixed.columns) and dynamic["id"].tolist() == fixed["id"].tolist()
+    assert len(fixed) == LIMIT
+    assert dynamic["hypothesis"].tolist() == fixed["hypothesis"].tolist()
+    assert dynamic["hypothesis"].str.len().gt(0).all()  # a real model: non-trivial transcriptions to compare
+    numeric = fixed.select_dtypes("number").columns
+    assert {"loss", "wer", "cer", "wip", "char_insertions", "speech.rms_std"} <= set(numeric)
+    difference = (dynamic[numeric] - fixed[numeric]).abs().max()
+    assert difference.max() <= 1e-4, difference.sort_values().tail()
+    others = [c for c in fixed.columns if c not in numeric]
+    assert dynamic[others].fillna("").equals(fixed[others].fillna(""))
+    rows = {row["id"]: row for row in evaluate.read_rows(out / "samples.jsonl")}
+    fixed_rows = {row["id"]: row for row in evaluate.read_rows(tmp_path / "fixed" / "samples.jsonl")}
+    for sample_id, row in rows.items():
+        assert np.allclose(row["latent"], fixed_rows[sample_id]["latent"], atol=1e-4)
+
+
+def test_summary_reports_the_model_pass(real_lengths):
+    out, table = real_lengths
+    summary = (out / "summary.md").read_text()
+    audio_seconds = sum(evaluate.load_selection(project_config(), "test", LIMIT).utterances[i].num_samples
+                        for i in table["id"]) / project_config().sample_rate
+    assert "model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
+
+
+def test_padding_matches_the_platform_encoder():
+    import leap_binder as binder
+    from code_loader.contract.datasetclasses import PreprocessResponse
+    from code_loader.contract.enums import DataStateType
+
+    config = project_config()
+    split = evaluate.load_selection(config, "test", 2)
+    response = PreprocessResponse(sample_ids=list(split.utterances), data=split, state=DataStateType.test,
+                                  sample_id_type=str)
+    for sample_id in split.utterances:
+        padded = evaluate.data_pad(split.audio(sample_id), config.normalize_epsilon, config.max_samples)
+        np.testing.assert_array_equal(padded, binder.input_audio(sample_id, response))
+
+
+def test_bucket_lengths():
+    buckets = evaluate.bucket_lengths(559280, 16000)
+    assert buckets == sorted(set(buckets)) and buckets[-1] == 559280 and buckets[0] == 16000
+    assert all(b % evaluate.FRAME_STRIDE_SAMPLES == 0 for b in buckets[:-1])
+    steps = np.array(buckets[1:]) / np.array(buckets[:-1])
+    assert steps.max() <= 1.1 + evaluate.FRAME_STRIDE_SAMPLES / buckets[0]
+
+
+def test_plan_batches_covers_each_sample_once_in_its_bucket():
+    rng = np.random.default_rng(0)
+    lengths = {f"u{i}": int(n) for i, n in enumerate(rng.integers(1, 559280, 50))}
+    buckets = evaluate.bucket_lengths(559280, 16000)
+    batches = evaluate.plan_batches(lengths, 4, buckets)
+    assert sorted(i for b in batches for i in b.ids) == sorted(lengths)
+    for batch in batches:
+        assert 1 <= len(batch.ids) <= 4 and batch.length in buckets
+        smallest = next(b for b in buckets if b >= max(lengths[i] for i in batch.ids))
+        assert batch.length == smallest and all(lengths[i] <= batch.length for i in batch.ids)
+    exact = evaluate.plan_batches(lengths, 1, None)
+    assert all(b.length == lengths[b.ids[0]] for b in exact)
+    with pytest.raises(ValueError, match="longer than the longest bucket|more than the longest bucket"):
+        evaluate.plan_batches({"long": 559281}, 1, buckets)
+
+
+def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
+    out, whole = real_lengths
+    shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
+    for index, folder in enumerate(shards, 1):
+        run(folder, shard=evaluate.Shard(index, 2), batch_size=1)  # one per call: exact lengths, no bucket
+    first, second = (set(pd.read_csv(folder / "samples.csv")["id"]) for folder in shards)
+    assert first and second and not first & second and first | second == set(whole["id"])
+    evaluate.merge(shards[::-1], tmp_path / "merged")
+    merged = pd.read_csv(tmp_path / "merged" / "samples.csv")
+    pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-4, rtol=0)
+    assert "model pass: " in (tmp_path / "merged" / "summary.md").read_text()
+
+    with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
+        evaluate.merge(shards[:1], tmp_path / "bad")
+    lines = (shards[1] / "samples.jsonl").read_text().splitlines()
+    (shards[1] / "samples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(evaluate.EvaluationError, match="rerun that shard"):
+        evaluate.merge(shards, tmp_path / "bad")
+
+
+def test_shard_argument():
+    assert evaluate.Shard.parse("2/4") == evaluate.Shard(2, 4)
+    assert evaluate.Shard(2, 3).select([f"u{i}" for i in range(7)]) == ["u1", "u4"]
+    for text in ("0/4", "5/4", "a/b", "3"):
+        with pytest.raises(Exception, match="--shard"):
+            evaluate.Shard.parse(text)
