@@ -32,9 +32,12 @@ def load_wav2vec2(path: str | Path):
     if not path.is_file():
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
     if path.suffix.lower() == ".onnx":
-        return load_onnx_session(path)
+        session = load_onnx_session(path)
+        check_conv_stack(path, onnx_wav2vec2_config(path, session))
+        return session
     if path.suffix.lower() in (".h5", ".hdf5"):
-        return _load_keras_h5(path)
+        check_conv_stack(path, check_keras_h5(path))
+        return load_keras_h5(path)
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
                          f".h5 or an .onnx export ({MAKE_ONE})")
 
@@ -82,8 +85,10 @@ def check_conv_stack(path: Path, encoder_config: dict) -> None:
                              f"counts frames with")
 
 
-def _load_keras_h5(path: Path):
-    check_conv_stack(path, check_keras_h5(path))
+def load_keras_h5(path: Path):
+    """A Keras .h5 wav2vec2 export with its file checks (not the runtime's base-conv-stack rule: export-model also
+    converts exports of other stacks)."""
+    check_keras_h5(path)
     import keras
 
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
@@ -134,10 +139,13 @@ def load_onnx_session(path: Path):
     if inputs != ONNX_INPUT_NAMES or len(outputs) != 1:
         raise ModelFileError(f"{path} has inputs {inputs} and outputs {outputs}; the integration needs inputs "
                              f"{ONNX_INPUT_NAMES} and one output (logits): {MAKE_ONE}")
-    recorded = session.get_modelmeta().custom_metadata_map.get(ONNX_CONFIG_KEY)
-    if recorded:  # export-model records the Wav2Vec2Config; a foreign graph without it keeps the default stack
-        try:
-            check_conv_stack(path, json.loads(recorded))
-        except ValueError:
-            raise ModelFileError(f"{path}: its {ONNX_CONFIG_KEY} metadata is not JSON; {MAKE_ONE}") from None
     return session
+
+
+def onnx_wav2vec2_config(path: Path, session) -> dict:
+    """The Wav2Vec2Config export-model records in an .onnx's metadata ({} for a graph made elsewhere)."""
+    recorded = session.get_modelmeta().custom_metadata_map.get(ONNX_CONFIG_KEY)
+    try:
+        return json.loads(recorded) if recorded else {}
+    except ValueError:
+        raise ModelFileError(f"{path}: its {ONNX_CONFIG_KEY} metadata is not JSON; {MAKE_ONE}") from None

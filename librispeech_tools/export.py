@@ -141,7 +141,7 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
     PyTorch parity when available. Raises ExportCheckError on a failed check."""
     import onnx
 
-    from librispeech.model_file import load_wav2vec2
+    from librispeech.model_file import load_onnx_session
     from librispeech.wav2vec2.layers import BLANK_LOGIT
     from librispeech.wav2vec2.model import model_config
     from librispeech_tools.onnx_wav2vec2 import limit_violations
@@ -149,7 +149,7 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
     problems = limit_violations(onnx.load(str(output), load_external_data=False))
     if problems:
         raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
-    session = load_wav2vec2(output)
+    session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     config = model_config(model)
     audio = _check_audio(model, seconds, sample_rate)
     frames = config.num_frames(audio.size)
@@ -182,13 +182,13 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
     not bounded: quantization changes them)."""
     import onnx
 
-    from librispeech.model_file import load_wav2vec2
+    from librispeech.model_file import load_onnx_session
     from librispeech_tools.onnx_wav2vec2 import limit_violations
 
     problems = limit_violations(onnx.load(str(output), load_external_data=False))
     if problems:
         raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
-    session = load_wav2vec2(output)
+    session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     audio = _check_audio(model, seconds, sample_rate)
     keras_logits = np.asarray(model.predict_on_batch(list(_pad(audio, model.inputs[0].shape[1]))))[0]
     logits = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, audio.size))))[0][0]
@@ -213,10 +213,10 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
     hub id, an HF checkpoint folder, or one of this project's .h5 exports."""
     path = Path(checkpoint)
     if path.suffix == ".h5" and not path.is_dir():
-        from librispeech.model_file import load_wav2vec2
+        from librispeech.model_file import load_keras_h5
         from librispeech.wav2vec2.model import build_wav2vec2_for_ctc, model_config
 
-        loaded = load_wav2vec2(path)
+        loaded = load_keras_h5(path)
         model = loaded
         if loaded.inputs[0].shape[1] != max_samples:  # same layers and weights at another input length
             model = build_wav2vec2_for_ctc(model_config(loaded), max_samples, name=loaded.name)
