@@ -128,7 +128,7 @@ def test_non_finite_audio_is_an_error():
 
 from librispeech_tools import synthetic  # noqa: E402
 
-needs_espeak = pytest.mark.skipif(not synthetic.tools_available(),
+needs_espeak = pytest.mark.skipif(bool(synthetic.missing_tools()),
                                   reason="espeak-ng and sox are not installed (apt-get install espeak-ng sox)")
 
 
