@@ -378,21 +378,13 @@ def write_summary(table, out: Path, split, model_path: Path, seconds: float,
 
 
 def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
-    paths = []
+    from librispeech_tools.plots import FigureSaver, pyplot
 
-    def save(figure, name, heading):
-        figure.suptitle(f"{heading}\n{title}", fontsize=9)
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=110)
-        plt.close(figure)
-        paths.append(out / name)
+    plt = pyplot()
+    save = FigureSaver(out, title)
 
     n_components = min(2, len(latents), latents.shape[1])
     points = PCA(n_components=n_components).fit_transform(latents) if len(latents) > 1 else np.zeros((1, 2))
@@ -429,7 +421,7 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
     axis.scatter(table["speech.spectral_flatness_min"], table["cer"], alpha=0.7, edgecolors="k", linewidths=0.3)
     axis.set(xlabel="minimum spectral flatness", ylabel="CER", xscale="log")
     save(figure, "spectral_flatness_vs_cer.png", "Spectral flatness vs CER")
-    return paths
+    return save.paths
 
 
 # ---------------------------------------------------------------- run.json and merging shards

@@ -192,19 +192,11 @@ def pace_lines(table) -> list[str]:
 # ---------------------------------------------------------------- plots
 
 def write_plots(table, words, out: Path, title: str) -> list[Path]:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from librispeech_tools.plots import FigureSaver, pyplot
 
-    paths = []
-
-    def save(figure, name, heading):
-        figure.suptitle(f"{heading}\n{title}", fontsize=9)
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=110)
-        plt.close(figure)
-        paths.append(out / name)
+    plt = pyplot()
+    save = FigureSaver(out, title)
 
     bins, ece = reliability(words)
     figure, (axis, counts) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, height_ratios=(3, 1))
@@ -233,7 +225,7 @@ def write_plots(table, words, out: Path, title: str) -> list[Path]:
     axes[0].set(ylabel="WER")
     axes[0].legend(fontsize=8)
     save(figure, "wer_vs_speaking_rate.png", "WER against speaking rate (rates over the speech, pauses included)")
-    return paths
+    return save.paths
 
 
 def write_word_report(rows: list[dict], table, out: Path, title: str) -> None:
