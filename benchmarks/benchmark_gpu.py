@@ -199,7 +199,8 @@ def main(argv=None) -> None:
     used_buckets = sorted(set(bucket_of))
     audio_seconds = sum(lengths) / SAMPLE_RATE
     print(f"\nworkload: {len(lengths)} utterances, {audio_seconds:.1f} s of audio, "
-          f"mean {audio_seconds / len(lengths):.2f} s, min {min(lengths) / SAMPLE_RATE:.2f} s, max {max(lengths) / SAMPLE_RATE:.2f} s; "
+          f"mean {audio_seconds / len(lengths):.2f} s, min {min(lengths) / SAMPLE_RATE:.2f} s, "
+          f"max {max(lengths) / SAMPLE_RATE:.2f} s; "
           f"{len(used_buckets)} of {len(buckets)} buckets used")
     print(f"  lengths (s): {' '.join(f'{n / SAMPLE_RATE:.2f}' for n in sorted(lengths))}")
 
