@@ -11,7 +11,10 @@ Engines (timed in interleaved rounds, so a busy machine slows all of them alike)
                provider, default graph optimisations (needs onnx and onnxruntime)
   onnxruntime-int8  the same export with int8 MatMuls (export-model --int8: ONNX Runtime dynamic quantization);
                not float-exact, so its logits difference to PyTorch is printed with it
+  keras-bf16   the same weights in a Keras model built under the mixed_bfloat16 policy (bfloat16 matmuls and convs,
+               float32 norms and CTC head); not float-exact. Fast only on CPUs with native bfloat16 (AMX, AVX512-BF16)
   pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
+  pytorch-bf16 the same under torch.autocast("cpu", bfloat16): the fair reference for keras-bf16
 
 Run (CPU):  .venv/bin/python benchmarks/benchmark_model.py --batch-sizes 1 8 --repeats 3
 JAX on GPU: KERAS_BACKEND=jax python benchmarks/benchmark_model.py --backend jax --batch-sizes 1 8 --no-pytorch
@@ -72,17 +75,17 @@ def main(argv=None) -> None:
     config = Wav2Vec2Config(num_hidden_layers=args.layers)  # the base-960h architecture
     engines = args.engines or (["keras", "keras-xla"] if backend == "tensorflow" else ["keras"]) + [
         "onnxruntime", "onnxruntime-int8", "pytorch"]
-    if args.no_pytorch and "pytorch" in engines:
-        engines.remove("pytorch")
+    if args.no_pytorch:
+        engines = [name for name in engines if not name.startswith("pytorch")]
 
     torch = reference = None
-    if "pytorch" in engines:
+    if "pytorch" in engines or "pytorch-bf16" in engines:
         try:
             import torch
             from transformers import Wav2Vec2Config as HFConfig, Wav2Vec2ForCTC
         except ImportError:
             print("torch/transformers not installed: PyTorch reference skipped")
-            engines.remove("pytorch")
+            engines = [name for name in engines if not name.startswith("pytorch")]
     if torch is not None:
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -97,6 +100,11 @@ def main(argv=None) -> None:
     if "keras" in engines:
         compiled["keras"] = model
         model.compile(jit_compile=False)
+    if "keras-bf16" in engines:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        compiled["keras-bf16"] = build_wav2vec2_for_ctc(config, max_samples)
+        keras.mixed_precision.set_global_policy("float32")
+        compiled["keras-bf16"].set_weights(model.get_weights())
     if "keras-xla" in engines:
         xla_model = keras.Model(model.inputs, model.outputs)  # same layers and weights, its own compile flag
         xla_model.compile(jit_compile=True)
@@ -159,6 +167,13 @@ def main(argv=None) -> None:
                 with torch.inference_mode():
                     return reference(audio_torch).logits.numpy()
             calls["pytorch"] = run_pytorch
+        if "pytorch-bf16" in engines:
+            audio_torch = torch.from_numpy(audio)
+
+            def run_pytorch_bf16():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    return reference(audio_torch).logits.float().numpy()
+            calls["pytorch-bf16"] = run_pytorch_bf16
 
         outputs, warmup = {}, {}
         for name, call in calls.items():  # warm-up (tracing / XLA compilation), and the outputs to compare
@@ -179,17 +194,20 @@ def main(argv=None) -> None:
             print(f"  {name:11s} median {median:7.3f} s/call (best {best:.3f}, first call {warmup[name]:.1f} s)  "
                   f"real-time factor {median / (batch * args.seconds):.4f}  "
                   f"throughput {batch * args.seconds / median:6.1f} s of audio per s")
-        ours = [name for name in calls if name != "pytorch"]
+        ours = [name for name in calls if not name.startswith("pytorch")]
         if "pytorch" in calls:
             for name in ours:
                 ratio = results[(batch, "pytorch")] / results[(batch, name)]
                 difference = np.abs(outputs[name] - outputs["pytorch"]).max()
                 print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}")
             for label, names in (("fastest of ours", ours),
-                                 ("fastest float32 engine", [n for n in ours if not n.endswith("int8")])):
+                                 ("fastest float32 engine", [n for n in ours if not n.endswith(("int8", "bf16"))])):
                 fastest = min(names, key=lambda name: results[(batch, name)])
                 print(f"  {label}: {fastest}, {results[(batch, 'pytorch')] / results[(batch, fastest)]:.2f}x "
                       f"PyTorch's throughput")
+            if "pytorch-bf16" in calls and "keras-bf16" in calls:
+                print(f"  keras-bf16 / pytorch-bf16 throughput: "
+                      f"{results[(batch, 'pytorch-bf16')] / results[(batch, 'keras-bf16')]:.2f}x")
         elif "onnxruntime" in calls and "keras" in calls:
             difference = np.abs(outputs["onnxruntime"] - outputs["keras"]).max()
             print(f"  onnxruntime vs keras: max |logits difference| {difference:.2e}")
