@@ -22,7 +22,7 @@ import numpy as np
 from librispeech.config import REPO_ROOT, SUBSETS, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 
-METADATA_SECTIONS = ("speech", "text", "readability", "records")
+METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
 
@@ -201,28 +201,33 @@ class OnnxModelPass:
 
 
 def load_dynamic_length_model(model_path: Path):
-    """The export at `model_path` built for inputs of any length: its Wav2Vec2Config is read from the .h5's model
-    config and its weights loaded into the new model, without building the fixed-length model first (6.6 s instead
-    of 17 s for the base model on the loaded 2-core machine). An .h5 this cannot read takes the long way: load it, then dynamic_length_model."""
-    import h5py
-
+    """The export at `model_path` built for inputs of any length: the runtime's file checks read its Wav2Vec2Config
+    from the .h5's model config, and its weights are loaded into the new model, without building the fixed-length
+    model first (6.6 s instead of 17 s for the base model on the loaded 2-core machine). Weights Keras cannot load
+    this way take the long way (load the export, then dynamic_length_model), which reports a damaged file."""
+    from librispeech.model_file import ModelFileError, check_conv_stack, check_finite_weights, check_keras_h5
     from librispeech.wav2vec2 import model as wav2vec2_model
 
-    if not Path(model_path).is_file():
-        load_model_with_latent(model_path)  # raises the one-line error for a missing model
+    if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
+        load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
     try:
-        with h5py.File(model_path, "r") as handle:
-            architecture = json.loads(handle.attrs["model_config"])["config"]
-        encoder = next(layer for layer in architecture["layers"]
-                       if layer["config"]["name"] == wav2vec2_model.ENCODER_LAYER_NAME)
-        import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
+        encoder_config = check_keras_h5(model_path)
+        check_conv_stack(model_path, encoder_config)
+    except ModelFileError as error:
+        raise EvaluationError(str(error)) from None
+    import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
 
-        model = wav2vec2_model.build_wav2vec2_for_ctc(encoder["config"]["config"], None, name=architecture["name"])
+    model = wav2vec2_model.build_wav2vec2_for_ctc(encoder_config, None, name=model_path.stem)
+    try:
         model.load_weights(model_path)
-        return model
-    except (OSError, KeyError, StopIteration, TypeError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):
         model, _ = load_model_with_latent(model_path)
         return dynamic_length_model(model)
+    try:
+        check_finite_weights(model_path, model)
+    except ModelFileError as error:
+        raise EvaluationError(str(error)) from None
+    return model
 
 
 def dynamic_length_model(model):
@@ -244,8 +249,8 @@ def metadata_row(sample_id: str, response) -> dict:
     """Every metadata section of one sample, flattened to `section.key` columns."""
     import leap_binder as binder
 
-    functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text,
-                                             binder.metadata_readability, binder.metadata_records)))
+    functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text, binder.metadata_readability,
+                                             binder.metadata_records, binder.metadata_pace, binder.metadata_noise)))
     row = {}
     for section, function in functions.items():
         row.update(_flatten_metadata(section, function(sample_id, response)))
@@ -303,7 +308,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
                                  losses[j], {key: values[j] for key, values in rates.items()},
                                  metadata[j].result() if pool else metadata_row(sample_id, response))
                 row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
-                row.update(word_report.sample_fields(binder, sample_id, response, logits[j], labels[j]))
+                row.update(word_report.sample_fields(binder, logits[j], labels[j]))
                 sink.write(json.dumps(row) + "\n")
             sink.flush()
             progress.update(len(batch.ids))

@@ -1,8 +1,8 @@
 """The word-level part of `evaluate`'s report: which words fail and why.
 
-Per sample (`sample_fields`, called by evaluate for every row): the `pace` and `noise` metadata, the `confidence`
-metric, and the aligned words (kind, reference word, hypothesis word, confidence, start and end in seconds), all from
-the registered functions and librispeech/words.py.
+Per sample (`sample_fields`, called by evaluate for every row): the `confidence` metric and the aligned words (kind,
+reference word, hypothesis word, confidence, start and end in seconds), from the registered functions and
+librispeech/words.py. (The `pace` and `noise` metadata come with evaluate's other metadata sections.)
 
 Over the report (`write_word_report`): words.csv (one row per aligned word, with its confidence and times); in
 summary.md, the top confusion pairs, the most deleted and most inserted words, WER by word-frequency band, the
@@ -31,15 +31,15 @@ RELIABILITY_BINS = 10
 
 # ---------------------------------------------------------------- per sample
 
-def sample_fields(binder, sample_id: str, response, logits: np.ndarray, label: np.ndarray) -> dict:
-    """Row fields of one sample. The logits are cast to float16 first, as the platform hands them to metrics."""
+def sample_fields(binder, logits: np.ndarray, label: np.ndarray) -> dict:
+    """The word-level row fields of one sample: the confidence keys and its aligned words (the pace and noise metadata
+    come with the other metadata sections). The logits are cast to float16 first, as the platform hands them to
+    metrics."""
     from librispeech import words
     from librispeech.tokenizer import decode_reference
 
     logits = np.asarray(logits).astype(np.float16)
-    fields = {f"pace.{key}": value for key, value in binder.metadata_pace(sample_id, response).items()}
-    fields.update({f"noise.{key}": value for key, value in binder.metadata_noise(sample_id, response).items()})
-    fields.update({key: values[0] for key, values in binder.confidence(logits[None], label[None]).items()})
+    fields = {key: values[0] for key, values in binder.confidence(logits[None], label[None]).items()}
     fields["words"] = [
         [entry.kind, entry.reference, entry.hypothesis] + (
             [None, None, None] if word is None else
