@@ -7,9 +7,11 @@ checkpoint made from Wav2Vec2Config's defaults and exported to Keras with `expor
 Measured, in interleaved rounds (so a busy machine slows both alike), each as a whole process:
   end to end   `evaluate` (every metric, metadata, tables, summary, plots) vs the recipe (transcripts and WER);
   model pass   only the model calls: evaluate's model pass (length buckets) vs the recipe's model(...) calls.
+for each of --engines: `keras` (the float .h5, evaluate's default), `onnxruntime` (the float .onnx) and
+`onnxruntime-int8` (export-model --int8: not float-exact, so its WER is printed beside the float one).
 
     .venv/bin/python benchmarks/benchmark_evaluate.py --torch-python /tmp/recipe-venv/bin/python \\
-        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3]
+        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3] [--engines keras onnxruntime-int8]
 
 --torch-python is a Python with torch and transformers (this project's tests never need torch); the corpus (espeak-ng
 speech from librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the
@@ -114,7 +116,10 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     from librispeech_tools import evaluate
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
+    if model_path.suffix == ".onnx":
+        model_pass = evaluate.OnnxModelPass(model_path)
+    else:
+        model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
     # as evaluate: one utterance per call without XLA needs no buckets
     buckets = None if growth is None or (batch_size == 1 and not xla) else evaluate.bucket_lengths(559280, 16000,
                                                                                                   growth)
@@ -147,43 +152,55 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+ENGINE_FILES = {"keras": ("base-random.h5", []), "onnxruntime": ("base-random.onnx", []),
+                "onnxruntime-int8": ("base-random-int8.onnx", ["--int8"])}
+
+
 def compare(args) -> None:
     work = args.work
-    corpus, checkpoint, model = work / f"corpus-{args.utterances}", work / "hf-base-random", work / "base-random.h5"
+    corpus, checkpoint = work / f"corpus-{args.utterances}", work / "hf-base-random"
     this = [sys.executable, str(Path(__file__).resolve())]
     torch_script = [str(args.torch_python), str(Path(__file__).resolve())]
     if not (corpus / SPLIT).is_dir():
         timed(this + ["corpus", "--out", str(corpus), "--utterances", str(args.utterances), "--seed", str(args.seed)])
     if not (checkpoint / "config.json").is_file():
         timed(torch_script + ["checkpoint", "--out", str(checkpoint)])
-    if not model.is_file():
-        timed([sys.executable, "-m", "librispeech_tools.export", "--checkpoint", str(checkpoint), "--output",
-               str(model)])
+    models = {}
+    for engine in args.engines:
+        file_name, options = ENGINE_FILES[engine]
+        models[engine] = work / file_name
+        if not models[engine].is_file():
+            timed([sys.executable, "-m", "librispeech_tools.export", "--checkpoint", str(checkpoint), "--output",
+                   str(models[engine]), *options])
     env = {"LIBRISPEECH_ROOT": str(corpus)}
-    evaluate_command = [sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
-                        *args.evaluate_args]
-    results: dict[str, list[float]] = {name: [] for name in ("evaluate", "recipe", "keras model pass",
-                                                             "pytorch model calls")}
+    results: dict[str, list[float]] = {"recipe": [], "pytorch model calls": []}
+    for engine in args.engines:
+        results.update({f"evaluate {engine}": [], f"model pass {engine}": []})
     details = {}
     print(f"load before: {os.getloadavg()}", flush=True)
     for round_ in range(args.rounds):
-        out = work / f"report-{args.utterances}-{round_}"
-        if out.exists():
-            shutil.rmtree(out)
-        seconds, stdout = timed(evaluate_command + ["--out", str(out)], env)
-        results["evaluate"].append(seconds)
-        details["evaluate"] = json.loads((out / "run.json").read_text())
-        if args.ablation:  # the same run with the metadata computed in line, not alongside the model
-            shutil.rmtree(out)
-            seconds, _ = timed(evaluate_command + ["--out", str(out), "--metadata-workers", "0"], env)
-            results.setdefault("evaluate, metadata in line", []).append(seconds)
+        for engine, model in models.items():
+            out = work / f"report-{args.utterances}-{engine}-{round_}"
+            if out.exists():
+                shutil.rmtree(out)
+            command = [sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
+                       "--out", str(out), *args.evaluate_args]
+            seconds, stdout = timed(command, env)
+            results[f"evaluate {engine}"].append(seconds)
+            details[f"evaluate {engine}"] = {**json.loads((out / "run.json").read_text()),
+                                             "summary": stdout.strip().splitlines()[-1]}
+            if args.ablation:  # the same run with the metadata computed in line, not alongside the model
+                shutil.rmtree(out)
+                seconds, _ = timed(command + ["--metadata-workers", "0"], env)
+                results.setdefault(f"evaluate {engine}, metadata in line", []).append(seconds)
         seconds, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus)])
         results["recipe"].append(seconds)
         details["recipe"] = last_json(stdout)
-        _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
-                                  str(args.batch_size)] + (["--xla"] if args.xla else []))
-        details["keras model pass"] = last_json(stdout)
-        results["keras model pass"].append(details["keras model pass"]["model_seconds"])
+        for engine, model in models.items():
+            _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
+                                      str(args.batch_size)] + (["--xla"] if args.xla else []))
+            details[f"model pass {engine}"] = last_json(stdout)
+            results[f"model pass {engine}"].append(details[f"model pass {engine}"]["model_seconds"])
         _, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
                                           "--model-calls-only"])
         details["pytorch model calls"] = last_json(stdout)
@@ -192,24 +209,27 @@ def compare(args) -> None:
               + f"; load {os.getloadavg()[0]:.2f}", flush=True)
     medians = {name: statistics.median(values) for name, values in results.items()}
     audio = details["recipe"]["audio_seconds"]
+    ratios = {engine: {"end_to_end": medians["recipe"] / medians[f"evaluate {engine}"],
+                       "model_pass": medians["pytorch model calls"] / medians[f"model pass {engine}"]}
+              for engine in models}
     print(json.dumps({"utterances": args.utterances, "audio_seconds": audio, "rounds": results, "medians": medians,
-                      "end_to_end_ratio": medians["recipe"] / medians["evaluate"],
-                      "model_pass_ratio": medians["pytorch model calls"] / medians["keras model pass"],
-                      "details": details, "load_after": os.getloadavg()}, indent=1))
+                      "ratios_vs_recipe": ratios, "details": details, "load_after": os.getloadavg()}, indent=1))
 
 
 def pinned(args) -> None:
     """The two model passes at the same time, each on its own core with one thread (taskset, OMP/TF thread counts),
     swapping cores between rounds: both see the same background load, which a shared machine shifts by minutes."""
     work = args.work
-    corpus, checkpoint, model = work / f"corpus-{args.utterances}", work / "hf-base-random", work / "base-random.h5"
+    corpus, checkpoint = work / f"corpus-{args.utterances}", work / "hf-base-random"
+    model = work / ENGINE_FILES[args.engines[0]][0]
     keras_command = [sys.executable, str(Path(__file__).resolve()), "model-pass", "--model", str(model), "--corpus",
                      str(corpus)]
     torch_command = [str(args.torch_python), str(Path(__file__).resolve()), "recipe", "--checkpoint",
                      str(checkpoint), "--corpus", str(corpus), "--model-calls-only"]
     env = {**os.environ, "TL_DISABLE_ANALYTICS": "true", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1"}
-    results = {"keras model pass": [], "pytorch model calls": []}
+    ours = f"model pass {args.engines[0]}"
+    results = {ours: [], "pytorch model calls": []}
     for round_ in range(args.rounds):
         cores = ("0", "1") if round_ % 2 == 0 else ("1", "0")
         processes = [subprocess.Popen(["taskset", "-c", core] + command, cwd=REPO_ROOT, env=env, text=True,
@@ -218,11 +238,11 @@ def pinned(args) -> None:
         outputs = [last_json(process.communicate()[0]) for process in processes]
         for name, output in zip(results, outputs):
             results[name].append(output["model_seconds"])
-        print(f"round {round_ + 1} (keras on core {cores[0]}): " + ", ".join(f"{k} {v[-1]:.1f} s"
+        print(f"round {round_ + 1} ({args.engines[0]} on core {cores[0]}): " + ", ".join(f"{k} {v[-1]:.1f} s"
               for k, v in results.items()) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
     medians = {name: statistics.median(values) for name, values in results.items()}
     print(json.dumps({"rounds": results, "medians": medians,
-                      "model_pass_ratio": medians["pytorch model calls"] / medians["keras model pass"]}))
+                      "model_pass_ratio": medians["pytorch model calls"] / medians[ours]}))
 
 
 def main(argv=None) -> None:
@@ -252,6 +272,9 @@ def main(argv=None) -> None:
         command.add_argument("--rounds", type=int, default=3)
         command.add_argument("--batch-size", type=int, default=1, help="for the model-pass process")
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
+        command.add_argument("--engines", nargs="+", choices=sorted(ENGINE_FILES), default=["keras"],
+                             help="evaluate's model: keras (.h5), onnxruntime (.onnx), onnxruntime-int8 (int8 .onnx); "
+                                  "`pinned` uses the first")
         command.add_argument("--ablation", action="store_true",
                              help="also time evaluate with --metadata-workers 0 (metadata in line)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],

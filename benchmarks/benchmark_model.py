@@ -9,12 +9,14 @@ Engines (timed in interleaved rounds, so a busy machine slows all of them alike)
   keras-xla    TF backend only: the same with model.compile(jit_compile=True) (XLA)
   onnxruntime  the ONNX export of the same model (librispeech_tools/onnx_wav2vec2.py) in ONNX Runtime's CPU
                provider, default graph optimisations (needs onnx and onnxruntime)
-  onnxruntime-int8  the same export with int8 MatMuls (export-model --int8: ONNX Runtime dynamic quantization);
-               not float-exact, so its logits difference to PyTorch is printed with it
+  onnxruntime-int8  the int8 export (export-model --int8: int8 feature-encoder convs and MatMuls, activations
+               quantized per call); not float-exact, so its logits difference to PyTorch is printed with it
   keras-bf16   the same weights in a Keras model built under the mixed_bfloat16 policy (bfloat16 matmuls and convs,
                float32 norms and CTC head); not float-exact. Fast only on CPUs with native bfloat16 (AMX, AVX512-BF16)
   pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
   pytorch-bf16 the same under torch.autocast("cpu", bfloat16): the fair reference for keras-bf16
+  pytorch-int8 the same after torch.ao.quantization.quantize_dynamic on its nn.Linear layers (int8 weights,
+               activations quantized per call): PyTorch's own CPU int8 recipe, the reference for onnxruntime-int8
 
 Run (CPU):  .venv/bin/python benchmarks/benchmark_model.py --batch-sizes 1 8 --repeats 3
 JAX on GPU: KERAS_BACKEND=jax python benchmarks/benchmark_model.py --backend jax --batch-sizes 1 8 --no-pytorch
@@ -41,8 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                         help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     parser.add_argument("--engines", nargs="+", default=None,
-                        help="subset of: keras keras-xla onnxruntime onnxruntime-int8 pytorch (default: all that "
-                             "apply)")
+                        help="subset of: keras keras-xla keras-bf16 onnxruntime onnxruntime-int8 pytorch "
+                             "pytorch-bf16 pytorch-int8 (default: keras keras-xla onnxruntime onnxruntime-int8 "
+                             "pytorch)")
     parser.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--layers", type=int, default=12, help="transformer layers (12 = base)")
     parser.add_argument("--threads", type=int, default=None,
@@ -79,7 +82,7 @@ def main(argv=None) -> None:
         engines = [name for name in engines if not name.startswith("pytorch")]
 
     torch = reference = None
-    if "pytorch" in engines or "pytorch-bf16" in engines:
+    if any(name.startswith("pytorch") for name in engines):
         try:
             import torch
             from transformers import Wav2Vec2Config as HFConfig, Wav2Vec2ForCTC
@@ -114,7 +117,7 @@ def main(argv=None) -> None:
     if ort_engines:
         try:
             import onnxruntime
-            from librispeech_tools.onnx_wav2vec2 import quantize_int8, save_onnx
+            from librispeech_tools.onnx_wav2vec2 import save_onnx
         except ImportError:
             print("onnx/onnxruntime not installed: ONNX Runtime skipped")
             engines = [name for name in engines if name not in ort_engines]
@@ -129,7 +132,7 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as folder:
             paths = {"onnxruntime": save_onnx(model, Path(folder) / "float.onnx", max_samples)}
             if "onnxruntime-int8" in ort_engines:
-                paths["onnxruntime-int8"] = quantize_int8(paths["onnxruntime"], Path(folder) / "int8.onnx")
+                paths["onnxruntime-int8"] = save_onnx(model, Path(folder) / "int8.onnx", max_samples, int8=True)
             for name in ort_engines:
                 ort_sessions[name] = onnxruntime.InferenceSession(str(paths[name]), options,
                                                                   providers=["CPUExecutionProvider"])
@@ -152,6 +155,7 @@ def main(argv=None) -> None:
 
     rng = np.random.default_rng(0)
     results = {}
+    reference_int8 = None
     for batch in args.batch_sizes:
         audio = rng.normal(0, 1, (batch, max_samples)).astype(np.float32)
         lengths = np.full((batch, 1), max_samples, dtype=np.float32)
@@ -174,6 +178,16 @@ def main(argv=None) -> None:
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                     return reference(audio_torch).logits.float().numpy()
             calls["pytorch-bf16"] = run_pytorch_bf16
+        if "pytorch-int8" in engines:
+            audio_torch = torch.from_numpy(audio)
+            if reference_int8 is None:
+                reference_int8 = torch.ao.quantization.quantize_dynamic(reference, {torch.nn.Linear},
+                                                                        dtype=torch.qint8)
+
+            def run_pytorch_int8():
+                with torch.inference_mode():
+                    return reference_int8(audio_torch).logits.numpy()
+            calls["pytorch-int8"] = run_pytorch_int8
 
         outputs, warmup = {}, {}
         for name, call in calls.items():  # warm-up (tracing / XLA compilation), and the outputs to compare
@@ -196,18 +210,22 @@ def main(argv=None) -> None:
                   f"throughput {batch * args.seconds / median:6.1f} s of audio per s")
         ours = [name for name in calls if not name.startswith("pytorch")]
         if "pytorch" in calls:
-            for name in ours:
+            for name in [name for name in calls if name != "pytorch"]:
                 ratio = results[(batch, "pytorch")] / results[(batch, name)]
                 difference = np.abs(outputs[name] - outputs["pytorch"]).max()
-                print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}")
+                same_ids = np.mean(outputs[name].argmax(-1) == outputs["pytorch"].argmax(-1))
+                print(f"  {name} / pytorch throughput: {ratio:.2f}x   max |logits difference| {difference:.2e}, "
+                      f"greedy ids equal on {same_ids:.1%} of frames")
             for label, names in (("fastest of ours", ours),
                                  ("fastest float32 engine", [n for n in ours if not n.endswith(("int8", "bf16"))])):
                 fastest = min(names, key=lambda name: results[(batch, name)])
                 print(f"  {label}: {fastest}, {results[(batch, 'pytorch')] / results[(batch, fastest)]:.2f}x "
                       f"PyTorch's throughput")
-            if "pytorch-bf16" in calls and "keras-bf16" in calls:
-                print(f"  keras-bf16 / pytorch-bf16 throughput: "
-                      f"{results[(batch, 'pytorch-bf16')] / results[(batch, 'keras-bf16')]:.2f}x")
+            for ours_name, reference_name in (("keras-bf16", "pytorch-bf16"), ("onnxruntime-int8", "pytorch-bf16"),
+                                              ("onnxruntime-int8", "pytorch-int8")):
+                if ours_name in calls and reference_name in calls:
+                    print(f"  {ours_name} / {reference_name} throughput: "
+                          f"{results[(batch, reference_name)] / results[(batch, ours_name)]:.2f}x")
         elif "onnxruntime" in calls and "keras" in calls:
             difference = np.abs(outputs["onnxruntime"] - outputs["keras"]).max()
             print(f"  onnxruntime vs keras: max |logits difference| {difference:.2e}")

@@ -111,6 +111,7 @@ class ModelPassTiming:
     seconds: float = 0.0
     audio_seconds: float = 0.0
     batches: int = 0
+    precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
 
     def add(self, seconds: float, audio_seconds: float) -> None:
         self.seconds += seconds
@@ -119,8 +120,9 @@ class ModelPassTiming:
 
     def line(self) -> str:
         factor = self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
-        return (f"model pass: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time factor "
-                f"{factor:.3f}, {self.batches} batches)")
+        precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
+        return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
+                f"factor {factor:.3f}, {self.batches} batches)")
 
 
 def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:
@@ -189,6 +191,7 @@ class OnnxModelPass:
         load_model_with_latent(model_path)  # the one-line errors of a broken file
         self.model = load_onnx_with_latent(model_path)
         self.config = self.model.wav2vec2_config
+        self.precision = self.model.precision
         length = self.model.session.get_inputs()[0].shape[1]
         self.fixed_samples = length if isinstance(length, int) else None
 
@@ -465,7 +468,7 @@ class RunInfo:
                 "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
                 "model_pass": {"seconds": self.timing.seconds, "audio_seconds": self.timing.audio_seconds,
-                               "batches": self.timing.batches}}
+                               "batches": self.timing.batches, "precision": self.timing.precision}}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -486,8 +489,8 @@ def merge(folders: list[Path], out: Path) -> Path:
     for folder, info in zip(folders, infos):
         if info.shard is None:
             raise EvaluationError(f"{folder} is not a shard (run with --shard i/n)")
-        if (info.split, info.subset, info.source, info.model, info.shard[1]) != \
-                (first.split, first.subset, first.source, first.model, first.shard[1]):
+        if (info.split, info.subset, info.source, info.model, info.timing.precision, info.shard[1]) != \
+                (first.split, first.subset, first.source, first.model, first.timing.precision, first.shard[1]):
             raise EvaluationError(f"{folder} is shard {info.shard[0]}/{info.shard[1]} of {info.model} on {info.split}, "
                                   f"but {folders[0]} is of {first.model} on {first.split} in {first.shard[1]} shards")
     count = first.shard[1]
@@ -511,7 +514,7 @@ def merge(folders: list[Path], out: Path) -> Path:
         rows += shard_rows
     rows.sort(key=lambda row: row["id"])
     timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
-                             sum(i.timing.batches for i in infos))
+                             sum(i.timing.batches for i in infos), first.timing.precision)
     merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos))
     out.mkdir(parents=True, exist_ok=True)
@@ -591,7 +594,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         buckets = None if batch_size == 1 and not jit_compile else bucket_lengths(config.max_samples,
                                                                                   config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
-    timing = ModelPassTiming()
+    timing = ModelPassTiming(precision=getattr(model_pass, "precision", "float32"))
     started = time.perf_counter()
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:

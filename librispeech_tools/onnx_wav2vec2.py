@@ -62,6 +62,9 @@ class GraphBuilder:
     nodes: list = field(default_factory=list)
     initializers: list = field(default_factory=list)
     _count: int = 0
+    # int8 graphs: the real-frame mask [batch, frames, 1] of the transformer's activations; `dense` quantizes when set
+    int8_frame_mask: str | None = None
+    int8_cache: dict = field(default_factory=dict)  # (tensor, mask) -> QuantizedRows
 
     def _name(self, hint: str) -> str:
         self._count += 1
@@ -123,9 +126,73 @@ def layer_norm(g: GraphBuilder, x: str, gamma, beta, epsilon: float, axis: int =
 
 
 def dense(g: GraphBuilder, x: str, layer) -> str:
-    """keras.layers.Dense on [..., in]: MatMul + bias."""
+    """keras.layers.Dense on [..., in]: MatMul + bias (int8_dense when the graph is int8)."""
+    if g.int8_frame_mask is not None:
+        return int8_dense(g, x, layer, g.int8_frame_mask)
     out = g.op("MatMul", x, g.const(_weight(layer.kernel), f"{layer.name}_kernel"))
     return g.op("Add", out, g.const(_weight(layer.bias), f"{layer.name}_bias")) if layer.use_bias else out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# int8 (export-model --int8): int8 weights, symmetric, one scale per output channel; uint8 activations, asymmetric,
+# with one scale and zero point per batch row taken from that row's real frames only. So a row's result does not
+# depend on its padding or on the other rows of the batch, as in the float model (ONNX Runtime's quantize_dynamic
+# takes one min/max over the whole tensor, padded frames and other utterances included).
+# ---------------------------------------------------------------------------------------------------------------------
+
+def quantize_weight(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 of a [..., out] kernel, one scale per output channel: (int8 kernel, float32 scales [out])."""
+    scale = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0) / 127.0
+    scale[scale == 0] = 1.0
+    return np.clip(np.round(kernel / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class QuantizedRows:
+    """x [batch, frames, C] as uint8: x ~ (quantized - zero_point) * scale, with scale and zero_point [batch, 1, 1]."""
+    quantized: str
+    scale: str
+    zero_point: str
+
+
+def quantize_rows(g: GraphBuilder, x: str, mask: str) -> QuantizedRows:
+    """Per batch row, the uint8 range spans that row's real frames (mask [batch, frames, 1]) and 0, as
+    DynamicQuantizeLinear does for a whole tensor. Padded frames may saturate: no real frame reads them (convs look
+    only backwards from real frames, attention masks padded keys). Memoized: q, k and v share one quantization."""
+    key = (x, mask)
+    if key not in g.int8_cache:
+        masked = g.op("Mul", x, mask)
+        high = g.op("Max", g.op("ReduceMax", masked, axes=[1, 2], keepdims=1), g.const(0.0, "zero"))  # [b, 1, 1]
+        low = g.op("Min", g.op("ReduceMin", masked, axes=[1, 2], keepdims=1), g.const(0.0, "zero"))
+        scale = g.op("Div", g.op("Max", g.op("Sub", high, low), g.const(1e-12, "tiny")), g.const(255.0, "levels"))
+        zero_point = g.op("Round", g.op("Div", g.op("Neg", low), scale))  # in [0, 255]: low <= 0 <= high
+        flat = g.int64([-1], "flat")  # QuantizeLinear's per-axis parameters are 1-D [batch]
+        quantized = g.op("QuantizeLinear", x, g.op("Reshape", scale, flat),
+                         g.op("Cast", g.op("Reshape", zero_point, flat), to=2), axis=0)  # 2: uint8
+        g.int8_cache[key] = QuantizedRows(quantized, scale, zero_point)
+    return g.int8_cache[key]
+
+
+def dequantize(g: GraphBuilder, products: str, rows: QuantizedRows, kernel: np.ndarray, weight_scale: np.ndarray,
+               layer) -> str:
+    """int32 products quantized x @ int8 kernel -> float. ONNX Runtime's MatMulInteger takes one scalar zero point
+    for x, so the per-row zero point comes off here: (x_q - zp) @ W = x_q @ W - zp * column sums of W, folded with the
+    bias into one [batch, 1, out] term. The weight and row scales are two Muls: ONNX Runtime 1.32 fuses
+    MatMulInteger + Cast + Mul into MatMulIntegerToFloat, which computes a [batch, 1, out] scale wrongly."""
+    column_sums = kernel.reshape(-1, kernel.shape[-1]).astype(np.float32).sum(axis=0) * weight_scale
+    bias = _weight(layer.bias) if layer.use_bias else np.zeros_like(weight_scale)
+    offset = g.op("Sub", g.const(bias, f"{layer.name}_bias"),
+                  g.op("Mul", g.op("Mul", rows.zero_point, rows.scale), g.const(column_sums, "column_sums")))
+    out = g.op("Mul", g.op("Cast", products, to=1), g.const(weight_scale, f"{layer.name}_kernel_scale"))
+    return g.op("Add", g.op("Mul", out, rows.scale), offset)
+
+
+def int8_dense(g: GraphBuilder, x: str, layer, mask: str) -> str:
+    """keras.layers.Dense on [batch, frames, in] as one MatMulInteger (see quantize_rows)."""
+    kernel, weight_scale = quantize_weight(_weight(layer.kernel))
+    rows = quantize_rows(g, x, mask)
+    products = g.op("MatMulInteger", rows.quantized, g.const(kernel, f"{layer.name}_kernel_int8", np.int8))
+    return dequantize(g, products, rows, kernel, weight_scale, layer)
 
 
 def frames_after_conv(g: GraphBuilder, lengths: str, kernel_size: int, stride: int) -> str:
@@ -163,20 +230,64 @@ def conv1d(g: GraphBuilder, x_ncw: str, conv, stride: int = 1, groups: int = 1, 
     return g.op("Conv", *inputs, strides=[stride], group=groups, pads=list(pads))
 
 
-def feature_encoder(g: GraphBuilder, audio: str, audio_length: str, layer) -> tuple[str, str]:
-    """layers.Wav2Vec2FeatureEncoder: (features [batch, frames, C], real frames [batch, 1])."""
+def int8_conv1d(g: GraphBuilder, x_nwc: str, conv, stride: int, mask: str) -> str:
+    """keras.layers.Conv1D (no padding) on channels-last [batch, samples, C], int8 (see quantize_rows; mask: the
+    input's real samples [batch, samples, 1]), as MatMulIntegers.
+
+    Why not ConvInteger: ONNX Runtime runs it far slower than its int8 GEMM (which uses AMX/VNNI where the CPU has
+    them). Reshaping time into blocks of `stride` samples, [batch, blocks, stride * C], turns the strided conv into
+    ceil(kernel / stride) matmuls over shifted block rows: output t = sum_j blocks[t + j] @ W_j, where W_j holds taps
+    j * stride ... j * stride + stride - 1 (taps past the kernel are zero rows)."""
+    kernel = _weight(conv.kernel)  # [kernel, in, out]
+    kernel_size, channels, out_channels = kernel.shape
+    num_blocks = -(-kernel_size // stride)
+    taps = np.zeros((num_blocks * stride, channels, out_channels), np.float32)
+    taps[:kernel_size] = kernel
+    quantized, weight_scale = quantize_weight(taps)
+    rows = quantize_rows(g, x_nwc, mask)
+    # pad the samples to whole blocks; padded samples only meet the zero taps
+    samples = g.op("Gather", g.op("Shape", x_nwc), g.int64([1], "axis"), axis=0)  # [1]
+    stride_const = g.int64([stride], "stride")
+    padding = g.op("Mod", g.op("Sub", stride_const, g.op("Mod", samples, stride_const)), stride_const)
+    zero = g.int64([0], "zero")
+    pads = g.op("Concat", zero, zero, zero, zero, padding, zero, axis=0)
+    blocks = g.op("Reshape", g.op("Pad", rows.quantized, pads), g.int64([0, -1, stride * channels], "blocks_shape"))
+    frames = g.op("Max", g.op("Add", g.op("Div", g.op("Sub", samples, g.int64([kernel_size], "kernel")),
+                                          stride_const), g.int64([1], "one")), zero)
+    accumulated = None
+    for j in range(num_blocks):
+        start = g.int64([j], "start")
+        block_rows = g.op("Slice", blocks, start, g.op("Add", frames, start), g.int64([1], "axis"))
+        weight = g.const(quantized[j * stride:(j + 1) * stride].reshape(-1, out_channels), f"{conv.name}_kernel_int8",
+                         np.int8)
+        product = g.op("MatMulInteger", block_rows, weight)
+        accumulated = product if accumulated is None else g.op("Add", accumulated, product)
+    return dequantize(g, accumulated, rows, quantized, weight_scale, conv)
+
+
+def feature_encoder(g: GraphBuilder, audio: str, audio_length: str, layer, int8: bool = False) -> tuple[str, str]:
+    """layers.Wav2Vec2FeatureEncoder: (features [batch, frames, C], real frames [batch, 1]). int8: the conv layers
+    after the first run channels-last as int8_conv1d (the first one, on raw audio, stays float)."""
     hidden = g.op("Unsqueeze", audio, g.int64([1], "axes"))  # [batch, 1, samples]: ONNX convs are channels-first
     lengths = g.op("Round", audio_length)
-    for conv_layer in layer.conv_layers:
+    channels_last = False
+    for index, conv_layer in enumerate(layer.conv_layers):
+        input_lengths = lengths
         lengths = frames_after_conv(g, lengths, conv_layer.kernel_size, conv_layer.stride)
-        hidden = conv1d(g, hidden, conv_layer.conv, conv_layer.stride)
-        if conv_layer.norm == "group":
+        if int8 and index > 0:
+            if not channels_last:
+                hidden, channels_last = g.op("Transpose", hidden, perm=[0, 2, 1]), True
+            mask = g.op("Unsqueeze", length_mask(g, input_lengths, hidden, 1), g.int64([2], "axes"))
+            hidden = int8_conv1d(g, hidden, conv_layer.conv, conv_layer.stride, mask)
+        else:
+            hidden = conv1d(g, hidden, conv_layer.conv, conv_layer.stride)
+        if conv_layer.norm == "group":  # the first layer only (layers.Wav2Vec2FeatureEncoder)
             hidden = masked_group_norm(g, hidden, lengths, conv_layer.layer_norm)
         elif conv_layer.norm == "layer":
             norm = conv_layer.layer_norm
-            hidden = layer_norm(g, hidden, norm.gamma, norm.beta, norm.epsilon, axis=-2)  # over channels
+            hidden = layer_norm(g, hidden, norm.gamma, norm.beta, norm.epsilon, axis=-1 if channels_last else -2)
         hidden = activation(g, hidden, conv_layer.activation_name)
-    return g.op("Transpose", hidden, perm=[0, 2, 1]), lengths
+    return (hidden if channels_last else g.op("Transpose", hidden, perm=[0, 2, 1])), lengths
 
 
 def positional_conv(g: GraphBuilder, hidden: str, layer) -> str:
@@ -258,16 +369,18 @@ def blank_padded_frames(g: GraphBuilder, logits: str, frame_mask: str, layer, vo
 # The model
 # ---------------------------------------------------------------------------------------------------------------------
 
-def to_onnx(model, max_samples: int | None = None):
+def to_onnx(model, max_samples: int | None = None, int8: bool = False):
     """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export). Batch is dynamic;
-    samples are dynamic when max_samples is None, else fixed (the frames follow)."""
+    samples are dynamic when max_samples is None, else fixed (the frames follow). int8: see save_onnx."""
     onnx = _onnx()
     from librispeech.wav2vec2.model import ENCODER_LAYER_NAME, model_config
 
     config = model_config(model)
     g = GraphBuilder()
-    features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"))
+    features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"), int8)
     frame_mask = length_mask(g, lengths, features, 1)  # layers.Wav2Vec2FrameMask
+    if int8:
+        g.int8_frame_mask = g.op("Unsqueeze", frame_mask, g.int64([2], "axes"))
     projection = model.get_layer("feature_projection")
     hidden = dense(g, _keras_layer_norm(g, features, projection.layer_norm), projection.projection)
     hidden = encoder(g, hidden, frame_mask, model.get_layer(ENCODER_LAYER_NAME), output=HIDDEN_STATE)
@@ -289,23 +402,19 @@ def to_onnx(model, max_samples: int | None = None):
     return proto
 
 
-def save_onnx(model, path: str | Path, max_samples: int | None = None) -> Path:
-    """Write `model` as ONNX at `path` (one file; the base model is about 360 MiB, below protobuf's 2 GiB)."""
+def save_onnx(model, path: str | Path, max_samples: int | None = None, int8: bool = False) -> Path:
+    """Write `model` as ONNX at `path` (one file; the base model is about 360 MiB, below protobuf's 2 GiB).
+
+    int8: a speed option for CPU runs, not float-exact (logits move by ~1e-2..1e-1; the demo model's corpus WER by
+    a few tenths of a point). The feature encoder's convs after the first (int8_conv1d) and every Dense (projections,
+    feed-forward, CTC head: int8_dense) run as int8 MatMulIntegers; the first conv, norms, softmax, attention scores
+    and the positional conv stay float32. Standard opset-16 ops only (MatMulInteger, QuantizeLinear), so the
+    importer limits hold, and padding-invariance holds as in the float model (see quantize_rows)."""
     onnx = _onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(to_onnx(model, max_samples), str(path))
+    onnx.save_model(to_onnx(model, max_samples, int8), str(path))
     return path
-
-
-def quantize_int8(source: str | Path, target: str | Path) -> Path:
-    """ONNX Runtime's dynamic int8 quantization of the MatMul weights (activations quantized per call; convs, norms
-    and softmax stay float32). Standard ops only (MatMulInteger, DynamicQuantizeLinear), so the limits still hold.
-    A speed option for local CPU runs: the logits are no longer within 1e-4 of the float model."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    return Path(target)
 
 
 def limit_violations(proto) -> list[str]:
@@ -354,7 +463,8 @@ def exported_config(proto):
 
 class OnnxWithHiddenState:
     """An ONNX export run by ONNX Runtime, returning [logits, last_hidden_state] like model.with_hidden_states:
-    `predict_on_batch([audio, audio_length])`, and `wav2vec2_config` for frame counts."""
+    `predict_on_batch([audio, audio_length])`, `wav2vec2_config` for frame counts, and `precision` ("int8" for an
+    export-model --int8 file, else "float32")."""
 
     def __init__(self, path: str | Path):
         import onnxruntime
@@ -366,6 +476,7 @@ class OnnxWithHiddenState:
             raise OnnxExportError(f"cannot read {path} as ONNX ({type(error).__name__})") from None
         proto = with_hidden_state_output(proto)
         self.wav2vec2_config = exported_config(proto)
+        self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
         self.session = onnxruntime.InferenceSession(proto.SerializeToString(),
                                                     providers=["CPUExecutionProvider"])
 
