@@ -15,6 +15,9 @@ zeroed before the positional conv and masked out of attention, and their logits 
 What Tensorleap's ONNX importer (onnx2kerastl, onnx 1.13) reads: opset <= 16 (so LayerNorm is spelled out:
 LayerNormalization is opset 17), IR version <= 8, default-domain ops only. `limit_violations` checks all three.
 
+`to_onnx(int8=True)` (export-model --int8) is the fast CPU variant: int8 convs and dense layers as MatMulIntegers,
+each activation quantized per utterance from its real frames (see the int8 section below); not float-exact.
+
     inputs   audio [batch, samples] float32, audio_length [batch, 1] float32
     output   logits [batch, frames, vocab] float32
     inside   last_hidden_state [batch, frames, hidden] (zero on padded frames): not an output, so code-loader sees
