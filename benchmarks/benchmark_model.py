@@ -10,7 +10,7 @@ Engines (timed in interleaved rounds, so a busy machine slows all of them alike)
   onnxruntime  the ONNX export of the same model (librispeech_tools/onnx_wav2vec2.py) in ONNX Runtime's CPU
                provider, default graph optimisations (needs onnx and onnxruntime)
   onnxruntime-int8  the int8 export (export-model --int8: int8 feature-encoder convs and MatMuls, activations
-               quantized per call); not float-exact, so its logits difference to PyTorch is printed with it
+               quantized per utterance); not float-exact, so its logits difference to PyTorch is printed with it
   keras-bf16   the same weights in a Keras model built under the mixed_bfloat16 policy (bfloat16 matmuls and convs,
                float32 norms and CTC head); not float-exact. Fast only on CPUs with native bfloat16 (AMX, AVX512-BF16)
   pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)

@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"fixed input length in seconds (default: {project.max_samples / project.sample_rate} "
                              f"for .h5, any length for .onnx)")
     parser.add_argument("--int8", action="store_true",
-                        help="write each .onnx output with int8 convs and MatMuls (int8 weights, activations quantized "
-                             "per call): about 2x faster on CPU, logits no longer equal the float model's")
+                        help="write each .onnx output with int8 convs and MatMuls (int8 weights; activations "
+                             "quantized per utterance from its real frames): about 2x faster on CPU, not float-exact")
     parser.add_argument("--skip-checks", action="store_true",
                         help="skip the save/load, ONNX Runtime and PyTorch checks")
     args = parser.parse_args(argv)
