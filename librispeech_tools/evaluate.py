@@ -165,8 +165,10 @@ class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
     Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
-    __call__ and num_frames.
+    __call__, num_frames and precision.
     """
+
+    precision = "float32"
 
     def __init__(self, model, jit_compile: bool = False):
         from librispeech.wav2vec2 import model as wav2vec2_model
@@ -594,7 +596,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         buckets = None if batch_size == 1 and not jit_compile else bucket_lengths(config.max_samples,
                                                                                   config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
-    timing = ModelPassTiming(precision=getattr(model_pass, "precision", "float32"))
+    timing = ModelPassTiming(precision=model_pass.precision)
     started = time.perf_counter()
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
