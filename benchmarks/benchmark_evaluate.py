@@ -7,11 +7,12 @@ checkpoint made from Wav2Vec2Config's defaults and exported to Keras with `expor
 Measured, in interleaved rounds (so a busy machine slows both alike), each as a whole process:
   end to end   `evaluate` (every metric, metadata, tables, summary, plots) vs the recipe (transcripts and WER);
   model pass   only the model calls: evaluate's model pass (length buckets) vs the recipe's model(...) calls.
-for each of --engines: `keras` (the float .h5, evaluate's default), `onnxruntime` (the float .onnx) and
-`onnxruntime-int8` (export-model --int8: not float-exact, so its WER is printed beside the float one).
+for each of --engines: `keras` (the float .h5 run by Keras), `onnxruntime-h5` (the same .h5 converted in memory and
+run by ONNX Runtime: evaluate's default on CPU), `onnxruntime` (the float .onnx file) and `onnxruntime-int8`
+(export-model --int8: not float-exact, so its WER is printed beside the float one).
 
     .venv/bin/python benchmarks/benchmark_evaluate.py --torch-python /tmp/recipe-venv/bin/python \\
-        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3] [--engines keras onnxruntime-int8]
+        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3] [--engines keras onnxruntime-h5]
 
 --torch-python is a Python with torch and transformers (this project's tests never need torch); the corpus (espeak-ng
 speech from librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the
@@ -107,7 +108,8 @@ def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool) -> dict:
     return result
 
 
-def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: float | None, xla: bool) -> dict:
+def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: float | None, xla: bool,
+                   engine: str) -> dict:
     """evaluate's model pass alone, on the same inputs: the dynamic-length model over length buckets."""
     import librispeech  # noqa: F401  telemetry guard
     import numpy as np
@@ -116,10 +118,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     from librispeech_tools import evaluate
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    if model_path.suffix == ".onnx":
-        model_pass = evaluate.OnnxModelPass(model_path)
-    else:
-        model_pass = evaluate.KerasModelPass(evaluate.load_dynamic_length_model(model_path), xla)
+    model_pass = evaluate.load_model_pass(model_path, engine, jit_compile=xla)
     # as evaluate: one utterance per call without XLA needs no buckets
     buckets = None if growth is None or (batch_size == 1 and not xla) else evaluate.bucket_lengths(559280, 16000,
                                                                                                   growth)
@@ -133,7 +132,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
         timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000)
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
-            "first_call": first_call, "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
+            "engine": model_pass.engine, "first_call": first_call, "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
 
 
 # ---------------------------------------------------------------- the side-by-side run
@@ -152,8 +151,11 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-ENGINE_FILES = {"keras": ("base-random.h5", []), "onnxruntime": ("base-random.onnx", []),
-                "onnxruntime-int8": ("base-random-int8.onnx", ["--int8"])}
+# engine -> (model file, export-model options that make it, evaluate's --engine)
+ENGINES = {"keras": ("base-random.h5", [], "keras"),
+           "onnxruntime-h5": ("base-random.h5", [], "onnxruntime"),  # the .h5 converted in memory (evaluate's default)
+           "onnxruntime": ("base-random.onnx", [], "auto"),
+           "onnxruntime-int8": ("base-random-int8.onnx", ["--int8"], "auto")}
 
 
 def compare(args) -> None:
@@ -167,7 +169,7 @@ def compare(args) -> None:
         timed(torch_script + ["checkpoint", "--out", str(checkpoint)])
     models = {}
     for engine in args.engines:
-        file_name, options = ENGINE_FILES[engine]
+        file_name, options, _ = ENGINES[engine]
         models[engine] = work / file_name
         if not models[engine].is_file():
             timed([sys.executable, "-m", "librispeech_tools.export", "--checkpoint", str(checkpoint), "--output",
@@ -184,7 +186,7 @@ def compare(args) -> None:
             if out.exists():
                 shutil.rmtree(out)
             command = [sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
-                       "--out", str(out), *args.evaluate_args]
+                       "--out", str(out), "--engine", ENGINES[engine][2], *args.evaluate_args]
             seconds, stdout = timed(command, env)
             results[f"evaluate {engine}"].append(seconds)
             details[f"evaluate {engine}"] = {**json.loads((out / "run.json").read_text()),
@@ -198,7 +200,8 @@ def compare(args) -> None:
         details["recipe"] = last_json(stdout)
         for engine, model in models.items():
             _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
-                                      str(args.batch_size)] + (["--xla"] if args.xla else []))
+                                      str(args.batch_size), "--engine", ENGINES[engine][2]]
+                              + (["--xla"] if args.xla else []))
             details[f"model pass {engine}"] = last_json(stdout)
             results[f"model pass {engine}"].append(details[f"model pass {engine}"]["model_seconds"])
         _, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
@@ -221,9 +224,9 @@ def pinned(args) -> None:
     swapping cores between rounds: both see the same background load, which a shared machine shifts by minutes."""
     work = args.work
     corpus, checkpoint = work / f"corpus-{args.utterances}", work / "hf-base-random"
-    model = work / ENGINE_FILES[args.engines[0]][0]
-    keras_command = [sys.executable, str(Path(__file__).resolve()), "model-pass", "--model", str(model), "--corpus",
-                     str(corpus)]
+    file_name, _, engine = ENGINES[args.engines[0]]
+    keras_command = [sys.executable, str(Path(__file__).resolve()), "model-pass", "--model", str(work / file_name),
+                     "--corpus", str(corpus), "--engine", engine]
     torch_command = [str(args.torch_python), str(Path(__file__).resolve()), "recipe", "--checkpoint",
                      str(checkpoint), "--corpus", str(corpus), "--model-calls-only"]
     env = {**os.environ, "TL_DISABLE_ANALYTICS": "true", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
@@ -264,6 +267,7 @@ def main(argv=None) -> None:
     model_pass.add_argument("--batch-size", type=int, default=1)
     model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
+    model_pass.add_argument("--engine", default="auto", help="evaluate's --engine")
     for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
         command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")
         command.add_argument("--work", type=Path, default=Path("/tmp/evaluate-benchmark"))
@@ -272,9 +276,10 @@ def main(argv=None) -> None:
         command.add_argument("--rounds", type=int, default=3)
         command.add_argument("--batch-size", type=int, default=1, help="for the model-pass process")
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
-        command.add_argument("--engines", nargs="+", choices=sorted(ENGINE_FILES), default=["keras"],
-                             help="evaluate's model: keras (.h5), onnxruntime (.onnx), onnxruntime-int8 (int8 .onnx); "
-                                  "`pinned` uses the first")
+        command.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["onnxruntime-h5"],
+                             help="evaluate's model and engine: keras (.h5 in Keras), onnxruntime-h5 (.h5 converted "
+                                  "in memory: evaluate's default on CPU), onnxruntime (.onnx file), onnxruntime-int8 "
+                                  "(int8 .onnx); `pinned` uses the first")
         command.add_argument("--ablation", action="store_true",
                              help="also time evaluate with --metadata-workers 0 (metadata in line)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
@@ -287,7 +292,8 @@ def main(argv=None) -> None:
     elif args.command == "recipe":
         print(json.dumps(run_recipe(args.checkpoint, args.corpus, args.model_calls_only)))
     elif args.command == "model-pass":
-        print(json.dumps(run_model_pass(args.model, args.corpus, args.batch_size, args.growth or None, args.xla)))
+        print(json.dumps(run_model_pass(args.model, args.corpus, args.batch_size, args.growth or None, args.xla,
+                                        args.engine)))
     else:
         if args.torch_python is None:
             parser.error("--torch-python is required: a Python with torch and transformers")

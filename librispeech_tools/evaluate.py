@@ -112,6 +112,7 @@ class ModelPassTiming:
     audio_seconds: float = 0.0
     batches: int = 0
     precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
+    engine: str = "keras"       # what ran the model: "keras" or "onnxruntime" (see ENGINES)
 
     def add(self, seconds: float, audio_seconds: float) -> None:
         self.seconds += seconds
@@ -122,7 +123,7 @@ class ModelPassTiming:
         factor = self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
         precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
         return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
-                f"factor {factor:.3f}, {self.batches} batches)")
+                f"factor {factor:.3f}, {self.batches} batches, {ENGINE_NAMES.get(self.engine, self.engine)})")
 
 
 def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:
@@ -165,10 +166,12 @@ class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
     Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
-    __call__, num_frames and precision.
+    __call__, num_frames, precision and engine.
     """
 
     precision = "float32"
+    engine = "keras"
+    fixed_samples = None  # any input length
 
     def __init__(self, model, jit_compile: bool = False):
         from librispeech.wav2vec2 import model as wav2vec2_model
@@ -186,16 +189,27 @@ class KerasModelPass:
 
 
 class OnnxModelPass:
-    """The model pass with an ONNX export run by ONNX Runtime. Its time axis is dynamic unless export-model was given
-    --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
+    """The model pass run by ONNX Runtime: an .onnx export (`model_path`), or a Keras model converted in memory
+    (`from_keras`: float32, within 1e-5 of Keras, and faster on CPU: see ENGINES). The time axis is dynamic unless
+    export-model was given --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
 
-    def __init__(self, model_path: Path):
-        load_model_with_latent(model_path)  # the one-line errors of a broken file
-        self.model = load_onnx_with_latent(model_path)
+    engine = "onnxruntime"
+
+    def __init__(self, model_path: Path | None = None, converted=None):
+        if converted is None:
+            load_model_with_latent(model_path)  # the one-line errors of a broken file
+            converted = load_onnx_with_latent(model_path)
+        self.model = converted
         self.config = self.model.wav2vec2_config
         self.precision = self.model.precision
         length = self.model.session.get_inputs()[0].shape[1]
         self.fixed_samples = length if isinstance(length, int) else None
+
+    @classmethod
+    def from_keras(cls, model) -> "OnnxModelPass":
+        from librispeech_tools.onnx_wav2vec2 import OnnxWithHiddenState
+
+        return cls(converted=OnnxWithHiddenState.from_keras(model))
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, hidden = self.model.predict_on_batch([audio, lengths])
@@ -203,6 +217,68 @@ class OnnxModelPass:
 
     def num_frames(self, num_samples: int) -> int:
         return self.config.num_frames(num_samples)
+
+
+# What runs an .h5's model pass. On CPU, ONNX Runtime runs the same float32 graph faster than Keras on TensorFlow
+# (15.4 s vs 21.4 s for the 24-utterance benchmark, benchmarks/EVALUATE_RESULTS.md), so "auto" converts the .h5 in
+# memory unless Keras has a GPU to run on, XLA is asked for, or the input is the platform's fixed length (--fixed-
+# length: the platform's own path, Keras). An .onnx always runs with ONNX Runtime.
+ENGINES = ("auto", "keras", "onnxruntime")
+ENGINE_NAMES = {"keras": "Keras", "onnxruntime": "ONNX Runtime"}
+
+
+def keras_sees_an_accelerator() -> bool:
+    """Whether Keras' backend has a GPU (or other accelerator) to place the model on."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def resolve_engine(engine: str, model_path: Path, fixed_length: bool, jit_compile: bool) -> str:
+    """The engine `auto` stands for, or EvaluationError for a combination that cannot run."""
+    if model_path.suffix.lower() == ".onnx":
+        if engine == "keras" or jit_compile:
+            raise EvaluationError(f"{model_path.name} is an ONNX export: it runs with ONNX Runtime, not Keras "
+                                  f"(--engine keras and --xla need an .h5)")
+        return "onnxruntime"
+    if engine == "onnxruntime" and (fixed_length or jit_compile):
+        raise EvaluationError("--engine onnxruntime runs real lengths without XLA; --fixed-length and --xla run "
+                              "Keras")
+    if engine != "auto":
+        return engine
+    if fixed_length or jit_compile or keras_sees_an_accelerator():
+        return "keras"
+    try:
+        import onnx  # noqa: F401  the converter builds the graph with it (the project's dev extra)
+    except ImportError:
+        print("evaluate: onnx is not installed, so the model pass runs in Keras (install the dev extra for the "
+              "faster ONNX Runtime engine)", file=sys.stderr)
+        return "keras"
+    return "onnxruntime"
+
+
+def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False):
+    """The model pass of `model_path` for the engine (see ENGINES)."""
+    engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
+    if model_path.suffix.lower() == ".onnx":
+        return OnnxModelPass(model_path)
+    if fixed_length:
+        return KerasModelPass(load_model_with_latent(model_path)[0], jit_compile)
+    model = load_dynamic_length_model(model_path)
+    return OnnxModelPass.from_keras(model) if engine == "onnxruntime" else KerasModelPass(model, jit_compile)
 
 
 def load_dynamic_length_model(model_path: Path):
@@ -470,7 +546,8 @@ class RunInfo:
                 "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
                 "model_pass": {"seconds": self.timing.seconds, "audio_seconds": self.timing.audio_seconds,
-                               "batches": self.timing.batches, "precision": self.timing.precision}}
+                               "batches": self.timing.batches, "precision": self.timing.precision,
+                               "engine": self.timing.engine}}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -516,7 +593,8 @@ def merge(folders: list[Path], out: Path) -> Path:
         rows += shard_rows
     rows.sort(key=lambda row: row["id"])
     timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
-                             sum(i.timing.batches for i in infos), first.timing.precision)
+                             sum(i.timing.batches for i in infos), first.timing.precision,
+                             "+".join(sorted({i.timing.engine for i in infos})))  # float32 engines agree to 1e-5
     merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos))
     out.mkdir(parents=True, exist_ok=True)
@@ -559,7 +637,7 @@ class Shard:
 
 def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int,
         fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
-        shard: Shard | None = None) -> Path:
+        shard: Shard | None = None, engine: str = "auto") -> Path:
     from tqdm import tqdm
 
     config = project_config()
@@ -573,13 +651,9 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         keep = set(shard.select(list(split.utterances)))
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
     fixed_samples = config.max_samples
-    if model_path.suffix.lower() == ".onnx":
-        model_pass = OnnxModelPass(model_path)
-        if model_pass.fixed_samples is not None:  # exported with --max-seconds: only that length runs
-            fixed_length, fixed_samples = True, model_pass.fixed_samples
-    else:
-        model = load_model_with_latent(model_path)[0] if fixed_length else load_dynamic_length_model(model_path)
-        model_pass = KerasModelPass(model, jit_compile)
+    model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile)
+    if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
+        fixed_length, fixed_samples = True, model_pass.fixed_samples
     suffix = f"-shard-{shard.index}-of-{shard.count}" if shard else ""
     out = out or REPO_ROOT / "reports" / f"{split.split}-{model_path.stem}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
@@ -596,7 +670,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         buckets = None if batch_size == 1 and not jit_compile else bucket_lengths(config.max_samples,
                                                                                   config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
-    timing = ModelPassTiming(precision=model_pass.precision)
+    timing = ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     started = time.perf_counter()
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
@@ -636,7 +710,11 @@ def main(argv=None) -> None:
                         help=f"utterances per model call (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--fixed-length", action="store_true",
                         help="pad every input to the platform's fixed length (slow; the platform's exact path)")
-    parser.add_argument("--xla", action="store_true", help="compile the model with XLA (jit_compile=True)")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="what runs an .h5 on real lengths: keras, or onnxruntime (the same float32 model "
+                             "converted in memory; faster on CPU). auto (default): onnxruntime unless Keras has a "
+                             "GPU, or --xla / --fixed-length is given. An .onnx always runs with onnxruntime")
+    parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
     parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
                         help=f"threads computing metadata alongside the model (default {DEFAULT_METADATA_WORKERS}; "
                              f"0: in line)")
@@ -656,7 +734,7 @@ def main(argv=None) -> None:
             merge(args.merge, args.out)
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
-                args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard)
+                args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard, args.engine)
     except EvaluationError as error:
         sys.exit(f"evaluate: {error}")
 

@@ -372,9 +372,12 @@ def blank_padded_frames(g: GraphBuilder, logits: str, frame_mask: str, layer, vo
 # The model
 # ---------------------------------------------------------------------------------------------------------------------
 
-def to_onnx(model, max_samples: int | None = None, int8: bool = False):
+def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_state_output: bool = False,
+            check: bool = True):
     """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export). Batch is dynamic;
-    samples are dynamic when max_samples is None, else fixed (the frames follow). int8: see save_onnx."""
+    samples are dynamic when max_samples is None, else fixed (the frames follow). int8: see save_onnx.
+    hidden_state_output: last_hidden_state is a second output (for a local session, not for a file the platform
+    reads). check: run onnx's full checker (ONNX Runtime validates a graph it loads anyway)."""
     onnx = _onnx()
     from librispeech.wav2vec2.model import ENCODER_LAYER_NAME, model_config
 
@@ -396,12 +399,15 @@ def to_onnx(model, max_samples: int | None = None, int8: bool = False):
         g.nodes, model.name,
         [onnx.helper.make_tensor_value_info(AUDIO, float_type, ["batch", max_samples or "samples"]),
          onnx.helper.make_tensor_value_info(AUDIO_LENGTH, float_type, ["batch", 1])],
-        [onnx.helper.make_tensor_value_info(LOGITS, float_type, ["batch", frames, config.vocab_size])],
+        [onnx.helper.make_tensor_value_info(LOGITS, float_type, ["batch", frames, config.vocab_size])]
+        + ([onnx.helper.make_tensor_value_info(HIDDEN_STATE, float_type, ["batch", frames, config.hidden_size])]
+           if hidden_state_output else []),
         initializer=g.initializers)
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name=PRODUCER, ir_version=IR_VERSION)
     onnx.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(config.to_dict())})
-    onnx.checker.check_model(proto, full_check=True)
+    if check:
+        onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
@@ -470,14 +476,23 @@ class OnnxWithHiddenState:
     export-model --int8 file, else "float32")."""
 
     def __init__(self, path: str | Path):
-        import onnxruntime
-
         onnx = _onnx()
         try:
             proto = onnx.load(str(path))
         except Exception as error:  # a truncated or foreign file
             raise OnnxExportError(f"cannot read {path} as ONNX ({type(error).__name__})") from None
-        proto = with_hidden_state_output(proto)
+        self._start(with_hidden_state_output(proto))
+
+    @classmethod
+    def from_keras(cls, model) -> "OnnxWithHiddenState":
+        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes), nothing written."""
+        converted = cls.__new__(cls)
+        converted._start(to_onnx(model, hidden_state_output=True, check=False))
+        return converted
+
+    def _start(self, proto) -> None:
+        import onnxruntime
+
         self.wav2vec2_config = exported_config(proto)
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
         self.session = onnxruntime.InferenceSession(proto.SerializeToString(),

@@ -1,4 +1,5 @@
 """`evaluate` on real lengths: the same rows as the platform's fixed-length path, length buckets, shards and --merge."""
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,29 @@ def run(out: Path, **options) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def real_lengths(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    """The demo model on real lengths: batches of 3 padded to length buckets, metadata in a worker thread."""
+    """The demo model on real lengths: batches of 3 padded to length buckets, metadata in a worker thread, the
+    default engine (ONNX Runtime on a machine where Keras has no GPU)."""
     out = tmp_path_factory.mktemp("real-lengths")
     return out, run(out, metadata_workers=1)
 
 
-def test_rows_equal_the_fixed_length_path(real_lengths, tmp_path):
-    out, dynamic = real_lengths
-    fixed = run(tmp_path / "fixed", fixed_length=True, metadata_workers=0, batch_size=4)
+@pytest.fixture(scope="module")
+def fixed_length(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """The platform's path: the .h5 in Keras, every input padded to 34.955 s."""
+    out = tmp_path_factory.mktemp("fixed-length")
+    return out, run(out, fixed_length=True, metadata_workers=0, batch_size=4)
+
+
+@pytest.mark.parametrize("engine", ["default", "keras", "onnxruntime"])
+def test_rows_equal_the_fixed_length_path(engine, real_lengths, fixed_length, tmp_path):
+    if engine == "default":
+        out, dynamic = real_lengths
+    else:
+        out = tmp_path / engine
+        dynamic = run(out, engine=engine)
+        assert f"{evaluate.ENGINE_NAMES[engine]})" in (out / "summary.md").read_text()
+    fixed_out, fixed = fixed_length
+    assert "Keras)" in (fixed_out / "summary.md").read_text()
     assert list(dynamic.columns) == list(fixed.columns) and dynamic["id"].tolist() == fixed["id"].tolist()
     assert len(fixed) == LIMIT
     assert dynamic["hypothesis"].tolist() == fixed["hypothesis"].tolist()
@@ -38,9 +54,30 @@ def test_rows_equal_the_fixed_length_path(real_lengths, tmp_path):
     others = [c for c in fixed.columns if c not in numeric]
     assert dynamic[others].fillna("").equals(fixed[others].fillna(""))
     rows = {row["id"]: row for row in evaluate.read_rows(out / "samples.jsonl")}
-    fixed_rows = {row["id"]: row for row in evaluate.read_rows(tmp_path / "fixed" / "samples.jsonl")}
+    fixed_rows = {row["id"]: row for row in evaluate.read_rows(fixed_out / "samples.jsonl")}
     for sample_id, row in rows.items():
         assert np.allclose(row["latent"], fixed_rows[sample_id]["latent"], atol=1e-4)
+
+
+def test_engine_choice(monkeypatch, capsys):
+    h5, onnx_file = Path("model.h5"), Path("model.onnx")
+    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: False)
+    assert evaluate.resolve_engine("auto", h5, False, False) == "onnxruntime"  # CPU: the faster float engine
+    assert evaluate.resolve_engine("auto", h5, True, False) == "keras"  # --fixed-length: the platform's own path
+    assert evaluate.resolve_engine("auto", h5, False, True) == "keras"  # --xla
+    assert evaluate.resolve_engine("keras", h5, False, False) == "keras"
+    assert evaluate.resolve_engine("auto", onnx_file, False, False) == "onnxruntime"
+    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: True)
+    assert evaluate.resolve_engine("auto", h5, False, False) == "keras"  # Keras runs it on the GPU
+    assert evaluate.resolve_engine("onnxruntime", h5, False, False) == "onnxruntime"
+    for engine, path, fixed, xla in (("keras", onnx_file, False, False), ("auto", onnx_file, False, True),
+                                     ("onnxruntime", h5, True, False), ("onnxruntime", h5, False, True)):
+        with pytest.raises(evaluate.EvaluationError):
+            evaluate.resolve_engine(engine, path, fixed, xla)
+    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so
+    assert evaluate.resolve_engine("auto", h5, False, False) == "keras"
+    assert "onnx is not installed" in capsys.readouterr().err
 
 
 def test_summary_reports_the_model_pass(real_lengths):
