@@ -161,7 +161,8 @@ ENGINES = {"keras": ("base-random.h5", [], "keras"),
 def compare(args) -> None:
     work = args.work
     corpus, checkpoint = work / f"corpus-{args.utterances}", work / "hf-base-random"
-    this = [sys.executable, str(Path(__file__).resolve())]
+    python = str(args.evaluate_python or sys.executable)
+    this = [python, str(Path(__file__).resolve())]
     torch_script = [str(args.torch_python), str(Path(__file__).resolve())]
     if not (corpus / SPLIT).is_dir():
         timed(this + ["corpus", "--out", str(corpus), "--utterances", str(args.utterances), "--seed", str(args.seed)])
@@ -185,7 +186,7 @@ def compare(args) -> None:
             out = work / f"report-{args.utterances}-{engine}-{round_}"
             if out.exists():
                 shutil.rmtree(out)
-            command = [sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
+            command = [python, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--model", str(model),
                        "--out", str(out), "--engine", ENGINES[engine][2], *args.evaluate_args]
             seconds, stdout = timed(command, env)
             results[f"evaluate {engine}"].append(seconds)
@@ -270,6 +271,10 @@ def main(argv=None) -> None:
     model_pass.add_argument("--engine", default="auto", help="evaluate's --engine")
     for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
         command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")
+        command.add_argument("--evaluate-python", type=Path,
+                             help="the Python that runs evaluate and its model pass (default: this one). Give one "
+                                  "installed as the README says, without torch: where torch is installed, "
+                                  "transformers imports it (~2 s) just to load the tokenizer")
         command.add_argument("--work", type=Path, default=Path("/tmp/evaluate-benchmark"))
         command.add_argument("--utterances", type=int, default=24)
         command.add_argument("--seed", type=int, default=14)

@@ -16,7 +16,9 @@ Workload (issue 14, GPU clause):
 Engines (timed in interleaved rounds; each call is host numpy in -> host numpy logits out, so transfers count):
   keras              Keras predict_on_batch (JAX backend: jax.jit), JAX's default matmul/conv precision (on an
                      Ampere/Hopper GPU that lets XLA use TF32 for float32 dots and convolutions)
-  keras-highest      the same under jax.default_matmul_precision("highest") (true float32); JAX only; its buckets are
+  keras-jit          jax.jit of model.stateless_call with the weights as arguments (JAX only): the same model
+                     without predict_on_batch's Python path, to separate that overhead from the model's
+  keras-highest      the same as keras under jax.default_matmul_precision("highest") (true float32); JAX only; its buckets are
                      compiled again (about 3x slower than the default's), so it runs only if --time-budget allows
                      (on an H200 the full run with it takes ~480 s: pass --time-budget 900)
   pytorch            HF Wav2Vec2ForCTC, float32, PyTorch's defaults (matmul TF32 off; cuDNN convolutions TF32 on)
@@ -63,8 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-repeats", type=int, default=10, help="timed calls per engine, batched workload")
     parser.add_argument("--layers", type=int, default=12, help="transformer layers (12 = base)")
     parser.add_argument("--engines", nargs="+", default=None,
-                        help="subset of: keras keras-highest pytorch pytorch-tf32 pytorch-fp32 (default: all that "
-                             "apply; pytorch-fp32 is always computed for parity)")
+                        help="subset of: keras keras-jit keras-highest pytorch pytorch-tf32 pytorch-fp32 (default: "
+                             "all but keras-jit that apply; pytorch-fp32 is always computed for parity)")
     parser.add_argument("--time-budget", type=float, default=330.0,
                         help="seconds; keras-highest (a second set of compiles) is skipped when the projected run "
                              "would exceed it")
@@ -139,8 +141,9 @@ def main(argv=None) -> None:
 
     engines = args.engines or (["keras"] + (["keras-highest"] if jax else []) +
                                ["pytorch", "pytorch-tf32", "pytorch-fp32"])
-    if "keras-highest" in engines and jax is None:
-        engines.remove("keras-highest")
+    for jax_only in ("keras-highest", "keras-jit"):
+        if jax_only in engines and jax is None:
+            engines.remove(jax_only)
     keras_engines = [name for name in engines if name.startswith("keras")]
     torch_engines = [name for name in engines if name.startswith("pytorch")]
 
@@ -172,7 +175,20 @@ def main(argv=None) -> None:
     print(f"model: base config, {config.num_hidden_layers} layers, {model.count_params():,} parameters; Keras model "
           f"built and weights converted in {build_seconds:.1f} s")
 
+    jitted = {}
+
     def keras_call(name):
+        if name == "keras-jit":  # one jitted function for every call, so its compiled shapes are shared
+            if not jitted:
+                forward = jax.jit(lambda trainable, non_trainable, audio, lengths:
+                                  model.stateless_call(trainable, non_trainable, [audio, lengths])[0])
+
+                def call(audio, lengths):
+                    # the variables' current arrays: Keras' own predict function donates and replaces them
+                    return np.asarray(forward([v.value for v in model.trainable_variables],
+                                              [v.value for v in model.non_trainable_variables], audio, lengths))
+                jitted["call"] = call
+            return jitted["call"]
         scope = (lambda: jax.default_matmul_precision("highest")) if name == "keras-highest" else contextlib.nullcontext
 
         def call(audio, lengths):
@@ -317,6 +333,7 @@ def main(argv=None) -> None:
     labels = {
         "keras": "Keras 3, JAX backend (jit), JAX default precision",
         "keras-highest": "Keras 3, JAX backend (jit), precision 'highest' (fp32)",
+        "keras-jit": "jax.jit(model.stateless_call), JAX default precision (no predict_on_batch)",
         "pytorch": (f"HF PyTorch eager fp32, torch defaults (matmul TF32 {'on' if default_modes[0] else 'off'}, "
                     f"cuDNN TF32 {'on' if default_modes[1] else 'off'})"),
         "pytorch-tf32": "HF PyTorch eager, matmul + cuDNN TF32 on",
