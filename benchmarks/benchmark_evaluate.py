@@ -120,8 +120,8 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     model_pass = evaluate.load_model_pass(model_path, engine, jit_compile=xla)
     # as evaluate: one utterance per call without XLA needs no buckets
-    buckets = None if growth is None or (batch_size == 1 and not xla) else evaluate.bucket_lengths(559280, 16000,
-                                                                                                  growth)
+    buckets = None if growth is None or (batch_size == 1 and not model_pass.compiles_each_shape) else \
+        evaluate.bucket_lengths(559280, 16000, growth)
     batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
     timing, first_call = evaluate.ModelPassTiming(), None
     for batch in batches:

@@ -166,7 +166,7 @@ class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
     Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
-    __call__, num_frames, precision and engine.
+    __call__, num_frames, precision, engine, fixed_samples and compiles_each_shape.
     """
 
     precision = "float32"
@@ -174,14 +174,30 @@ class KerasModelPass:
     fixed_samples = None  # any input length
 
     def __init__(self, model, jit_compile: bool = False):
+        import keras
+
         from librispeech.wav2vec2 import model as wav2vec2_model
 
         self.config = wav2vec2_model.model_config(model)
         self.model = wav2vec2_model.with_hidden_states(model)
-        self.model.compile(jit_compile=jit_compile)
+        # JAX compiles every input shape (so inputs go to length buckets). There the model runs as one jax.jit of
+        # stateless_call: predict_on_batch's Python path cost ~6 ms a call on an H200 (benchmarks/GPU_RESULTS.md).
+        self.compiles_each_shape = jit_compile or keras.backend.backend() == "jax"
+        self._jax_forward = None
+        if keras.backend.backend() == "jax":
+            import jax
+
+            self._jax_forward = jax.jit(lambda trainable, non_trainable, audio, lengths:
+                                        self.model.stateless_call(trainable, non_trainable, [audio, lengths])[0])
+        else:
+            self.model.compile(jit_compile=jit_compile)
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, hidden = self.model.predict_on_batch([audio, lengths])
+        if self._jax_forward is not None:
+            logits, hidden = self._jax_forward([v.value for v in self.model.trainable_variables],
+                                               [v.value for v in self.model.non_trainable_variables], audio, lengths)
+        else:
+            logits, hidden = self.model.predict_on_batch([audio, lengths])
         return np.asarray(logits), np.asarray(hidden)
 
     def num_frames(self, num_samples: int) -> int:
@@ -194,6 +210,7 @@ class OnnxModelPass:
     export-model was given --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
 
     engine = "onnxruntime"
+    compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
 
     def __init__(self, model_path: Path | None = None, converted=None):
         if converted is None:
@@ -665,10 +682,10 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     if fixed_length:
         batches = plan_fixed_length(todo, batch_size, fixed_samples)
     else:
-        # one utterance per call needs no padding at all; the TF graph is traced once for any length. Batches and
-        # XLA (which compiles each shape) get length buckets.
-        buckets = None if batch_size == 1 and not jit_compile else bucket_lengths(config.max_samples,
-                                                                                  config.sample_rate)
+        # one utterance per call needs no padding at all (ONNX Runtime and TF's traced graph take any length).
+        # Batches, and engines that compile each shape (XLA, JAX), get length buckets.
+        buckets = None if batch_size == 1 and not model_pass.compiles_each_shape else bucket_lengths(
+            config.max_samples, config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
     timing = ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     started = time.perf_counter()

@@ -1,4 +1,7 @@
 """`evaluate` on real lengths: the same rows as the platform's fixed-length path, length buckets, shards and --merge."""
+import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +60,23 @@ def test_rows_equal_the_fixed_length_path(engine, real_lengths, fixed_length, tm
     fixed_rows = {row["id"]: row for row in evaluate.read_rows(fixed_out / "samples.jsonl")}
     for sample_id, row in rows.items():
         assert np.allclose(row["latent"], fixed_rows[sample_id]["latent"], atol=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
+def test_jax_backend_rows_equal_the_fixed_length_path(fixed_length, tmp_path):
+    """On the JAX backend the Keras model pass is one jax.jit of stateless_call over length buckets (JAX compiles each
+    shape): its rows equal TensorFlow's fixed-length rows too."""
+    out = tmp_path / "jax"
+    result = subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--limit",
+                             str(LIMIT), "--engine", "keras", "--out", str(out)], capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true", "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{LIMIT} batches, Keras)" in result.stdout
+    dynamic, fixed = pd.read_csv(out / "samples.csv"), fixed_length[1]
+    assert dynamic["hypothesis"].tolist() == fixed["hypothesis"].tolist()
+    numeric = fixed.select_dtypes("number").columns
+    difference = (dynamic[numeric] - fixed[numeric]).abs().max()
+    assert difference.max() <= 1e-4, difference.sort_values().tail()
 
 
 def test_engine_choice(monkeypatch, capsys):
