@@ -11,12 +11,14 @@ for each of --engines: `keras` (the float .h5 run by Keras), `onnxruntime-h5` (t
 run by ONNX Runtime: evaluate's default on CPU), `onnxruntime` (the float .onnx file) and `onnxruntime-int8`
 (export-model --int8: not float-exact, so its WER is printed beside the float one).
 
-    .venv/bin/python benchmarks/benchmark_evaluate.py --torch-python /tmp/recipe-venv/bin/python \\
-        [--work /tmp/evaluate-benchmark] [--utterances 24] [--rounds 3] [--engines keras onnxruntime-h5]
+    .venv/bin/python benchmarks/benchmark_evaluate.py compare --torch-python /tmp/recipe-venv/bin/python \\
+        --evaluate-python /tmp/eval-venv/bin/python [--work /tmp/evaluate-benchmark] [--utterances 24] \\
+        [--rounds 3] [--engines keras onnxruntime-h5 onnxruntime-int8]
 
---torch-python is a Python with torch and transformers (this project's tests never need torch); the corpus (espeak-ng
-speech from librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the
-first run and reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
+--torch-python is a Python with torch and transformers (this project's tests never need torch); --evaluate-python one
+with this project installed as the README says (no torch). The corpus (espeak-ng speech from
+librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the first run and
+reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
 """
 from __future__ import annotations
 
@@ -192,10 +194,10 @@ def compare(args) -> None:
             results[f"evaluate {engine}"].append(seconds)
             details[f"evaluate {engine}"] = {**json.loads((out / "run.json").read_text()),
                                              "summary": stdout.strip().splitlines()[-1]}
-            if args.ablation:  # the same run with the metadata computed in line, not alongside the model
+            if args.ablation:  # the same run with the metadata computed alongside the model (default: in line)
                 shutil.rmtree(out)
-                seconds, _ = timed(command + ["--metadata-workers", "0"], env)
-                results.setdefault(f"evaluate {engine}, metadata in line", []).append(seconds)
+                seconds, _ = timed(command + ["--metadata-workers", "1"], env)
+                results.setdefault(f"evaluate {engine}, metadata in 1 worker thread", []).append(seconds)
         seconds, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus)])
         results["recipe"].append(seconds)
         details["recipe"] = last_json(stdout)
@@ -286,7 +288,7 @@ def main(argv=None) -> None:
                                   "in memory: evaluate's default on CPU), onnxruntime (.onnx file), onnxruntime-int8 "
                                   "(int8 .onnx); `pinned` uses the first")
         command.add_argument("--ablation", action="store_true",
-                             help="also time evaluate with --metadata-workers 0 (metadata in line)")
+                             help="also time evaluate with --metadata-workers 1 (metadata alongside the model)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
                              help="extra arguments for evaluate (last)")
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
 runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
-the platform's fixed-length path, `--fixed-length`), one utterance per call by default. Rows are appended
+the platform's fixed-length path, `--fixed-length`), one utterance per call by default, run by ONNX Runtime on a CPU
+and by Keras where Keras has a GPU (ENGINES). Rows are appended
 to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what is done. Then:
 samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a part; `--merge` joins the parts.
 The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
