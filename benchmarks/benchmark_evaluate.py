@@ -121,7 +121,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     model_pass = evaluate.load_model_pass(model_path, engine, jit_compile=xla)
-    # as evaluate: one utterance per call without XLA needs no buckets
+    # as evaluate: one utterance per call needs no buckets unless the engine compiles each shape
     buckets = None if growth is None or (batch_size == 1 and not model_pass.compiles_each_shape) else \
         evaluate.bucket_lengths(559280, 16000, growth)
     batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
@@ -134,7 +134,8 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
         timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000)
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
-            "engine": model_pass.engine, "first_call": first_call, "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
+            "engine": model_pass.engine, "first_call": first_call,
+            "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
 
 
 # ---------------------------------------------------------------- the side-by-side run

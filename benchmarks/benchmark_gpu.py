@@ -18,7 +18,7 @@ Engines (timed in interleaved rounds; each call is host numpy in -> host numpy l
                      Ampere/Hopper GPU that lets XLA use TF32 for float32 dots and convolutions)
   keras-jit          jax.jit of model.stateless_call with the weights as arguments (JAX only): the same model
                      without predict_on_batch's Python path, to separate that overhead from the model's
-  keras-highest      the same as keras under jax.default_matmul_precision("highest") (true float32); JAX only; its buckets are
+  keras-highest      keras under jax.default_matmul_precision("highest") (true float32); JAX only; its buckets are
                      compiled again (about 3x slower than the default's), so it runs only if --time-budget allows
                      (on an H200 the full run with it takes ~480 s: pass --time-budget 900)
   pytorch            HF Wav2Vec2ForCTC, float32, PyTorch's defaults (matmul TF32 off; cuDNN convolutions TF32 on)

@@ -238,9 +238,9 @@ class OnnxModelPass:
 
 
 # What runs an .h5's model pass. On CPU, ONNX Runtime runs the same float32 graph faster than Keras on TensorFlow
-# (15.4 s vs 21.4 s for the 24-utterance benchmark, benchmarks/EVALUATE_RESULTS.md), so "auto" converts the .h5 in
-# memory unless Keras has a GPU to run on, XLA is asked for, or the input is the platform's fixed length (--fixed-
-# length: the platform's own path, Keras). An .onnx always runs with ONNX Runtime.
+# (10.4 s vs 16.5 s on 24 utterances, 50.9 s vs 63.2 s on 96: benchmarks/EVALUATE_RESULTS.md), so "auto" converts
+# the .h5 in memory unless Keras has a GPU to run on, XLA is asked for, or the input is the platform's fixed length
+# (--fixed-length: the platform's own path, Keras). An .onnx always runs with ONNX Runtime.
 ENGINES = ("auto", "keras", "onnxruntime")
 ENGINE_NAMES = {"keras": "Keras", "onnxruntime": "ONNX Runtime"}
 
