@@ -225,9 +225,12 @@ class OnnxModelPass:
 
     @classmethod
     def from_keras(cls, model) -> "OnnxModelPass":
-        from librispeech_tools.onnx_wav2vec2 import OnnxWithHiddenState
+        from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
 
-        return cls(converted=OnnxWithHiddenState.from_keras(model))
+        try:
+            return cls(converted=OnnxWithHiddenState.from_keras(model))
+        except OnnxExportError as error:  # e.g. onnx not installed, with --engine onnxruntime
+            raise EvaluationError(f"--engine onnxruntime: {error}") from None
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, hidden = self.model.predict_on_batch([audio, lengths])
