@@ -214,9 +214,8 @@ class OnnxModelPass:
     compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
 
     def __init__(self, model_path: Path | None = None, converted=None):
-        if converted is None:
-            load_model_with_latent(model_path)  # the one-line errors of a broken file
-            converted = load_onnx_with_latent(model_path)
+        if converted is None:  # the runtime's file checks (one-line errors), then the session with the hidden state
+            converted = load_model_with_latent(model_path)[1]
         self.model = converted
         self.config = self.model.wav2vec2_config
         self.precision = self.model.precision
