@@ -49,8 +49,8 @@ def _onnx():
     try:
         import onnx
     except ImportError:
-        raise OnnxExportError("writing or inspecting ONNX needs the `onnx` package: install the project's dev extra "
-                              "(pip install -e '.[dev]' -c constraints.txt)") from None
+        raise OnnxExportError("writing or inspecting ONNX needs the `onnx` package, which is in the project's `dev` "
+                              "extra") from None
     return onnx
 
 

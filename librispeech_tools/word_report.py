@@ -145,8 +145,8 @@ def summary_lines(words) -> list[str]:
     lines += ["", "### WER by word frequency", ""]
     zipf = zipf_frequencies(words.loc[words.kind != "insertion", "reference"].unique())
     if zipf is None:
-        lines.append("wordfreq is not installed (it is in the `dev` extra: `pip install -e \".[dev]\"`), so there are "
-                     "no frequency bands.")
+        lines.append("wordfreq is not installed (it is in the project's `dev` extra), so there are no frequency "
+                     "bands.")
     else:
         lines += ["Bands by the reference word's Zipf frequency in wordfreq's English list (log10 of uses per billion "
                   "words; built from Wikipedia, subtitles, news, books and web text, not from these transcripts). "
