@@ -19,6 +19,11 @@ run by ONNX Runtime: evaluate's default on CPU), `onnxruntime` (the float .onnx 
 with this project installed as the README says (no torch). The corpus (espeak-ng speech from
 librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the first run and
 reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
+
+It also prints the arithmetic: the corpus's float32 forward work (librispeech_tools/flops.py), the GFLOP/s each model
+pass and the recipe's model calls reached, numpy's float32 matmul rate on this machine before and after the rounds,
+and their quotient `model_pass_ceiling_vs_recipe`: how much faster than the recipe's model calls any float32 engine
+could be on this machine if every op ran at that matmul rate.
 """
 from __future__ import annotations
 
@@ -162,6 +167,8 @@ ENGINES = {"keras": ("base-random.h5", [], "keras"),
 
 
 def compare(args) -> None:
+    from librispeech_tools.flops import float32_matmul_rate
+
     work = args.work
     corpus, checkpoint = work / f"corpus-{args.utterances}", work / "hf-base-random"
     python = str(args.evaluate_python or sys.executable)
@@ -183,6 +190,7 @@ def compare(args) -> None:
     for engine in args.engines:
         results.update({f"evaluate {engine}": [], f"model pass {engine}": []})
     details = {}
+    matmul_rates = [float32_matmul_rate()]
     print(f"load before: {os.getloadavg()}", flush=True)
     for round_ in range(args.rounds):
         for engine, model in models.items():
@@ -214,13 +222,40 @@ def compare(args) -> None:
         results["pytorch model calls"].append(details["pytorch model calls"]["model_seconds"])
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
               + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+    matmul_rates.append(float32_matmul_rate())
     medians = {name: statistics.median(values) for name, values in results.items()}
     audio = details["recipe"]["audio_seconds"]
     ratios = {engine: {"end_to_end": medians["recipe"] / medians[f"evaluate {engine}"],
                        "model_pass": medians["pytorch model calls"] / medians[f"model pass {engine}"]}
               for engine in models}
     print(json.dumps({"utterances": args.utterances, "audio_seconds": audio, "rounds": results, "medians": medians,
-                      "ratios_vs_recipe": ratios, "details": details, "load_after": os.getloadavg()}, indent=1))
+                      "ratios_vs_recipe": ratios,
+                      "arithmetic": arithmetic(corpus, medians, details, list(models), matmul_rates),
+                      "details": details, "load_after": os.getloadavg()}, indent=1))
+
+
+def arithmetic(corpus: Path, medians: dict[str, float], details: dict, engines: list[str],
+               matmul_rates: list[float]) -> dict:
+    """The float32 work of the corpus's forward passes (2 x multiply-adds, librispeech_tools/flops.py: fixed for the
+    float model), the rate each model pass ran it at, and the ceilings: how much faster than the recipe any float32
+    engine could be if every op of the model ran at numpy's matmul rate on this machine, for the model calls alone
+    and for evaluate end to end (its other work as measured in the run)."""
+    import soundfile
+
+    from librispeech.wav2vec2.configuration import Wav2Vec2Config
+    from librispeech_tools.flops import forward_flops
+
+    work = sum(forward_flops(Wav2Vec2Config(), soundfile.info(str(path)).frames) for path, _ in read_corpus(corpus))
+    rates = {name: work / medians[name] / 1e9
+             for name in ["pytorch model calls", *(f"model pass {engine}" for engine in engines)]}
+    fastest_model_pass = work / max(matmul_rates)
+    end_to_end = {engine: medians["recipe"] / (medians[f"evaluate {engine}"] + fastest_model_pass
+                                               - details[f"evaluate {engine}"]["model_pass"]["seconds"])
+                  for engine in engines}
+    return {"gflop": work / 1e9, "gflop_per_second": rates,
+            "numpy_float32_matmul_gflop_per_second": [rate / 1e9 for rate in matmul_rates],
+            "model_pass_ceiling_vs_recipe": medians["pytorch model calls"] / fastest_model_pass,
+            "end_to_end_ceiling_vs_recipe": end_to_end}
 
 
 def pinned(args) -> None:
