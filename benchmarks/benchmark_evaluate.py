@@ -22,8 +22,9 @@ reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are th
 
 It also prints the arithmetic: the corpus's float32 forward work (librispeech_tools/flops.py), the GFLOP/s each model
 pass and the recipe's model calls reached, numpy's float32 matmul rate on this machine before and after the rounds,
-and their quotient `model_pass_ceiling_vs_recipe`: how much faster than the recipe's model calls any float32 engine
-could be on this machine if every op ran at that matmul rate.
+and two ceilings: `model_pass_ceiling_vs_recipe`, how much faster than the recipe's model calls any float32 engine
+could be on this machine if every op ran at that matmul rate, and `end_to_end_ceiling_vs_recipe`, evaluate against
+the recipe with such a model pass and the rest of its work as measured.
 """
 from __future__ import annotations
 
