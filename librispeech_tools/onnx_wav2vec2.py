@@ -39,6 +39,10 @@ OPSET = 16  # the highest opset Tensorleap's importer reads
 IR_VERSION = 8  # the highest IR version onnx 1.13 (the importer's) reads
 AUDIO, AUDIO_LENGTH, LOGITS, HIDDEN_STATE = "audio", "audio_length", "logits", "last_hidden_state"
 PRODUCER = "librispeech_tools.onnx_wav2vec2"
+# protobuf cannot serialise a message of 2 GiB or more, so one .onnx file holds at most that much. wav2vec2-large is
+# ~1.3 GB in float32; XLS-R 1B (~3.8 GB) and larger are over it.
+PROTOBUF_LIMIT_BYTES = 2**31 - 1
+GRAPH_ALLOWANCE_BYTES = 64 * 2**20  # nodes, names and metadata beside the weights, far more than they take
 
 
 class OnnxExportError(RuntimeError):
@@ -406,13 +410,23 @@ def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_st
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name=PRODUCER, ir_version=IR_VERSION)
     onnx.helper.set_model_props(proto, {CONFIG_KEY: json.dumps(config.to_dict())})
-    if check:
+    if check and not exceeds_protobuf_limit(proto):  # the checker serialises the model: under 2 GiB only
         onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
+def weight_bytes(proto) -> int:
+    return sum(len(tensor.raw_data) for tensor in proto.graph.initializer)
+
+
+def exceeds_protobuf_limit(proto) -> bool:
+    """Whether `proto` is too large to serialise as one message (PROTOBUF_LIMIT_BYTES), from its weights' bytes."""
+    return weight_bytes(proto) + GRAPH_ALLOWANCE_BYTES > PROTOBUF_LIMIT_BYTES
+
+
 def save_onnx(model, path: str | Path, max_samples: int | None = None, int8: bool = False) -> Path:
-    """Write `model` as ONNX at `path` (one file; the base model is about 360 MiB, below protobuf's 2 GiB).
+    """Write `model` as ONNX at `path` (one file, what `leap push -m` uploads; the base model is about 360 MiB). A
+    model over protobuf's 2 GiB cannot be one file: OnnxExportError, naming the .h5 and --int8 instead.
 
     int8: a speed option for CPU runs, not float-exact (logits move by ~1e-2..1e-1; the demo model's corpus WER by
     a few tenths of a point). The feature encoder's convs after the first (int8_conv1d) and every Dense (projections,
@@ -422,7 +436,12 @@ def save_onnx(model, path: str | Path, max_samples: int | None = None, int8: boo
     onnx = _onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(to_onnx(model, max_samples, int8), str(path))
+    proto = to_onnx(model, max_samples, int8)
+    if exceeds_protobuf_limit(proto):
+        raise OnnxExportError(f"{path.name}: the model's weights take {weight_bytes(proto) / 2**30:.2f} GiB, and one .onnx file "
+                              f"(what `leap push -m` uploads) holds less than 2 GiB; export it as .h5"
+                              + ("" if int8 else ", or try --int8 (int8 weights, about a quarter of the size)"))
+    onnx.save_model(proto, str(path))
     return path
 
 
@@ -453,7 +472,9 @@ def with_hidden_state_output(proto):
     onnx = _onnx()
     if not any(HIDDEN_STATE in node.output for node in proto.graph.node):
         raise OnnxExportError(f"no {HIDDEN_STATE!r} tensor inside: not an export of export-model")
-    proto = type(proto).FromString(proto.SerializeToString())
+    copy = type(proto)()
+    copy.CopyFrom(proto)  # not through SerializeToString, which stops at 2 GiB
+    proto = copy
     config = exported_config(proto)
     proto.graph.output.append(onnx.helper.make_tensor_value_info(
         HIDDEN_STATE, onnx.TensorProto.FLOAT, ["batch", "frames", config.hidden_size]))
@@ -495,8 +516,18 @@ class OnnxWithHiddenState:
 
         self.wav2vec2_config = exported_config(proto)
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
-        self.session = onnxruntime.InferenceSession(proto.SerializeToString(),
-                                                    providers=["CPUExecutionProvider"])
+        if not exceeds_protobuf_limit(proto):
+            self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            return
+        # Over 2 GiB (a checked run: benchmarks/EVALUATE_RESULTS.md): the weights go to an external-data file beside
+        # the graph, which ONNX Runtime reads while it builds the session.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="wav2vec2-onnx-") as folder:
+            path = Path(folder) / "model.onnx"
+            _onnx().save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                               location="weights.bin")
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def predict_on_batch(self, inputs: list[Any]) -> list[np.ndarray]:
         audio, audio_length = (np.asarray(x, np.float32) for x in inputs)

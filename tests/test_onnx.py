@@ -361,3 +361,44 @@ def test_int8_export_stays_within_the_limits_and_near_the_float_model(name, tmp_
     padded = run_onnx(int8_session, [audio, random(audio.size * 2 + 123, seed=5) * 30], 2 * audio.size + 123)
     assert np.abs(padded[0, :frames] - logits).max() <= 0.02 * np.abs(reference).max()
     assert blank_margin(padded[0, frames:]).min() >= BLANK_LOGIT
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models over protobuf's 2 GiB (e.g. XLS-R 1B), shown on a tiny model with the limit lowered
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_a_model_over_the_protobuf_limit_runs_from_an_external_data_file(monkeypatch):
+    """evaluate's in-memory conversion cannot serialise such a model as one message: ONNX Runtime then opens the graph
+    with its weights in an external-data file, in a temporary folder removed afterwards. Same outputs either way."""
+    from pathlib import Path
+
+    from conftest import TINY_CONFIG
+
+    keras.utils.set_random_seed(5)
+    model = build_wav2vec2_for_ctc(TINY_CONFIG, None)
+    audio = random(1, 24000, seed=2)
+    inputs = [audio, np.array([[audio.shape[1]]], np.float32)]
+    in_memory = onnx_export.OnnxWithHiddenState.from_keras(model).predict_on_batch(inputs)
+
+    weights = onnx_export.weight_bytes(onnx_export.to_onnx(model, check=False))
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT_BYTES", weights + onnx_export.GRAPH_ALLOWANCE_BYTES - 1)
+    opened, open_session = [], onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession",
+                        lambda model_source, **options: opened.append(model_source) or open_session(model_source,
+                                                                                                   **options))
+    external = onnx_export.OnnxWithHiddenState.from_keras(model).predict_on_batch(inputs)
+
+    assert len(opened) == 1 and isinstance(opened[0], str) and opened[0].endswith("model.onnx")
+    assert not Path(opened[0]).parent.exists()
+    for expected, got in zip(in_memory, external):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_export_refuses_an_onnx_file_over_the_protobuf_limit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT_BYTES", onnx_export.GRAPH_ALLOWANCE_BYTES)
+    output = tmp_path / "large.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(output)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the conversion's progress bar
+    assert error.startswith("export-model: error: large.onnx: the model's weights take ")
+    assert error.endswith("export it as .h5, or try --int8 (int8 weights, about a quarter of the size)")
+    assert not output.exists()
