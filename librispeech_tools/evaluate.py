@@ -229,7 +229,7 @@ class OnnxModelPass:
         try:
             return cls(converted=OnnxWithHiddenState.from_keras(model))
         except OnnxExportError as error:  # e.g. onnx not installed, with --engine onnxruntime
-            raise EvaluationError(f"--engine onnxruntime: {error}") from None
+            raise EvaluationError(f"the ONNX Runtime engine: {error}") from None
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, hidden = self.model.predict_on_batch([audio, lengths])

@@ -523,10 +523,16 @@ class OnnxWithHiddenState:
         # the graph, which ONNX Runtime reads while it builds the session.
         import tempfile
 
+        gib = weight_bytes(proto) / 2**30
         with tempfile.TemporaryDirectory(prefix="wav2vec2-onnx-") as folder:
             path = Path(folder) / "model.onnx"
-            _onnx().save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                               location="weights.bin")
+            try:
+                _onnx().save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                                   location="weights.bin")
+            except OSError as error:  # e.g. a small /tmp
+                raise OnnxExportError(f"cannot write the model's {gib:.2f} GiB of weights to {folder} for ONNX "
+                                      f"Runtime ({error.strerror or error}); point TMPDIR at a larger disk, or run "
+                                      f"the model in Keras (--engine keras)") from None
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def predict_on_batch(self, inputs: list[Any]) -> list[np.ndarray]:

@@ -98,7 +98,7 @@ def test_engine_choice(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so
     assert evaluate.resolve_engine("auto", h5, False, False) == "keras"
     assert "onnx is not installed" in capsys.readouterr().err
-    with pytest.raises(evaluate.EvaluationError, match="--engine onnxruntime: .*`onnx` package"):  # asked for anyway
+    with pytest.raises(evaluate.EvaluationError, match="the ONNX Runtime engine: .*`onnx` package"):  # asked for anyway
         evaluate.load_model_pass(project_config().model_path, "onnxruntime")
 
 

@@ -402,3 +402,20 @@ def test_export_refuses_an_onnx_file_over_the_protobuf_limit(tmp_path, monkeypat
     assert error.startswith("export-model: error: large.onnx: the model's weights take ")
     assert error.endswith("export it as .h5, or try --int8 (int8 weights, about a quarter of the size)")
     assert not output.exists()
+
+
+def test_no_room_for_the_external_data_file_is_a_one_line_error(monkeypatch):
+    from conftest import TINY_CONFIG
+
+    model = build_wav2vec2_for_ctc(TINY_CONFIG, None)
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT_BYTES", onnx_export.GRAPH_ALLOWANCE_BYTES)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", full_disk)
+    with pytest.raises(onnx_export.OnnxExportError) as error:
+        onnx_export.OnnxWithHiddenState.from_keras(model)
+    message = str(error.value)
+    assert "GiB of weights to" in message and "(No space left on device); point TMPDIR at a larger disk" in message
+    assert message.endswith("(--engine keras)") and "\n" not in message
