@@ -305,7 +305,8 @@ def main(argv=None) -> None:
     model_pass.add_argument("--model", type=Path, required=True)
     model_pass.add_argument("--corpus", type=Path, required=True)
     model_pass.add_argument("--batch-size", type=int, default=1)
-    model_pass.add_argument("--growth", type=float, default=1.1, help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
+    model_pass.add_argument("--growth", type=float, default=1.1,
+                            help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
     model_pass.add_argument("--engine", default="auto", help="evaluate's --engine")
     for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):

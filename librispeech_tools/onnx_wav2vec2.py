@@ -438,8 +438,8 @@ def save_onnx(model, path: str | Path, max_samples: int | None = None, int8: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     proto = to_onnx(model, max_samples, int8)
     if exceeds_protobuf_limit(proto):
-        raise OnnxExportError(f"{path.name}: the model's weights take {weight_bytes(proto) / 2**30:.2f} GiB, and one .onnx file "
-                              f"(what `leap push -m` uploads) holds less than 2 GiB; export it as .h5"
+        raise OnnxExportError(f"{path.name}: the model's weights take {weight_bytes(proto) / 2**30:.2f} GiB, and one "
+                              f".onnx file (what `leap push -m` uploads) holds less than 2 GiB; export it as .h5"
                               + ("" if int8 else ", or try --int8 (int8 weights, about a quarter of the size)"))
     onnx.save_model(proto, str(path))
     return path
