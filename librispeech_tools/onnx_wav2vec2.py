@@ -381,7 +381,8 @@ def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_st
     """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export). Batch is dynamic;
     samples are dynamic when max_samples is None, else fixed (the frames follow). int8: see save_onnx.
     hidden_state_output: last_hidden_state is a second output (for a local session, not for a file the platform
-    reads). check: run onnx's full checker (ONNX Runtime validates a graph it loads anyway)."""
+    reads). check: run onnx's full checker (ONNX Runtime validates a graph it loads anyway); it serialises the
+    model, so a model over protobuf's 2 GiB is not checked."""
     onnx = _onnx()
     from librispeech.wav2vec2.model import ENCODER_LAYER_NAME, model_config
 
@@ -506,7 +507,8 @@ class OnnxWithHiddenState:
 
     @classmethod
     def from_keras(cls, model) -> "OnnxWithHiddenState":
-        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes), nothing written."""
+        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes); only a model over 2 GiB
+        is written, to a temporary folder (see _start)."""
         converted = cls.__new__(cls)
         converted._start(to_onnx(model, hidden_state_output=True, check=False))
         return converted
