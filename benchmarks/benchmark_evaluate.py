@@ -123,24 +123,24 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     import numpy as np
 
     from librispeech import data
-    from librispeech_tools import evaluate
+    from librispeech_tools import evaluate, model_pass
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    model_pass = evaluate.load_model_pass(model_path, engine, jit_compile=xla)
+    engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla)
     # as evaluate: one utterance per call needs no buckets unless the engine compiles each shape
-    buckets = None if growth is None or (batch_size == 1 and not model_pass.compiles_each_shape) else \
-        evaluate.bucket_lengths(559280, 16000, growth)
-    batches = evaluate.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
-    timing, first_call = evaluate.ModelPassTiming(), None
+    buckets = None if growth is None or (batch_size == 1 and not engine_pass.compiles_each_shape) else \
+        model_pass.bucket_lengths(559280, 16000, growth)
+    batches = model_pass.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
+    timing, first_call = model_pass.ModelPassTiming(), None
     for batch in batches:
         audio = np.stack([evaluate.data_pad(waveforms[i], 1e-7, batch.length) for i in batch.ids])
         lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
         started = time.perf_counter()
-        model_pass(audio, lengths)
+        engine_pass(audio, lengths)
         timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000)
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
-            "engine": model_pass.engine, "first_call": first_call,
+            "engine": engine_pass.engine, "first_call": first_call,
             "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
 
 

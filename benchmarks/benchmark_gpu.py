@@ -7,7 +7,7 @@ Workload (issue 14, GPU clause):
     test-clean's mean of 7.4 s, clipped to 2-35 s; random-noise audio (the weights are random too, so only the
     shapes matter).
     One utterance per call, as `evaluate --batch-size 1` and the HF recipe run them.
-    - Keras: each utterance zero-padded to its length bucket (librispeech_tools/evaluate.py bucket_lengths: 10%
+    - Keras: each utterance zero-padded to its length bucket (librispeech_tools/model_pass.py bucket_lengths: 10%
       steps, whole 20 ms frames), with audio_length = its real length (the model masks the padding), so XLA compiles
       one function per bucket. Every used bucket is compiled (warmed up) before timing; compile time is reported apart.
     - PyTorch: each utterance unpadded, eager, under torch.inference_mode (the default attention implementation).
@@ -76,9 +76,9 @@ def parse_args(argv=None):
 
 
 def bucket_lengths(max_samples: int, sample_rate: int) -> list[int]:
-    """librispeech_tools.evaluate.bucket_lengths (imported when it imports here; else the same rule)."""
+    """librispeech_tools.model_pass.bucket_lengths (imported when it imports here; else the same rule)."""
     try:
-        from librispeech_tools.evaluate import bucket_lengths as evaluate_buckets
+        from librispeech_tools.model_pass import bucket_lengths as evaluate_buckets
         return evaluate_buckets(max_samples, sample_rate)
     except Exception:  # noqa: BLE001  the GPU image lacks some of evaluate's dependencies
         import numpy as np

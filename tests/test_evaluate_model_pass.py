@@ -11,7 +11,7 @@ import pytest
 
 import librispeech  # noqa: F401  telemetry guard first
 from librispeech.config import project_config
-from librispeech_tools import evaluate
+from librispeech_tools import evaluate, model_pass
 
 SPLIT, LIMIT = "test-clean", 8  # the bundled corpus: 8 utterances of 3.5 to 5.6 s
 
@@ -43,7 +43,7 @@ def test_rows_equal_the_fixed_length_path(engine, real_lengths, fixed_length, tm
     else:
         out = tmp_path / engine
         dynamic = run(out, engine=engine)
-        assert f"{evaluate.ENGINE_NAMES[engine]})" in (out / "summary.md").read_text()
+        assert f"{model_pass.ENGINE_NAMES[engine]})" in (out / "summary.md").read_text()
     fixed_out, fixed = fixed_length
     assert "Keras)" in (fixed_out / "summary.md").read_text()
     assert list(dynamic.columns) == list(fixed.columns) and dynamic["id"].tolist() == fixed["id"].tolist()
@@ -81,25 +81,25 @@ def test_jax_backend_rows_equal_the_fixed_length_path(fixed_length, tmp_path):
 
 def test_engine_choice(monkeypatch, capsys):
     h5, onnx_file = Path("model.h5"), Path("model.onnx")
-    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: False)
-    assert evaluate.resolve_engine("auto", h5, False, False) == "onnxruntime"  # CPU: the faster float engine
-    assert evaluate.resolve_engine("auto", h5, True, False) == "keras"  # --fixed-length: the platform's own path
-    assert evaluate.resolve_engine("auto", h5, False, True) == "keras"  # --xla
-    assert evaluate.resolve_engine("keras", h5, False, False) == "keras"
-    assert evaluate.resolve_engine("auto", onnx_file, False, False) == "onnxruntime"
-    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: True)
-    assert evaluate.resolve_engine("auto", h5, False, False) == "keras"  # Keras runs it on the GPU
-    assert evaluate.resolve_engine("onnxruntime", h5, False, False) == "onnxruntime"
+    monkeypatch.setattr(model_pass, "keras_sees_an_accelerator", lambda: False)
+    assert model_pass.resolve_engine("auto", h5, False, False) == "onnxruntime"  # CPU: the faster float engine
+    assert model_pass.resolve_engine("auto", h5, True, False) == "keras"  # --fixed-length: the platform's own path
+    assert model_pass.resolve_engine("auto", h5, False, True) == "keras"  # --xla
+    assert model_pass.resolve_engine("keras", h5, False, False) == "keras"
+    assert model_pass.resolve_engine("auto", onnx_file, False, False) == "onnxruntime"
+    monkeypatch.setattr(model_pass, "keras_sees_an_accelerator", lambda: True)
+    assert model_pass.resolve_engine("auto", h5, False, False) == "keras"  # Keras runs it on the GPU
+    assert model_pass.resolve_engine("onnxruntime", h5, False, False) == "onnxruntime"
     for engine, path, fixed, xla in (("keras", onnx_file, False, False), ("auto", onnx_file, False, True),
                                      ("onnxruntime", h5, True, False), ("onnxruntime", h5, False, True)):
-        with pytest.raises(evaluate.EvaluationError):
-            evaluate.resolve_engine(engine, path, fixed, xla)
-    monkeypatch.setattr(evaluate, "keras_sees_an_accelerator", lambda: False)
+        with pytest.raises(model_pass.ModelPassError):
+            model_pass.resolve_engine(engine, path, fixed, xla)
+    monkeypatch.setattr(model_pass, "keras_sees_an_accelerator", lambda: False)
     monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so
-    assert evaluate.resolve_engine("auto", h5, False, False) == "keras"
+    assert model_pass.resolve_engine("auto", h5, False, False) == "keras"
     assert "onnx is not installed" in capsys.readouterr().err
-    with pytest.raises(evaluate.EvaluationError, match="the ONNX Runtime engine: .*`onnx` package"):  # asked for anyway
-        evaluate.load_model_pass(project_config().model_path, "onnxruntime")
+    with pytest.raises(model_pass.ModelPassError, match="the ONNX Runtime engine: .*`onnx` package"):  # asked for anyway
+        model_pass.load_model_pass(project_config().model_path, "onnxruntime")
 
 
 def test_summary_reports_the_model_pass(real_lengths):
@@ -125,27 +125,27 @@ def test_padding_matches_the_platform_encoder():
 
 
 def test_bucket_lengths():
-    buckets = evaluate.bucket_lengths(559280, 16000)
+    buckets = model_pass.bucket_lengths(559280, 16000)
     assert buckets == sorted(set(buckets)) and buckets[-1] == 559280 and buckets[0] == 16000
-    assert all(b % evaluate.FRAME_STRIDE_SAMPLES == 0 for b in buckets[:-1])
+    assert all(b % model_pass.FRAME_STRIDE_SAMPLES == 0 for b in buckets[:-1])
     steps = np.array(buckets[1:]) / np.array(buckets[:-1])
-    assert steps.max() <= 1.1 + evaluate.FRAME_STRIDE_SAMPLES / buckets[0]
+    assert steps.max() <= 1.1 + model_pass.FRAME_STRIDE_SAMPLES / buckets[0]
 
 
 def test_plan_batches_covers_each_sample_once_in_its_bucket():
     rng = np.random.default_rng(0)
     lengths = {f"u{i}": int(n) for i, n in enumerate(rng.integers(1, 559280, 50))}
-    buckets = evaluate.bucket_lengths(559280, 16000)
-    batches = evaluate.plan_batches(lengths, 4, buckets)
+    buckets = model_pass.bucket_lengths(559280, 16000)
+    batches = model_pass.plan_batches(lengths, 4, buckets)
     assert sorted(i for b in batches for i in b.ids) == sorted(lengths)
     for batch in batches:
         assert 1 <= len(batch.ids) <= 4 and batch.length in buckets
         smallest = next(b for b in buckets if b >= max(lengths[i] for i in batch.ids))
         assert batch.length == smallest and all(lengths[i] <= batch.length for i in batch.ids)
-    exact = evaluate.plan_batches(lengths, 1, None)
+    exact = model_pass.plan_batches(lengths, 1, None)
     assert all(b.length == lengths[b.ids[0]] for b in exact)
     with pytest.raises(ValueError, match="longer than the longest bucket|more than the longest bucket"):
-        evaluate.plan_batches({"long": 559281}, 1, buckets)
+        model_pass.plan_batches({"long": 559281}, 1, buckets)
 
 
 def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):

@@ -1,0 +1,287 @@
+"""The model pass of `evaluate`: the export run on each utterance's real length, by Keras or ONNX Runtime.
+
+The platform needs the fixed 34.955 s input; locally the model runs on each utterance's own length (it is
+padding-invariant), in batches of similar lengths padded to one of a fixed set of bucket lengths, so that compiled
+functions (XLA, or an ONNX Runtime session) see few distinct shapes.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class ModelPassError(Exception):
+    """A model file or engine choice that cannot run: reported by evaluate as one line, exit status 1."""
+
+
+def load_model_with_latent(model_path: Path):
+    """The model, returning logits and the transformer's last hidden state."""
+    from librispeech.model_file import ModelFileError, load_wav2vec2
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    try:
+        model = load_wav2vec2(model_path)
+    except ModelFileError as error:
+        raise ModelPassError(str(error)) from None
+    if model_path.suffix.lower() == ".onnx":
+        return model, load_onnx_with_latent(model_path)
+    return model, wav2vec2_model.with_hidden_states(model)
+
+
+def load_onnx_with_latent(model_path: Path):
+    """An ONNX export run by ONNX Runtime with its inner last_hidden_state as a second output (the export's one
+    output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name)."""
+    from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
+
+    try:
+        return OnnxWithHiddenState(model_path)
+    except OnnxExportError as error:
+        raise ModelPassError(f"{error}; re-export it with export-model for the latent-space plots") from None
+
+
+BUCKET_GROWTH = 1.1  # each bucket length is 10% above the previous one: at most 10% padding, ~5% on average
+SMALLEST_BUCKET_SECONDS = 1.0
+FRAME_STRIDE_SAMPLES = 320  # bucket lengths are whole frames of the base conv stack (20 ms)
+
+
+@dataclass(frozen=True)
+class Batch:
+    length: int                # samples every input of the batch is zero-padded to
+    ids: tuple[str, ...]
+
+
+@dataclass
+class ModelPassTiming:
+    """Seconds spent in the model calls and seconds of (real, unpadded) audio they covered."""
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+    batches: int = 0
+    precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
+    engine: str = "keras"       # what ran the model: "keras" or "onnxruntime" (see ENGINES)
+
+    def add(self, seconds: float, audio_seconds: float) -> None:
+        self.seconds += seconds
+        self.audio_seconds += audio_seconds
+        self.batches += 1
+
+    def line(self) -> str:
+        factor = self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
+        precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
+        return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
+                f"factor {factor:.3f}, {self.batches} batches, {ENGINE_NAMES.get(self.engine, self.engine)})")
+
+
+def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:
+    """The fixed set of input lengths: from SMALLEST_BUCKET_SECONDS up by `growth`, ending at max_samples."""
+    lengths, length = [], SMALLEST_BUCKET_SECONDS * sample_rate
+    while length < max_samples:
+        lengths.append(int(np.ceil(length / FRAME_STRIDE_SAMPLES)) * FRAME_STRIDE_SAMPLES)
+        length *= growth
+    return sorted(set(lengths) - {max_samples} | {max_samples})
+
+
+def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None) -> list[Batch]:
+    """Batches of utterances of similar length, each padded to its bucket (None: to the batch's longest)."""
+    order = sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
+    groups: dict[int, list[str]] = {}
+    for sample_id in order:
+        length = num_samples[sample_id]
+        if buckets is None:
+            groups.setdefault(0, []).append(sample_id)
+            continue
+        bucket = next((b for b in buckets if b >= length), None)
+        if bucket is None:
+            raise ValueError(f"{sample_id} has {length} samples, more than the longest bucket ({buckets[-1]})")
+        groups.setdefault(bucket, []).append(sample_id)
+    batches = []
+    for bucket, ids in groups.items():
+        for start in range(0, len(ids), batch_size):
+            chunk = tuple(ids[start:start + batch_size])
+            batches.append(Batch(bucket or max(num_samples[i] for i in chunk), chunk))
+    return batches
+
+
+def plan_fixed_length(sample_ids: list[str], batch_size: int, max_samples: int) -> list[Batch]:
+    """The platform's path: every input padded to max_samples, in the split's order."""
+    return [Batch(max_samples, tuple(sample_ids[start:start + batch_size]))
+            for start in range(0, len(sample_ids), batch_size)]
+
+
+class KerasModelPass:
+    """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
+
+    Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
+    __call__, num_frames, precision, engine, fixed_samples and compiles_each_shape.
+    """
+
+    precision = "float32"
+    engine = "keras"
+    fixed_samples = None  # any input length
+
+    def __init__(self, model, jit_compile: bool = False):
+        import keras
+
+        from librispeech.wav2vec2 import model as wav2vec2_model
+
+        self.config = wav2vec2_model.model_config(model)
+        self.model = wav2vec2_model.with_hidden_states(model)
+        # JAX compiles every input shape (so inputs go to length buckets). There the model runs as one jax.jit of
+        # stateless_call: predict_on_batch's Python path cost ~6 ms a call on an H200 (benchmarks/GPU_RESULTS.md).
+        self.compiles_each_shape = jit_compile or keras.backend.backend() == "jax"
+        self._jax_forward = None
+        if keras.backend.backend() == "jax":
+            import jax
+
+            self._jax_forward = jax.jit(lambda trainable, non_trainable, audio, lengths:
+                                        self.model.stateless_call(trainable, non_trainable, [audio, lengths])[0])
+        else:
+            self.model.compile(jit_compile=jit_compile)
+
+    def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._jax_forward is not None:
+            logits, hidden = self._jax_forward([v.value for v in self.model.trainable_variables],
+                                               [v.value for v in self.model.non_trainable_variables], audio, lengths)
+        else:
+            logits, hidden = self.model.predict_on_batch([audio, lengths])
+        return np.asarray(logits), np.asarray(hidden)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.config.num_frames(num_samples)
+
+
+class OnnxModelPass:
+    """The model pass run by ONNX Runtime: an .onnx export (`model_path`), or a Keras model converted in memory
+    (`from_keras`: float32, within 1e-5 of Keras, and faster on CPU: see ENGINES). The time axis is dynamic unless
+    export-model was given --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
+
+    engine = "onnxruntime"
+    compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
+
+    def __init__(self, model_path: Path | None = None, converted=None):
+        if converted is None:  # the runtime's file checks (one-line errors), then the session with the hidden state
+            converted = load_model_with_latent(model_path)[1]
+        self.model = converted
+        self.config = self.model.wav2vec2_config
+        self.precision = self.model.precision
+        length = self.model.session.get_inputs()[0].shape[1]
+        self.fixed_samples = length if isinstance(length, int) else None
+
+    @classmethod
+    def from_keras(cls, model) -> "OnnxModelPass":
+        from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
+
+        try:
+            return cls(converted=OnnxWithHiddenState.from_keras(model))
+        except OnnxExportError as error:  # e.g. onnx not installed, with --engine onnxruntime
+            raise ModelPassError(f"the ONNX Runtime engine: {error}") from None
+
+    def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, hidden = self.model.predict_on_batch([audio, lengths])
+        return np.asarray(logits), np.asarray(hidden)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.config.num_frames(num_samples)
+
+
+# What runs an .h5's model pass. On CPU, ONNX Runtime runs the same float32 graph faster than Keras on TensorFlow
+# (10.4 s vs 16.5 s on 24 utterances, 50.9 s vs 63.2 s on 96: benchmarks/EVALUATE_RESULTS.md), so "auto" converts
+# the .h5 in memory unless Keras has a GPU to run on, XLA is asked for, or the input is the platform's fixed length
+# (--fixed-length: the platform's own path, Keras). An .onnx always runs with ONNX Runtime.
+ENGINES = ("auto", "keras", "onnxruntime")
+ENGINE_NAMES = {"keras": "Keras", "onnxruntime": "ONNX Runtime"}
+
+
+def keras_sees_an_accelerator() -> bool:
+    """Whether Keras' backend has a GPU (or other accelerator) to place the model on."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def resolve_engine(engine: str, model_path: Path, fixed_length: bool, jit_compile: bool) -> str:
+    """The engine `auto` stands for, or ModelPassError for a combination that cannot run."""
+    if model_path.suffix.lower() == ".onnx":
+        if engine == "keras" or jit_compile:
+            raise ModelPassError(f"{model_path.name} is an ONNX export: it runs with ONNX Runtime, not Keras "
+                                  f"(--engine keras and --xla need an .h5)")
+        return "onnxruntime"
+    if engine == "onnxruntime" and (fixed_length or jit_compile):
+        raise ModelPassError("--engine onnxruntime runs real lengths without XLA; --fixed-length and --xla run "
+                              "Keras")
+    if engine != "auto":
+        return engine
+    if fixed_length or jit_compile or keras_sees_an_accelerator():
+        return "keras"
+    try:
+        import onnx  # noqa: F401  the converter builds the graph with it (the project's dev extra)
+    except ImportError:
+        print("evaluate: onnx is not installed, so the model pass runs in Keras (install the dev extra for the "
+              "faster ONNX Runtime engine)", file=sys.stderr)
+        return "keras"
+    return "onnxruntime"
+
+
+def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False):
+    """The model pass of `model_path` for the engine (see ENGINES)."""
+    engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
+    if model_path.suffix.lower() == ".onnx":
+        return OnnxModelPass(model_path)
+    if fixed_length:
+        return KerasModelPass(load_model_with_latent(model_path)[0], jit_compile)
+    model = load_dynamic_length_model(model_path)
+    return OnnxModelPass.from_keras(model) if engine == "onnxruntime" else KerasModelPass(model, jit_compile)
+
+
+def load_dynamic_length_model(model_path: Path):
+    """The export at `model_path` built for inputs of any length: the runtime's file checks read its Wav2Vec2Config
+    from the .h5's model config, and its weights are loaded into the new model, without building the fixed-length
+    model first (6.6 s instead of 17 s for the base model on the loaded 2-core machine). Weights Keras cannot load
+    this way take the long way (load the export, then dynamic_length_model), which reports a damaged file."""
+    from librispeech.model_file import ModelFileError, check_conv_stack, check_finite_weights, check_keras_h5
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
+        load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
+    try:
+        encoder_config = check_keras_h5(model_path)
+        check_conv_stack(model_path, encoder_config)
+    except ModelFileError as error:
+        raise ModelPassError(str(error)) from None
+    import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
+
+    model = wav2vec2_model.build_wav2vec2_for_ctc(encoder_config, None, name=model_path.stem)
+    try:
+        model.load_weights(model_path)
+    except (OSError, KeyError, TypeError, ValueError):
+        model, _ = load_model_with_latent(model_path)
+        return dynamic_length_model(model)
+    try:
+        check_finite_weights(model_path, model)
+    except ModelFileError as error:
+        raise ModelPassError(str(error)) from None
+    return model
+
+
+def dynamic_length_model(model):
+    """The same model (architecture and weights) built for inputs of any length."""
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
+    dynamic = wav2vec2_model.build_wav2vec2_for_ctc(wav2vec2_model.model_config(model), None, name=model.name)
+    dynamic.set_weights(model.get_weights())
+    return dynamic
