@@ -14,6 +14,7 @@ from leap_binder import (
     metadata_readability, metadata_records, metadata_speech, metadata_text, preprocess, reference_visualizer,
     transcription_lm_visualizer, transcription_visualizer, waveform_visualizer, word_errors_visualizer)
 from librispeech.config import project_config
+from librispeech.lm_decoding import LanguageModelError, lm_decoder
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
 
@@ -75,11 +76,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Tensorleap integration test on the configured data and model.")
     parser.add_argument("--samples", type=int, default=3, help="samples per subset (default 3)")
     args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error("--samples must be at least 1")
     # audio_length is [1] by design (one number per sample); code-loader's batch-axis heuristic warns on every call.
     warnings.filterwarnings("ignore", message="input_audio_length warning")
     try:
+        lm_decoder()  # a missing or broken LM stops the test here, not after the model has run
         count = run(args.samples)
-    except (FileNotFoundError, ModelFileError) as error:
+    except (FileNotFoundError, ValueError, ModelFileError, LanguageModelError) as error:  # data, config, model, LM
         sys.exit(f"error: {error}")
     print(f"integration test passed on {count} samples (model: {project_config().model_path})")
 

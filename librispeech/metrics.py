@@ -1,4 +1,4 @@
-"""CTC loss (keras.ops, shared by the Tensorleap integration and training) and jiwer error rates."""
+"""CTC loss (TensorFlow's kernel, else keras.ops; shared by the integration and training) and jiwer error rates."""
 from __future__ import annotations
 
 import jiwer

@@ -1,8 +1,10 @@
 """Opening the wav2vec2 export that the integration runs (leap_test.load_model, `evaluate --model`).
 
 Every problem with the path is a ModelFileError whose message is one line naming the path and what is wrong:
-missing, not HDF5, truncated or corrupt, an HDF5 file that is not a wav2vec2 export, or an export whose conv stack
-differs from the one preprocessing counts frames with.
+missing, of another file type, not HDF5, truncated or corrupt, an HDF5 file that is not a wav2vec2 export, weights
+with NaN or inf, an ONNX file that does not load or has other inputs and outputs, or an export whose conv stack
+differs from the one preprocessing counts frames with (for an ONNX graph without export-model's recorded config,
+checked by running it once).
 """
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ def load_wav2vec2(path: str | Path):
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
     if path.suffix.lower() == ".onnx":
         session = load_onnx_session(path)
-        check_conv_stack(path, onnx_wav2vec2_config(path, session))
+        recorded = onnx_wav2vec2_config(path, session)
+        if recorded:
+            check_conv_stack(path, recorded)
+        else:
+            check_onnx_frames(path, session)
         return session
     if path.suffix.lower() in (".h5", ".hdf5"):
         check_conv_stack(path, check_keras_h5(path))
@@ -140,6 +146,27 @@ def load_onnx_session(path: Path):
         raise ModelFileError(f"{path} has inputs {inputs} and outputs {outputs}; the integration needs inputs "
                              f"{ONNX_INPUT_NAMES} and one output (logits): {MAKE_ONE}")
     return session
+
+
+def check_onnx_frames(path: Path, session) -> None:
+    """A graph made elsewhere records no Wav2Vec2Config, so its conv stack is checked by running it once on silence
+    (1 s, or its fixed input length): it must give the frames preprocessing counts (the base conv stack)."""
+    import numpy as np
+
+    from librispeech.data import model_frames
+
+    length = session.get_inputs()[0].shape[1]
+    num_samples = length if isinstance(length, int) else 16000
+    try:
+        logits = session.run(None, {"audio": np.zeros((1, num_samples), np.float32),
+                                    "audio_length": np.full((1, 1), num_samples, np.float32)})[0]
+    except Exception as error:  # ORT's own exception types: wrong input ranks or dtypes, a failing node
+        raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and fails on a test input "
+                             f"({_first_line(error)}); {MAKE_ONE}") from None
+    if logits.ndim != 3 or logits.shape[1] != model_frames(num_samples):
+        raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY}, and on {num_samples} samples it gives logits of "
+                             f"shape {list(logits.shape)}, not [1, {model_frames(num_samples)}, vocabulary] as the "
+                             f"base conv stack that preprocessing counts frames with; {MAKE_ONE}")
 
 
 def onnx_wav2vec2_config(path: Path, session) -> dict:

@@ -6,7 +6,8 @@ the speech power is the mean power of all frames minus that noise power. snr_db 
 the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise power). It
 needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise estimate
 includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
-stays finite on digital silence (no noise at all gives the ceiling, no speech above the noise the floor).
+stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above its
+noise gives the floor, digital silence and empty audio included (nothing there for the model to hear).
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
 decodes it). dc_offset: the mean sample value.

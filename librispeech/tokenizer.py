@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -15,20 +14,20 @@ UNKNOWN = "<unk>"
 
 
 @functools.cache
-def get_tokenizer(vocab_file: Path | None = None):
+def get_tokenizer():
     from transformers import Wav2Vec2CTCTokenizer  # heavy import, deferred to first use
 
     return Wav2Vec2CTCTokenizer(
-        str(vocab_file or project_config().vocab_file),
+        str(project_config().vocab_file),
         unk_token=UNKNOWN, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
         word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
     )
 
 
 @functools.cache
-def vocabulary_tokens(vocab_file: Path | None = None) -> tuple[str, ...]:
+def vocabulary_tokens() -> tuple[str, ...]:
     """The vocabulary in id order (the labels of the model's output channels)."""
-    with open(vocab_file or project_config().vocab_file, encoding="utf-8") as handle:
+    with open(project_config().vocab_file, encoding="utf-8") as handle:
         vocab = json.load(handle)
     return tuple(sorted(vocab, key=vocab.get))
 

@@ -152,13 +152,18 @@ def data_pad(waveform: np.ndarray, epsilon: float, length: int) -> np.ndarray:
 
 
 def read_rows(path: Path) -> list[dict]:
-    rows = []
+    """The rows of a samples.jsonl. A line that does not parse (the last one, when a run was cut short while
+    writing) is left out with a warning: its sample counts as not done, so a rerun computes it again."""
+    rows, unreadable = [], []
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                break  # a line cut short by an interruption: recomputed on this run
+                unreadable.append(number)
+    if unreadable:
+        print(f"evaluate: {path}: {len(unreadable)} unreadable line(s) left out (line {', '.join(map(str, unreadable[:5]))}"
+              f"{', ...' if len(unreadable) > 5 else ''}); their samples count as not done", file=sys.stderr)
     return rows
 
 

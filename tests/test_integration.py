@@ -34,6 +34,15 @@ def test_missing_model_is_a_clear_message(tmp_path):
     assert "no wav2vec2 model at" in result.stderr and "export-model" in result.stderr
 
 
+def test_missing_lm_is_a_clear_message_before_the_model_runs(tmp_path, tiny_model):
+    result = subprocess.run([sys.executable, "leap_test.py", "--samples", "1"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "WAV2VEC_MODEL": str(tiny_model),
+                                                         "LIBRISPEECH_LM": str(tmp_path / "absent.arpa")})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "absent.arpa" in result.stderr
+    assert "Traceback" not in result.stderr and "Successful!" not in result.stdout  # stopped before any sample
+
+
 def test_platform_loader_parses_the_integration(tiny_model):
     """What Tensorleap does with the pushed code: LeapLoader on leap_test.py, dataset check, then samples."""
     code = (

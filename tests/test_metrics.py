@@ -128,7 +128,7 @@ def test_ctc_loss_is_differentiable_for_training():
 
 
 def test_label_padding_width_does_not_change_the_loss():
-    """Labels arrive padded to max_label_length (630), wider than many logit sequences."""
+    """Labels arrive padded to a label width (here 630), wider than many logit sequences."""
     logits = np.random.default_rng(3).normal(size=(1, 120, 32)).astype(np.float32)
     narrow, wide = label_of("PADDING", 10)[None], label_of("PADDING", 630)[None]
     expected = reference_ctc_nll(log_softmax(logits[0].astype(np.float64)), [int(i) for i in narrow[0] if i])

@@ -323,6 +323,25 @@ def test_an_onnx_file_with_other_inputs_is_refused(tmp_path):
         onnx_export.OnnxWithHiddenState(path)
 
 
+@pytest.mark.parametrize("conv_stack, refused", [(None, False),
+                                                  ({"conv_kernel": [10, 8], "conv_stride": [5, 4]}, True)])
+def test_an_onnx_graph_without_a_recorded_config_is_checked_by_its_frames(tmp_path, conv_stack, refused):
+    """A graph made elsewhere records no Wav2Vec2Config: one run on silence shows whether it has the base stack."""
+    from conftest import TINY_CONFIG
+
+    config = dict(TINY_CONFIG, **({"conv_dim": [8, 8], **conv_stack} if conv_stack else {}))
+    proto = onnx_export.to_onnx(build_wav2vec2_for_ctc(config, None))
+    del proto.metadata_props[:]
+    path = tmp_path / "made-elsewhere.onnx"
+    onnx.save_model(proto, str(path))
+    if not refused:
+        assert load_wav2vec2(path).get_inputs()[0].name == "audio"
+        return
+    with pytest.raises(ModelFileError, match=r"records no wav2vec2_config, and on 16000 samples it gives logits of "
+                                             r"shape \[1, 798, 32\], not \[1, 49, vocabulary\]"):
+        load_wav2vec2(path)
+
+
 def test_tiny_base_like_model_matches_keras_at_full_input_length():
     """The Tensorleap input length (34.955 s) through a tiny model with the base model's conv stack."""
     from librispeech.config import project_config

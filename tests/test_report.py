@@ -46,12 +46,14 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert set(words["id"]) <= set(table["id"]) and set(words["kind"]) <= {"correct", "substitution", "insertion",
                                                                             "deletion"}
 
-    # An interrupted run keeps its rows: drop two (one cut mid-line) and rerun; only those are computed again.
+    # An interrupted run keeps its rows: drop one, cut one mid-line and damage one in the middle, then rerun: only
+    # those three are computed again, and the two unreadable lines are named.
     lines = (out / "samples.jsonl").read_text().splitlines()
-    (out / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:50])
+    (out / "samples.jsonl").write_text("\n".join([lines[0], lines[1][:50], *lines[2:4]]) + "\n" + lines[4][:50])
     second = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out))
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "2 evaluated" in second.stdout
+    assert "3 evaluated" in second.stdout
+    assert "2 unreadable line(s) left out (line 2, 5)" in second.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(table["id"])
 

@@ -181,5 +181,5 @@ def test_readability_is_offline_and_leaves_nltk_data_alone(tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout) == readability_features(text)
-    # (Keras, imported with the librispeech package, may write its own ~/.keras; NLTK must write nothing.)
+    # (Keras may write its own ~/.keras; NLTK must write nothing.)
     assert not any(nltk_data.iterdir()) and not any(home.rglob("nltk_data"))

@@ -31,7 +31,7 @@ def test_reliability_bins_and_calibration_error():
     words = word_report.word_table(ROWS)
     bins, ece = word_report.reliability(words)
     by_low = {round(b["low"], 1): b for b in bins}
-    # hypothesis words: 0.99 0.95 0.97 | 0.55 0.35 0.65 0.92 | 0.98 -> bins 0.3, 0.5, 0.6, 0.9 (six words)
+    # hypothesis words: 0.99 0.95 0.97 | 0.55 0.35 0.65 0.92 | 0.98 -> bins 0.3, 0.5, 0.6, 0.9 (eight words)
     assert sorted(by_low) == [0.3, 0.5, 0.6, 0.9]
     assert by_low[0.9]["count"] == 5 and by_low[0.9]["correct"] == pytest.approx(3 / 5)
     assert by_low[0.3]["correct"] == 0.0 and by_low[0.6]["correct"] == 1.0

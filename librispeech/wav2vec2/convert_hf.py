@@ -10,6 +10,7 @@ or mis-shaped is a CheckpointError naming the key.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -80,11 +81,7 @@ def _preferred_weight_files(available: list[str]) -> list[str]:
 
 
 def _torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("torch") is not None  # without importing it (seconds)
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
