@@ -26,6 +26,29 @@ def test_lm_columns_against_jiwer():
     assert not same["lm_changed"] and same["lm_gain"] == 0.0
 
 
+def test_lm_columns_equal_the_registered_lm_metrics():
+    """evaluate decodes each sample once for its LM columns; they are what the registered metrics give."""
+    from librispeech import lm_decoding, metrics
+    from librispeech.tokenizer import decode_greedy, encode_transcript
+
+    references = ["HE SAID IT WAS", "THE CAT SAT", "A DOG"]
+    spoken = ["HE SAIDIT WAS", "THE CAT SAT", "A DOGG"]
+    width = max(len(spelled_logits(text, padding=5)) for text in spoken)
+    logits = np.stack([np.pad(spelled_logits(text), ((0, width - len(spelled_logits(text))), (0, 0)))
+                       for text in spoken]).astype(np.float16)
+    labels = np.stack([encode_transcript(text, 64) for text in references])
+    registered = lm_decoding.error_rates_lm(logits, labels)
+    gain = lm_decoding.lm_gain(logits, labels)
+    for j, reference in enumerate(references):
+        columns = lm_report.lm_columns(reference, decode_greedy(logits[j]), logits[j])
+        assert columns["wer_lm"] == pytest.approx(registered["wer"][j]) and columns["cer_lm"] == pytest.approx(
+            registered["cer"][j])
+        assert columns["lm_gain"] == pytest.approx(gain[j])
+        assert columns["wer_lm"] == pytest.approx(metrics.error_rates_of_pair(reference, columns["hypothesis_lm"])[
+            "wer"])
+    assert gain.any()  # the LM changed at least one WER, so the comparison is not between zeros
+
+
 def test_summary_puts_greedy_and_lm_side_by_side():
     table = pd.DataFrame({
         "id": ["a", "b", "c"], "reference": ["HE SAID IT WAS", "A CAT", "THE DOG"],
