@@ -6,11 +6,14 @@ functions (XLA, or an ONNX Runtime session) see few distinct shapes.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 
 class ModelPassError(Exception):
@@ -44,7 +47,8 @@ def load_onnx_with_latent(model_path: Path):
 
 BUCKET_GROWTH = 1.1  # each bucket length is 10% above the previous one: at most 10% padding, ~5% on average
 SMALLEST_BUCKET_SECONDS = 1.0
-FRAME_STRIDE_SAMPLES = 320  # bucket lengths are whole frames of the base conv stack (20 ms)
+# bucket lengths are whole frames of the base conv stack (320 samples, 20 ms), which preprocessing counts with
+FRAME_STRIDE_SAMPLES = math.prod(Wav2Vec2Config().conv_stride)
 
 
 @dataclass(frozen=True)
