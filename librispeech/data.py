@@ -31,6 +31,7 @@ EMPTY_TRANSCRIPT = "empty transcript"
 UNREADABLE_AUDIO = "unreadable audio"
 TOO_LONG = "longer than the model input (max_samples)"
 EMPTY_AUDIO = "no audio samples"
+UNKNOWN_LENGTH_FRAMES = 2 ** 62  # soundfile's frame count for a header without a length (2**63 - 1)
 LABEL_TOO_LONG = "transcript longer than the label width (max_label_length)"
 TOO_SHORT_FOR_TRANSCRIPT = "audio too short for its transcript (fewer model frames than CTC needs)"
 WARNING_IDS_SHOWN = 5
@@ -210,6 +211,10 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
         info = read_info()
     except Exception as error:
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, str(error).splitlines()[0][:200])
+    if info.frames >= UNKNOWN_LENGTH_FRAMES:  # libsndfile cannot decode such a file either (it seeks past the end)
+        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO,
+                                       "its header gives no length (a FLAC with total samples 0, as a streaming "
+                                       "encoder writes it); re-encode the file")
     num_samples = resampled_length(info.frames, info.samplerate, config.sample_rate)
     if num_samples <= 0:
         return None, ExcludedUtterance(candidate.id, EMPTY_AUDIO)
@@ -225,7 +230,8 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
 
 
 def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple], config: ProjectConfig):
-    """Seeded sample of valid utterances: shuffle all ids, then read headers until enough pass.
+    """Seeded sample of valid utterances: shuffle all ids, then read headers until enough pass. Returns the
+    selection, the excluded ones and how many headers were read.
 
     Only headers are read, in small parallel batches (soundfile releases the GIL while reading).
     """
@@ -243,27 +249,29 @@ def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple],
                     excluded.append(problem)
                 elif len(selected) < wanted:
                     selected.append(utterance)
-    return sorted(selected, key=lambda u: u.id), excluded
+    return sorted(selected, key=lambda u: u.id), excluded, start
 
 
-def _report(split: SplitData, considered: int) -> None:
+def _report(split: SplitData, examined: int) -> None:
+    """One warning line for the split's exclusions, out of the utterances examined (a sample reads only the headers
+    it needs; problems found without headers, such as a missing file, are counted over the whole split)."""
     if not split.excluded:
         return
     reasons = Counter(e.reason for e in split.excluded)
     first = ", ".join(e.id for e in split.excluded[:WARNING_IDS_SHOWN])
-    logger.warning("%s (%s): left out %d of %d utterances (%s); first: %s%s. Full list: "
-                   "PreprocessResponse.data.excluded", split.split, split.subset, len(split.excluded), considered,
+    logger.warning("%s (%s): left out %d of %d utterances examined (%s); first: %s%s. Full list: "
+                   "PreprocessResponse.data.excluded", split.split, split.subset, len(split.excluded), examined,
                    ", ".join(f"{n} {r}" for r, n in reasons.most_common()), first,
                    ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
 
 
 def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: list[_Candidate],
             structural: list[ExcludedUtterance], header, corpus_info: CorpusInfo, hf_dataset=None) -> SplitData:
-    selected, header_problems = _select(candidates, header, config)
+    selected, header_problems, headers_read = _select(candidates, header, config)
     excluded = sorted(structural, key=lambda e: e.id) + header_problems
     split = SplitData(subset, split_name, config.source, {u.id: u for u in selected}, excluded, corpus_info,
                       config.sample_rate, hf_dataset)
-    _report(split, len(candidates) + len(structural))
+    _report(split, headers_read + len(structural))
     if not selected:
         raise ValueError(f"{split_name} ({subset}): no usable utterance among {len(candidates) + len(structural)}; "
                          f"reasons: {dict(Counter(e.reason for e in excluded))}")
@@ -274,8 +282,9 @@ def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: lis
 
 def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
     candidates, problems, listed = [], [], set()
-    flacs = {p.stem: p for p in chapter_dir.glob("*.flac")}
-    for transcript_file in sorted(chapter_dir.glob("*.trans.txt")):
+    # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
+    flacs = {p.stem: p for p in chapter_dir.glob("*.flac") if not p.name.startswith(".")}
+    for transcript_file in sorted(p for p in chapter_dir.glob("*.trans.txt") if not p.name.startswith(".")):
         with open(transcript_file, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if not line.strip():
@@ -307,7 +316,8 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
     candidates, structural = [], []
-    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir()):
+    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir() and not any(
+            part.startswith(".") for part in p.relative_to(split_dir).parts)):
         found, problems = _chapter_candidates(chapter_dir)
         candidates += found
         structural += problems
@@ -334,13 +344,20 @@ def open_hf_split(config: ProjectConfig, subset: str):
                 if split_name not in loaded:
                     raise FileNotFoundError(f"split {split_name!r} not in {location} (has {list(loaded)})")
                 loaded = loaded[split_name]
+            elif loaded.split is not None and str(loaded.split) != split_name:
+                raise FileNotFoundError(f"{location} holds one split, {str(loaded.split)!r}, not {split_name!r} "
+                                        f"(save a DatasetDict to have every subset)")
+            elif loaded.split is None:
+                logger.warning("%s holds one dataset with no split name: it is used as split %r (%s subset)",
+                               location, split_name, subset)
             dataset = loaded
-        else:  # a parquet copy laid out as on the hub: {config}/{split}/*.parquet
-            files = sorted((location / config.hf_config / split_name).glob("*.parquet")) or \
-                sorted((location / split_name).glob("*.parquet"))
+        else:  # a parquet copy laid out as on the hub (folders per split, or push_to_hub's shard names)
+            patterns = [f"{config.hf_config}/{split_name}/*.parquet", f"{config.hf_config}/{split_name}-*.parquet",
+                        f"{split_name}/*.parquet", f"{split_name}-*.parquet"]
+            files = next((found for pattern in patterns if (found := sorted(location.glob(pattern)))), [])
             if not files:
                 raise FileNotFoundError(f"no parquet files for split {split_name!r} under {location} "
-                                        f"(expected {config.hf_config}/{split_name}/*.parquet)")
+                                        f"(expected one of {', '.join(patterns)})")
             dataset = datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]},
                                             split=split_name)
     else:

@@ -3,8 +3,9 @@
 Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
 runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
 the platform's fixed-length path, `--fixed-length`), one utterance per call by default, run by ONNX Runtime on a CPU
-and by Keras where Keras has a GPU (model_pass.py). Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what is done. Then:
-samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a part; `--merge` joins the parts.
+and by Keras where Keras has a GPU (model_pass.py). Rows are appended to samples.jsonl as batches finish, so an
+interrupted run keeps its work and a rerun skips what is done. Then: samples.csv / samples.parquet, summary.md and
+the plots. `--shard i/n` runs a part; `--merge` joins the parts.
 The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
 the LM-decoded second hypothesis in lm_report.py.
 """
@@ -162,8 +163,9 @@ def read_rows(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 unreadable.append(number)
     if unreadable:
-        print(f"evaluate: {path}: {len(unreadable)} unreadable line(s) left out (line {', '.join(map(str, unreadable[:5]))}"
-              f"{', ...' if len(unreadable) > 5 else ''}); their samples count as not done", file=sys.stderr)
+        shown = ", ".join(map(str, unreadable[:5])) + (", ..." if len(unreadable) > 5 else "")
+        print(f"evaluate: {path}: {len(unreadable)} unreadable line(s) left out (line {shown}); their samples count "
+              f"as not done", file=sys.stderr)
     return rows
 
 
@@ -188,22 +190,32 @@ def _group_rates(table, column: str) -> list[tuple]:
     return groups
 
 
-def write_summary(table, out: Path, split, model_path: Path, seconds: float,
+EXCLUDED_SHOWN = 20  # left-out utterances listed in summary.md
+
+
+def markdown_cell(value) -> str:
+    """A table cell: a `|` in a speaker's name (LibriSpeech has "|CBW|Simon") would start a new column."""
+    return str(value).replace("|", "\\|")
+
+
+def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, seconds: float,
                   model_pass: ModelPassTiming | None = None) -> dict:
     from librispeech.metrics import corpus_error_rates
 
     overall = corpus_error_rates(table["reference"].tolist(), table["hypothesis"].tolist())
-    lines = [f"# Evaluation of {model_path.name} on {split.split} ({split.subset})", "",
+    lines = [f"# Evaluation of {model_path.name} on {run_info.split} ({run_info.subset})", "",
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f}",
-             f"- data source: {split.source}; left out while preprocessing: {len(split.excluded)}"
-             + "".join(f"\n  - {e.id}: {e.reason}" for e in split.excluded[:20]),
+             f"- data source: {run_info.source}; left out while preprocessing: {len(run_info.excluded)}"
+             + "".join(f"\n  - {e.id}: {e.reason}" for e in run_info.excluded[:EXCLUDED_SHOWN])
+             + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
+                if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
              f"- run time: {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else ""), ""]
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
                               table["records.speaker_name"].fillna("").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
         lines += [f"## {title}", "", "| group | samples | WER | CER | mean loss |", "|---|---|---|---|---|"]
-        lines += [f"| {value} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} |"
+        lines += [f"| {markdown_cell(value)} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} |"
                   for value, count, wer, cer, loss in _group_rates(frame, column)]
         lines.append("")
     worst = table.sort_values("wer", ascending=False).head(5)
@@ -274,7 +286,7 @@ class Excluded:
 
 @dataclass
 class RunInfo:
-    """What a report says about its run besides the rows (read by write_summary like a SplitData); saved as
+    """What a report says about its run besides the rows (read by write_summary); saved as
     run.json so that --merge needs neither the data nor the model."""
     split: str
     subset: str

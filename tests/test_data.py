@@ -65,8 +65,21 @@ def test_bad_inputs_are_left_out_and_reported(corpus, caplog):
     assert not set(reasons) & set(dev.utterances)
     assert len(dev.utterances) == 6
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "dev-clean" in lines[0] and "left out 5 of 11" in lines[0]
+    assert len(lines) == 1 and "dev-clean" in lines[0] and "left out 5 of 11 utterances examined" in lines[0]
     assert "110-7110-0010" in lines[0]
+
+
+def test_a_sample_reports_exclusions_out_of_the_headers_it_read(tmp_path, caplog):
+    """A 3-utterance sample of a 100-utterance split reads one batch of 64 headers, not all 100."""
+    root = tmp_path / "LibriSpeech"
+    for utt in range(100):
+        audio = tone(0.5) if utt % 10 else tone(0.5)[:100]  # every tenth too short for its word
+        write_utterance(root, "train-clean-100", 1, 2, utt, "HELLO", audio)
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        split = data.load_openslr_split("training", make_config(root, data__samples_per_split=3))
+    assert len(split.utterances) == 3 and 0 < len(split.excluded) < 10
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"left out {len(split.excluded)} of 64 utterances examined" in line
 
 
 def test_no_warning_for_clean_split(corpus, caplog):
@@ -155,26 +168,38 @@ def _hf_rows(root):
     return rows
 
 
-@pytest.mark.parametrize("layout", ["save_to_disk", "parquet"])
-def test_hf_datasets_path_matches_openslr(corpus, tmp_path, layout):
-    datasets = pytest.importorskip("datasets")
-    hf_names = {"train-clean-100": "train.100", "dev-clean": "validation", "test-clean": "test"}
-    rows = _hf_rows(corpus)
+def _hf_dataset(corpus, split: str, hf_split: str | None = None):
+    """One split of the OpenSLR tree as a datasets.Dataset in openslr/librispeech_asr's columns."""
+    import datasets
+
     # Audio stored as Arrow does it ({bytes, path}); datasets would need torchcodec to encode an Audio feature.
     audio_storage = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
     features = datasets.Features({"file": datasets.Value("string"), "audio": audio_storage,
                                   "text": datasets.Value("string"), "speaker_id": datasets.Value("int64"),
                                   "chapter_id": datasets.Value("int64"), "id": datasets.Value("string")})
-    per_split = {hf_names[name]: datasets.Dataset.from_list(
-        [{k: v for k, v in r.items() if k != "split"} for r in rows if r["split"] == name], features=features)
-        for name in hf_names}
+    rows = [{k: v for k, v in r.items() if k != "split"} for r in _hf_rows(corpus) if r["split"] == split]
+    return datasets.Dataset.from_list(rows, features=features,
+                                      split=datasets.NamedSplit(hf_split) if hf_split else None)
+
+
+@pytest.mark.parametrize("layout", ["save_to_disk", "parquet", "push_to_hub"])
+def test_hf_datasets_path_matches_openslr(corpus, tmp_path, layout):
+    datasets = pytest.importorskip("datasets")
+    hf_names = {"train-clean-100": "train.100", "dev-clean": "validation", "test-clean": "test"}
+    per_split = {hf_names[name]: _hf_dataset(corpus, name) for name in hf_names}
     location = tmp_path / "hf_copy"
     if layout == "save_to_disk":
         datasets.DatasetDict(per_split).save_to_disk(str(location))
-    else:
+    elif layout == "parquet":  # the hub's converted layout: {config}/{split}/0000.parquet
         for name, dataset in per_split.items():
             (location / "clean" / name).mkdir(parents=True)
             dataset.to_parquet(str(location / "clean" / name / "0000.parquet"))
+    else:  # push_to_hub's shards: {config}/{split}-00000-of-0000N.parquet
+        (location / "clean").mkdir(parents=True)
+        for name, dataset in per_split.items():
+            for index in range(2):
+                dataset.shard(2, index, contiguous=True).to_parquet(
+                    str(location / "clean" / f"{name}-{index:05d}-of-00002.parquet"))
 
     openslr = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
     hf = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000,
@@ -191,6 +216,21 @@ def test_hf_datasets_path_matches_openslr(corpus, tmp_path, layout):
     # The broken FLAC and the too-long one are left out on this path too.
     reasons = {e.reason for e in data.load_split("validation", hf).excluded}
     assert {data.UNREADABLE_AUDIO, data.TOO_LONG} <= reasons
+
+
+def test_hf_single_saved_split_serves_only_its_own_name(corpus, tmp_path, caplog):
+    pytest.importorskip("datasets")
+    named, unnamed = tmp_path / "named", tmp_path / "unnamed"
+    _hf_dataset(corpus, "test-clean", "test").save_to_disk(str(named))
+    _hf_dataset(corpus, "test-clean").save_to_disk(str(unnamed))
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(named), data__samples_per_split="all")
+    assert list(data.load_split("test", config).utterances) == list(data.load_split(
+        "test", make_config(corpus, data__samples_per_split="all")).utterances)
+    with pytest.raises(FileNotFoundError, match=r"holds one split, 'test', not 'train.100'"):
+        data.open_hf_split(config, "training")
+    with caplog.at_level("WARNING", logger="librispeech"):
+        data.open_hf_split(make_config(corpus, data__source="huggingface", data__hf_dataset=str(unnamed)), "training")
+    assert "no split name: it is used as split 'train.100'" in caplog.text
 
 
 def test_hf_missing_split_is_a_clear_error(tmp_path):

@@ -114,3 +114,23 @@ def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
     result = evaluate("--limit", "1", "--model", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("evaluate: no 'last_hidden_state' tensor inside")
+
+
+def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
+    """LibriSpeech's SPEAKERS.TXT names speaker 60 "|CBW|Simon"; the long list of left-out utterances is cut."""
+    from librispeech_tools import evaluate as evaluate_module
+    from librispeech_tools.model_pass import ModelPassTiming
+
+    table = pd.DataFrame({"id": ["60-1-0001", "61-1-0001"], "reference": ["A CAT", "A DOG"],
+                          "hypothesis": ["A CAT", "A DOT"], "loss": [1.0, 2.0], "wer": [0.0, 0.5],
+                          "speech.speaker_id": [60, 61], "records.speaker_name": ["|CBW|Simon", "Ann"],
+                          "records.sex": ["M", "F"]})
+    excluded = [evaluate_module.Excluded(f"1-1-{i:04d}", "unreadable audio") for i in range(25)]
+    run_info = evaluate_module.RunInfo("test-clean", "test", "openslr", excluded, "m.h5", 2, None,
+                                       ModelPassTiming(), 1.0)
+    evaluate_module.write_summary(table, tmp_path, run_info, Path("m.h5"), 1.0)
+    summary = (tmp_path / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| 60 ") or line.startswith("| 61 ")]
+    assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
+    assert {line.replace("\\|", "").count("|") for line in rows} == {6}  # five columns each
+    assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 5 more (all in run.json)" in summary

@@ -63,6 +63,27 @@ def test_preprocess_excludes_audio_too_short_for_its_transcript(tmp_path):
     assert set(split.utterances) == {ids["HELLO_2000"], ids["A_400"]}  # 6 frames for HELLO's 6; 1 frame for A
 
 
+def test_hidden_files_are_ignored_and_a_flac_without_a_length_is_unreadable(tmp_path):
+    """A corpus copied by macOS has `._NAME` AppleDouble files beside each file; a FLAC written by a streaming
+    encoder may leave its length unset (soundfile then says 2**63 - 1 frames and cannot decode it)."""
+    root = tmp_path / "LibriSpeech"
+    good = write_utterance(root, "train-clean-100", 1, 2, 0, "HELLO", tone(1.0))
+    no_length = write_utterance(root, "train-clean-100", 1, 2, 1, "HELLO", tone(1.0))
+    chapter = root / "train-clean-100" / "1" / "2"
+    flac = bytearray((chapter / f"{no_length}.flac").read_bytes())
+    flac[21] &= 0xF0  # STREAMINFO's 36-bit total-samples field: bits 4-7 of byte 21 and bytes 22-25
+    flac[22:26] = bytes(4)
+    (chapter / f"{no_length}.flac").write_bytes(bytes(flac))
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X"
+    for name in ("._1-2.trans.txt", f"._{good}.flac"):
+        (chapter / name).write_bytes(apple_double)
+    (root / "train-clean-100" / "1" / ".Trash").mkdir()
+    split = data.load_split("training", make_config(root, data__samples_per_split="all"))
+    assert set(split.utterances) == {good}
+    assert [(e.id, e.reason) for e in split.excluded] == [(no_length, data.UNREADABLE_AUDIO)]
+    assert "gives no length" in split.excluded[0].detail
+
+
 def test_preprocess_keeps_a_703_character_transcript_on_34_seconds(tmp_path):
     """Issue 12: valid CTC input (1,700+ frames for 703 labels) that the 630-wide label used to refuse."""
     root = tmp_path / "LibriSpeech"
