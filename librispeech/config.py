@@ -16,6 +16,10 @@ BUNDLED_CORPUS = REPO_ROOT / "data" / "LibriSpeech"
 SUBSETS = ("training", "validation", "test")
 
 
+class ConfigError(ValueError):
+    """A value in config.yaml or its environment overrides that cannot be used; the message names it."""
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     source: str
@@ -51,9 +55,11 @@ def parse_samples_per_split(value: Any) -> int | None:
     try:
         count = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"samples_per_split must be a positive integer or 'all', got {value!r}") from None
+        raise ConfigError(f"samples_per_split (LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer or 'all', "
+                          f"got {value!r}") from None
     if count < 1:
-        raise ValueError(f"samples_per_split must be a positive integer or 'all', got {value!r}")
+        raise ConfigError(f"samples_per_split (LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer or 'all', "
+                          f"got {value!r}")
     return count
 
 
@@ -66,7 +72,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
     data, audio, text, model, decoding = raw["data"], raw["audio"], raw["text"], raw["model"], raw["decoding"]
     source = environ.get("LIBRISPEECH_SOURCE", data["source"])
     if source not in ("openslr", "huggingface"):
-        raise ValueError(f"data source must be 'openslr' or 'huggingface', got {source!r}")
+        raise ConfigError(f"data source (LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got {source!r}")
     root = environ.get("LIBRISPEECH_ROOT") or data.get("root")
     return ProjectConfig(
         source=source,
@@ -100,7 +106,7 @@ def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) 
             lexicon = str(_resolve(decoding["lexicon"], PACKAGE_DIR))
     beam_width = int(decoding["beam_width"])
     if beam_width < 1:
-        raise ValueError(f"decoding.beam_width must be at least 1, got {beam_width}")
+        raise ConfigError(f"decoding.beam_width must be at least 1, got {beam_width}")
     return {"lm_path": lm_path, "lexicon_path": _resolve(lexicon, Path.cwd()) if lexicon else None,
             "beam_width": beam_width, "lm_alpha": float(decoding["alpha"]), "lm_beta": float(decoding["beta"])}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.config import REPO_ROOT, SUBSETS, ProjectConfig, project_config
+from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, bucket_lengths,
                                           load_model_pass, plan_batches, plan_fixed_length)
@@ -498,7 +498,7 @@ def main(argv=None) -> None:
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
                 args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard, args.engine)
-    except (EvaluationError, ModelPassError) as error:
+    except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
 
 

@@ -13,9 +13,9 @@ PLOTS = {"latent_space.png", "rms_std_vs_loss.png", "dale_chall_vs_metrics.png",
          "spectral_flatness_vs_cer.png", "reliability_diagram.png", "wer_vs_speaking_rate.png"}
 
 
-def evaluate(*args: str) -> subprocess.CompletedProcess:
+def evaluate(*args: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+                          text=True, timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true", **environment})
 
 
 def test_report_files_and_resume(tiny_model, tmp_path):
@@ -58,12 +58,14 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert sorted(row["id"] for row in rows) == sorted(table["id"])
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--split", "no-such-split"], "unknown split 'no-such-split'"),
-    (["--model", "/nonexistent/model.h5"], "no wav2vec2 model at /nonexistent/model.h5"),
+@pytest.mark.parametrize("arguments, environment, message", [
+    (["--split", "no-such-split"], {}, "unknown split 'no-such-split'"),
+    (["--model", "/nonexistent/model.h5"], {}, "no wav2vec2 model at /nonexistent/model.h5"),
+    ([], {"LIBRISPEECH_SAMPLES_PER_SPLIT": "0"}, "(LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer"),
+    ([], {"LIBRISPEECH_SOURCE": "s3"}, "(LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got 's3'"),
 ])
-def test_bad_requests_are_one_line_errors(arguments, message):
-    result = evaluate(*arguments)
+def test_bad_requests_are_one_line_errors(arguments, environment, message):
+    result = evaluate(*arguments, **environment)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate: ") and message in last
@@ -110,7 +112,11 @@ def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
                                helper.make_tensor_value_info("audio_length", TensorProto.FLOAT, ["batch", 1])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 559280])])
     path = tmp_path / "foreign.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8)
+    # it says it has the base conv stack (else the runtime's frame check refuses it first)
+    helper.set_model_props(model, {"wav2vec2_config": '{"conv_kernel": [10, 3, 3, 3, 3, 2, 2], '
+                                                      '"conv_stride": [5, 2, 2, 2, 2, 2, 2]}'})
+    onnx.save_model(model, str(path))
     result = evaluate("--limit", "1", "--model", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("evaluate: no 'last_hidden_state' tensor inside")
