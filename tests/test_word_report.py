@@ -1,4 +1,6 @@
 """The word sections of `evaluate`'s report on word tables whose counts are known by construction."""
+import numpy as np
+import pandas as pd
 import pytest
 
 from librispeech_tools import word_report
@@ -76,3 +78,20 @@ def test_wer_by_speaking_rate_thirds():
         (1.0, 1.5, 2.0, 2), (3.0, 3.5, 4.0, 2), (5.0, 5.5, 6.0, 2)]
     assert [wer for _, _, _, wer, _ in thirds] == pytest.approx([1 / 4, 0.0, 3 / 6])
     assert word_report.rate_thirds(table.head(2), "pace.words_per_second") == []
+
+
+def test_reliability_bins_equal_scikit_learns_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.2, 1.0, 500)
+    correct = rng.uniform(size=500) < confidence ** 2  # over-confident, so the curve is not the diagonal
+    kinds = np.where(correct, "correct", "substitution")
+    words = pd.DataFrame({"kind": [*kinds, "deletion"], "confidence": [*confidence, np.nan]})
+    bins, ece = word_report.reliability(words)
+    fraction_correct, mean_confidence = calibration_curve(correct, confidence, n_bins=word_report.RELIABILITY_BINS)
+    np.testing.assert_allclose([b["correct"] for b in bins], fraction_correct)
+    np.testing.assert_allclose([b["confidence"] for b in bins], mean_confidence)
+    counts = np.array([b["count"] for b in bins])
+    assert counts.sum() == 500 and ece == pytest.approx(
+        float(np.sum(counts * np.abs(fraction_correct - mean_confidence)) / 500))
