@@ -14,6 +14,7 @@ decodes it). dc_offset: the mean sample value.
 """
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 NOISE_FRAME_SECONDS = 0.020
@@ -27,8 +28,6 @@ NOISE_TYPES = {"snr_db": "float", "clipping_fraction": "float", "dc_offset": "fl
 
 def frame_powers(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mean power of consecutive, non-overlapping NOISE_FRAME_SECONDS frames (a short clip is one frame)."""
-    import librosa  # deferred: librosa's import is slow and this module is imported by leap_binder
-
     frame_length = int(round(NOISE_FRAME_SECONDS * sample_rate))
     audio = np.asarray(audio, dtype=np.float32)
     if len(audio) < frame_length:

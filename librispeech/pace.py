@@ -14,6 +14,7 @@ error.
 """
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 SILENCE_TOP_DB = 40.0
@@ -31,8 +32,6 @@ PACE_TYPES = {  # key -> metadata type name (as data.RECORD_TYPES), so the None 
 
 def speech_intervals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """[start, end) sample indices of the non-silent stretches ([n, 2] int); empty for digital silence."""
-    import librosa  # deferred: librosa's import is slow and this module is imported by leap_binder
-
     audio = np.asarray(audio, dtype=np.float32)
     if not np.isfinite(audio).all():
         raise ValueError("audio has non-finite samples (NaN or inf)")
