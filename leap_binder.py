@@ -39,8 +39,7 @@ def _utterance(sample_id: str, preprocess: PreprocessResponse) -> data.Utterance
 @tensorleap_input_encoder("audio", channel_dim=-1)
 def input_audio(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
     config = project_config()
-    waveform = data.normalize_audio(preprocess.data.audio(sample_id), config.normalize_epsilon)
-    return data.pad_to(waveform, config.max_samples)
+    return data.model_input(preprocess.data.audio(sample_id), config.normalize_epsilon, config.max_samples)
 
 
 @tensorleap_input_encoder("audio_length", channel_dim=-1)

@@ -123,7 +123,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     import numpy as np
 
     from librispeech import data
-    from librispeech_tools import evaluate, model_pass
+    from librispeech_tools import model_pass
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla)
@@ -133,7 +133,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
     batches = model_pass.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
     timing, first_call = model_pass.ModelPassTiming(), None
     for batch in batches:
-        audio = np.stack([evaluate.data_pad(waveforms[i], 1e-7, batch.length) for i in batch.ids])
+        audio = np.stack([data.model_input(waveforms[i], 1e-7, batch.length) for i in batch.ids])
         lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
         started = time.perf_counter()
         engine_pass(audio, lengths)

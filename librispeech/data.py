@@ -418,6 +418,12 @@ def normalize_audio(audio: np.ndarray, epsilon: float) -> np.ndarray:
     return ((audio - audio.mean()) / np.sqrt(audio.var() + epsilon)).astype(np.float32)
 
 
+def model_input(waveform: np.ndarray, epsilon: float, length: int) -> np.ndarray:
+    """The model's `audio` input: the waveform normalised, then zero-padded to `length` samples (the platform's
+    max_samples; evaluate's real length or length bucket)."""
+    return pad_to(normalize_audio(waveform, epsilon), length)
+
+
 def pad_to(values: np.ndarray, length: int) -> np.ndarray:
     if len(values) > length:
         raise ValueError(f"{len(values)} samples do not fit the model input of {length}")

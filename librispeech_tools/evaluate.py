@@ -111,6 +111,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     from code_loader.contract.enums import DataStateType
 
     import leap_binder as binder
+    from librispeech import data
 
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
                                   state=DataStateType(split.subset), sample_id_type=str)
@@ -122,7 +123,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
         for batch in batches:
             waveforms = [split.audio(sample_id) for sample_id in batch.ids]
             metadata = ([pool.submit(metadata_row, sample_id, response) for sample_id in batch.ids] if pool else None)
-            audio = np.stack([data_pad(w, config.normalize_epsilon, batch.length) for w in waveforms])
+            audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
             lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
             labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
             started = time.perf_counter()
@@ -143,13 +144,6 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-
-
-def data_pad(waveform: np.ndarray, epsilon: float, length: int) -> np.ndarray:
-    """The `audio` input of a sample (as leap_binder.input_audio), zero-padded to `length` instead of max_samples."""
-    from librispeech import data
-
-    return data.pad_to(data.normalize_audio(waveform, epsilon), length)
 
 
 def read_rows(path: Path) -> list[dict]:

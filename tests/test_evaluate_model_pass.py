@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import librispeech  # noqa: F401  telemetry guard first
+from librispeech import data
 from librispeech.config import project_config
 from librispeech_tools import evaluate, model_pass
 
@@ -110,7 +111,7 @@ def test_summary_reports_the_model_pass(real_lengths):
     assert "model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
 
 
-def test_padding_matches_the_platform_encoder():
+def test_real_length_input_is_the_platform_input_without_its_padding():
     import leap_binder as binder
     from code_loader.contract.datasetclasses import PreprocessResponse
     from code_loader.contract.enums import DataStateType
@@ -120,8 +121,11 @@ def test_padding_matches_the_platform_encoder():
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split, state=DataStateType.test,
                                   sample_id_type=str)
     for sample_id in split.utterances:
-        padded = evaluate.data_pad(split.audio(sample_id), config.normalize_epsilon, config.max_samples)
-        np.testing.assert_array_equal(padded, binder.input_audio(sample_id, response))
+        length = split.utterances[sample_id].num_samples
+        platform = binder.input_audio(sample_id, response)
+        np.testing.assert_array_equal(data.model_input(split.audio(sample_id), config.normalize_epsilon, length),
+                                      platform[:length])
+        assert not platform[length:].any() and platform[:length].std() == pytest.approx(1.0, abs=1e-3)
 
 
 def test_bucket_lengths():
