@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from librispeech.config import project_config
-from librispeech.metrics import as_batch, error_rates_of_pair, transcription_pairs
+from librispeech.metrics import ERROR_RATE_KEYS, as_batch, error_rates_of_pair, transcription_pairs
 from librispeech.tokenizer import BLANK_ID, WORD_DELIMITER, decode_reference, vocabulary_tokens
 
 LOGGER = logging.getLogger(__name__)
@@ -204,8 +204,6 @@ def decode_with_lm(logits: np.ndarray) -> list[str]:
 
 def error_rates_lm(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """metrics.error_rates' measures, on the LM hypothesis."""
-    from librispeech.metrics import ERROR_RATE_KEYS
-
     labels = as_batch(labels, 1)
     rows = [error_rates_of_pair(decode_reference(label), hypothesis)
             for label, hypothesis in zip(labels, decode_with_lm(logits))]

@@ -19,7 +19,7 @@ class ModelFileError(Exception):
 MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`, or "
             "leave WAV2VEC_MODEL unset for the bundled demo model")
 ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
-INPUT_NAMES = ("audio", "audio_length")
+INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names
 
 
 def _first_line(error: BaseException) -> str:
@@ -122,7 +122,6 @@ def check_finite_weights(path: Path, model) -> None:
 # ONNX exports (export-model --output PATH.onnx), run by ONNX Runtime
 # ---------------------------------------------------------------------------------------------------------------------
 
-ONNX_INPUT_NAMES = ["audio", "audio_length"]  # code-loader feeds a session by these names, in this order
 ONNX_CONFIG_KEY = "wav2vec2_config"  # metadata_props key where export-model records the Wav2Vec2Config
 
 
@@ -138,13 +137,12 @@ def load_onnx_session(path: Path):
     try:
         session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # ORT raises its own exception types for a truncated or foreign file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelFileError(f"cannot load {path} as an ONNX model ({reason[:200]}): {MAKE_ONE}") from None
+        raise ModelFileError(f"cannot load {path} as an ONNX model ({_first_line(error)[:200]}): {MAKE_ONE}") from None
     inputs = [node.name for node in session.get_inputs()]
     outputs = [node.name for node in session.get_outputs()]
-    if inputs != ONNX_INPUT_NAMES or len(outputs) != 1:
+    if tuple(inputs) != INPUT_NAMES or len(outputs) != 1:
         raise ModelFileError(f"{path} has inputs {inputs} and outputs {outputs}; the integration needs inputs "
-                             f"{ONNX_INPUT_NAMES} and one output (logits): {MAKE_ONE}")
+                             f"{list(INPUT_NAMES)} and one output (logits): {MAKE_ONE}")
     return session
 
 
