@@ -19,6 +19,7 @@ class ModelFileError(Exception):
 MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`, or "
             "leave WAV2VEC_MODEL unset for the bundled demo model")
 ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
+VOCAB_SOURCE = "text.vocab_file in librispeech/config.yaml"
 INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names
 
 
@@ -38,11 +39,14 @@ def load_wav2vec2(path: str | Path):
         recorded = onnx_wav2vec2_config(path, session)
         if recorded:
             check_conv_stack(path, recorded)
+            check_vocabulary(path, recorded)
         else:
             check_onnx_frames(path, session)
         return session
     if path.suffix.lower() in (".h5", ".hdf5"):
-        check_conv_stack(path, check_keras_h5(path))
+        encoder_config = check_keras_h5(path)
+        check_conv_stack(path, encoder_config)
+        check_vocabulary(path, encoder_config)
         return load_keras_h5(path)
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
                          f".h5 or an .onnx export ({MAKE_ONE})")
@@ -88,7 +92,21 @@ def check_conv_stack(path: Path, encoder_config: dict) -> None:
     if (kernel, stride) != (FRAME_CONFIG.conv_kernel, FRAME_CONFIG.conv_stride):
         raise ModelFileError(f"{path}: conv stack kernels {list(kernel)} / strides {list(stride)} differ from the "
                              f"{list(FRAME_CONFIG.conv_kernel)} / {list(FRAME_CONFIG.conv_stride)} that preprocessing "
-                             f"counts frames with")
+                             f"counts frames with (wav2vec2-base's and -large's); this integration cannot run it")
+
+
+def check_vocabulary(path: Path, encoder_config: dict) -> None:
+    """The runtime reads logits with its own vocab.json (librispeech.tokenizer), whose `<pad>` is the CTC blank: a
+    model must have as many output channels and the same blank id, or every transcript and loss would be wrong."""
+    from librispeech.tokenizer import BLANK_ID, vocabulary_tokens
+
+    tokens = vocabulary_tokens()
+    size, blank = encoder_config.get("vocab_size", len(tokens)), encoder_config.get("pad_token_id", BLANK_ID)
+    if int(size) != len(tokens) or (blank is not None and int(blank) != BLANK_ID):
+        raise ModelFileError(f"{path}: the model has {size} output tokens with the CTC blank at id {blank}, but the "
+                             f"runtime's vocabulary ({VOCAB_SOURCE}) has {len(tokens)} with the blank "
+                             f"{tokens[BLANK_ID]!r} at id {BLANK_ID}; this integration reads wav2vec2-base-960h's "
+                             f"character vocabulary")
 
 
 def load_keras_h5(path: Path):
@@ -161,6 +179,12 @@ def check_onnx_frames(path: Path, session) -> None:
     except Exception as error:  # ORT's own exception types: wrong input ranks or dtypes, a failing node
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and fails on a test input "
                              f"({_first_line(error)}); {MAKE_ONE}") from None
+    from librispeech.tokenizer import vocabulary_tokens
+
+    if logits.ndim == 3 and logits.shape[1] == model_frames(num_samples) and logits.shape[2] != len(
+            vocabulary_tokens()):
+        raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and gives logits over {logits.shape[2]} tokens; "
+                             f"the runtime's vocabulary ({VOCAB_SOURCE}) has {len(vocabulary_tokens())}")
     if logits.ndim != 3 or logits.shape[1] != model_frames(num_samples):
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY}, and on {num_samples} samples it gives logits of "
                              f"shape {list(logits.shape)}, not [1, {model_frames(num_samples)}, vocabulary] as the "

@@ -16,6 +16,7 @@ installed) the logits match HF's PyTorch Wav2Vec2ForCTC from the same checkpoint
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -59,7 +60,9 @@ def pytorch_reference_logits(checkpoint_dir: Path, audio: np.ndarray) -> np.ndar
         from transformers import Wav2Vec2ForCTC
     except ImportError:
         return None
-    reference = Wav2Vec2ForCTC.from_pretrained(str(checkpoint_dir), attn_implementation="eager").eval()
+    # float32 whatever the checkpoint stores (transformers 5 keeps a float16 checkpoint in float16)
+    reference = Wav2Vec2ForCTC.from_pretrained(str(checkpoint_dir), attn_implementation="eager",
+                                               dtype=torch.float32).eval()
     with torch.inference_mode():
         return reference(torch.from_numpy(audio[None])).logits[0].float().numpy()
 
@@ -196,8 +199,8 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
     report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
               "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
     print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on "
-          f"{audio.size / sample_rate:.2f} s of random audio: max |logits difference| = {report['int8_max_abs_diff']:.3g}, greedy ids agree on "
-          f"{report['int8_argmax_agreement']:.1%} of frames")
+          f"{audio.size / sample_rate:.2f} s of random audio: max |logits difference| = "
+          f"{report['int8_max_abs_diff']:.3g}, greedy ids agree on {report['int8_argmax_agreement']:.1%} of frames")
     return report
 
 
@@ -225,13 +228,37 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
         return model, None, vocab if vocab.is_file() else None
     checkpoint_dir = resolve_checkpoint(checkpoint)
     config, weights = load_checkpoint(checkpoint_dir)
+    check_vocabulary(checkpoint_dir, config)
     model = convert_to_keras(config, weights, max_samples)
-    vocab_size = len(json.loads((checkpoint_dir / VOCAB_FILE).read_text(encoding="utf-8"))) \
-        if (checkpoint_dir / VOCAB_FILE).is_file() else None
-    if vocab_size is not None and vocab_size != config.get("vocab_size", vocab_size):
-        logger.warning("%s has %d tokens but the model's vocab_size is %d", checkpoint_dir / VOCAB_FILE, vocab_size,
-                       config["vocab_size"])
-    return model, checkpoint_dir, checkpoint_dir / VOCAB_FILE if vocab_size is not None else None
+    vocab = checkpoint_dir / VOCAB_FILE
+    return model, checkpoint_dir, vocab if vocab.is_file() else None
+
+
+def check_vocabulary(checkpoint_dir: Path, config: dict) -> None:
+    """The integration decodes with the runtime's vocab.json (wav2vec2-base-960h's characters, `<pad>` = blank = 0):
+    a checkpoint whose tokens, their order or its blank differ would give wrong transcripts and losses, so it is
+    refused here rather than exported."""
+    from librispeech.model_file import VOCAB_SOURCE
+    from librispeech.tokenizer import BLANK_ID, vocabulary_tokens
+
+    runtime = vocabulary_tokens()
+    size, blank = config.get("vocab_size", len(runtime)), config.get("pad_token_id", BLANK_ID)
+    problems = []
+    if (checkpoint_dir / VOCAB_FILE).is_file():
+        vocab = json.loads((checkpoint_dir / VOCAB_FILE).read_text(encoding="utf-8"))
+        tokens = tuple(sorted(vocab, key=vocab.get))
+        if tokens != runtime:
+            first = next((i for i, pair in enumerate(zip(tokens, runtime)) if pair[0] != pair[1]),
+                         min(len(tokens), len(runtime)))
+            problems.append(f"its {VOCAB_FILE} ({len(tokens)} tokens) differs from the runtime's ({len(runtime)}) "
+                            f"from id {first} on: {tokens[first:first + 3]} vs {runtime[first:first + 3]}")
+    if int(size) != len(runtime):
+        problems.append(f"its vocab_size is {size}, not {len(runtime)}")
+    if blank is not None and int(blank) != BLANK_ID:
+        problems.append(f"its pad_token_id (the CTC blank) is {blank}, not {BLANK_ID}")
+    if problems:
+        raise CheckpointError(f"{checkpoint_dir}: {'; '.join(problems)}. This integration reads logits with the "
+                              f"runtime's vocabulary ({VOCAB_SOURCE}: wav2vec2-base-960h's characters)")
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,
@@ -241,6 +268,8 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is checked in float,
     then rewritten int8 (onnx_wav2vec2.save_onnx(int8=True)). Returns the model paths."""
     from librispeech.config import project_config
+    from librispeech.model_file import ModelFileError, check_conv_stack
+    from librispeech.wav2vec2.model import model_config
     from librispeech_tools.onnx_wav2vec2 import save_onnx
 
     project = project_config()
@@ -257,6 +286,10 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     print(f"converted {checkpoint}: {model.count_params():,} parameters, Keras input {max_samples} samples "
           f"({max_samples / sample_rate:.3f} s) -> logits [{model.outputs[0].shape[1]}, {model.outputs[0].shape[2]}]")
     vocab_source = vocab_source or project.vocab_file
+    try:  # converted all the same (a conversion tool), but the runtime will refuse it
+        check_conv_stack(Path(str(checkpoint)), dataclasses.asdict(model_config(model)))
+    except ModelFileError as error:
+        print(f"warning: {error}")
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".h5":

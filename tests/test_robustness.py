@@ -1,6 +1,7 @@
 """Inputs that used to break the analysis: utterances too short for their transcript, long transcripts, broken
 model files (issue 12). The property-based version of these checks is tests/test_fuzz.py."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,6 +227,24 @@ def test_export_with_another_conv_stack_is_refused(tmp_path):
     path = tmp_path / "other-stack.h5"
     wav2vec2_model.build_wav2vec2_for_ctc(config, 16000).save(path)
     with pytest.raises(ModelFileError, match=r"conv stack kernels \[10, 8\] / strides \[5, 4\] differ"):
+        load_wav2vec2(path)
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"vocab_size": 40}, "the model has 40 output tokens with the CTC blank at id 0, but the runtime's vocabulary"),
+    ({"pad_token_id": 31}, "the model has 32 output tokens with the CTC blank at id 31"),
+])
+@pytest.mark.parametrize("suffix", [".h5", ".onnx"])
+def test_export_with_another_vocabulary_is_refused(tmp_path, change, says, suffix):
+    """Its logits would be read with the runtime's vocab.json: every transcript and loss would be wrong."""
+    from conftest import TINY_CONFIG
+    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech_tools.onnx_wav2vec2 import save_onnx
+
+    model = wav2vec2_model.build_wav2vec2_for_ctc({**TINY_CONFIG, **change}, 16000 if suffix == ".h5" else None)
+    path = tmp_path / f"other-vocabulary{suffix}"
+    model.save(path) if suffix == ".h5" else save_onnx(model, path)
+    with pytest.raises(ModelFileError, match=re.escape(says)):
         load_wav2vec2(path)
 
 

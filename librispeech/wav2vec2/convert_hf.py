@@ -273,7 +273,10 @@ def convert_to_keras(config: Mapping[str, Any], weights: Mapping[str, np.ndarray
     from librispeech.wav2vec2.configuration import Wav2Vec2Config
     from librispeech.wav2vec2.model import build_wav2vec2_for_ctc
 
-    wav2vec2_config = Wav2Vec2Config.from_dict(config)
+    try:
+        wav2vec2_config = Wav2Vec2Config.from_dict(config)
+    except ValueError as error:  # e.g. an activation this model does not implement
+        raise CheckpointError(f"config.json: {error}") from None
     model = build_wav2vec2_for_ctc(wav2vec2_config, max_samples)
     canonical, origin = canonical_weights(weights)
     mapping = keras_weight_map(model)
