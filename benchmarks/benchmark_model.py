@@ -11,6 +11,8 @@ Engines (timed in interleaved rounds, so a busy machine slows all of them alike)
                provider, default graph optimisations (needs onnx and onnxruntime)
   onnxruntime-int8  the int8 export (export-model --int8: int8 feature-encoder convs and MatMuls, activations
                quantized per utterance); not float-exact, so its logits difference to PyTorch is printed with it
+  openvino     the same float32 ONNX export compiled by OpenVINO's CPU plugin with f32 inference precision (needs the
+               openvino package, which the project does not depend on: tried as a faster float32 engine)
   keras-bf16   the same weights in a Keras model built under the mixed_bfloat16 policy (bfloat16 matmuls and convs,
                float32 norms and CTC head); not float-exact. Fast only on CPUs with native bfloat16 (AMX, AVX512-BF16)
   pytorch      HF Wav2Vec2ForCTC under torch.inference_mode (default attention implementation)
@@ -43,7 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                         help="Keras backend (default: $KERAS_BACKEND or tensorflow)")
     parser.add_argument("--engines", nargs="+", default=None,
-                        help="subset of: keras keras-xla keras-bf16 onnxruntime onnxruntime-int8 pytorch "
+                        help="subset of: keras keras-xla keras-bf16 onnxruntime onnxruntime-int8 openvino pytorch "
                              "pytorch-bf16 pytorch-int8 (default: keras keras-xla onnxruntime onnxruntime-int8 "
                              "pytorch)")
     parser.add_argument("--no-pytorch", action="store_true", help="skip the PyTorch reference")
@@ -52,6 +54,16 @@ def parse_args(argv=None):
                         help="CPU threads for TF (intra-op), ONNX Runtime (intra-op) and torch alike "
                              "(default: the libraries' defaults)")
     return parser.parse_args(argv)
+
+
+class _OpenVinoSession:
+    """An OpenVINO infer request called like an ONNX Runtime session (run(None, feeds) -> [logits])."""
+
+    def __init__(self, request, output):
+        self.request, self.output = request, output
+
+    def run(self, _, feeds):
+        return [self.request.infer(feeds)[self.output]]
 
 
 def main(argv=None) -> None:
@@ -113,7 +125,7 @@ def main(argv=None) -> None:
         xla_model.compile(jit_compile=True)
         compiled["keras-xla"] = xla_model
 
-    ort_engines = [name for name in ("onnxruntime", "onnxruntime-int8") if name in engines]
+    ort_engines = [name for name in ("onnxruntime", "onnxruntime-int8", "openvino") if name in engines]
     if ort_engines:
         try:
             import onnxruntime
@@ -133,9 +145,20 @@ def main(argv=None) -> None:
             paths = {"onnxruntime": save_onnx(model, Path(folder) / "float.onnx", max_samples)}
             if "onnxruntime-int8" in ort_engines:
                 paths["onnxruntime-int8"] = save_onnx(model, Path(folder) / "int8.onnx", max_samples, int8=True)
-            for name in ort_engines:
+            for name in (name for name in ort_engines if name != "openvino"):
                 ort_sessions[name] = onnxruntime.InferenceSession(str(paths[name]), options,
                                                                   providers=["CPUExecutionProvider"])
+            if "openvino" in ort_engines:
+                try:
+                    import openvino
+                except ImportError:
+                    print("openvino not installed: OpenVINO skipped")
+                else:
+                    properties = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                                  **({"INFERENCE_NUM_THREADS": args.threads} if args.threads else {})}
+                    compiled_model = openvino.Core().compile_model(str(paths["onnxruntime"]), "CPU", properties)
+                    request = compiled_model.create_infer_request()
+                    ort_sessions["openvino"] = _OpenVinoSession(request, compiled_model.output(0))
 
     threads = ""
     if backend == "tensorflow":
