@@ -3,8 +3,8 @@
 Every problem with the path is a ModelFileError whose message is one line naming the path and what is wrong:
 missing, of another file type, not HDF5, truncated or corrupt, an HDF5 file that is not a wav2vec2 export, weights
 with NaN or inf, an ONNX file that does not load or has other inputs and outputs, or an export whose conv stack
-differs from the one preprocessing counts frames with (for an ONNX graph without export-model's recorded config,
-checked by running it once).
+differs from the one preprocessing counts frames with, or whose vocabulary size or blank id differ from the
+runtime's vocab.json (for an ONNX graph without export-model's recorded config, checked by running it once).
 """
 from __future__ import annotations
 
@@ -170,6 +170,7 @@ def check_onnx_frames(path: Path, session) -> None:
     import numpy as np
 
     from librispeech.data import model_frames
+    from librispeech.tokenizer import vocabulary_tokens
 
     length = session.get_inputs()[0].shape[1]
     num_samples = length if isinstance(length, int) else 16000
@@ -179,8 +180,6 @@ def check_onnx_frames(path: Path, session) -> None:
     except Exception as error:  # ORT's own exception types: wrong input ranks or dtypes, a failing node
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and fails on a test input "
                              f"({_first_line(error)}); {MAKE_ONE}") from None
-    from librispeech.tokenizer import vocabulary_tokens
-
     if logits.ndim == 3 and logits.shape[1] == model_frames(num_samples) and logits.shape[2] != len(
             vocabulary_tokens()):
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and gives logits over {logits.shape[2]} tokens; "
