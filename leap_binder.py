@@ -30,6 +30,15 @@ def preprocess() -> List[PreprocessResponse]:
             for subset, split in data.load_all_splits().items()]
 
 
+def _directions(keys, higher_is_better) -> dict:
+    return {key: MetricDirection.Upward if key in higher_is_better else MetricDirection.Downward for key in keys}
+
+
+def _metadata_types(types: dict) -> dict:
+    """Declared types, so that a None value (e.g. a record the corpus lacks) keeps its column's type."""
+    return {key: DatasetMetadataType(kind) for key, kind in types.items()}
+
+
 def _utterance(sample_id: str, preprocess: PreprocessResponse) -> data.Utterance:
     return preprocess.data.utterances[sample_id]
 
@@ -59,11 +68,14 @@ def ctc_loss(logits: np.ndarray, transcript: np.ndarray) -> np.ndarray:
     return np.asarray(metrics.ctc_loss(logits, transcript), dtype=np.float32)
 
 
-@tensorleap_custom_metric("error_rates", direction={
-    key: MetricDirection.Upward if key in metrics.HIGHER_IS_BETTER else MetricDirection.Downward
-    for key in metrics.ERROR_RATE_KEYS})
+@tensorleap_custom_metric("error_rates", direction=_directions(metrics.ERROR_RATE_KEYS, metrics.HIGHER_IS_BETTER))
 def error_rates(logits: np.ndarray, transcript: np.ndarray) -> dict:
     return metrics.error_rates(logits, transcript)
+
+
+@tensorleap_custom_metric("confidence", direction=_directions(words.CONFIDENCE_KEYS, words.HIGHER_IS_BETTER))
+def confidence(logits: np.ndarray, transcript: np.ndarray) -> dict:
+    return words.confidence(logits, transcript)
 
 
 # ---------------------------------------------------------------- metadata
@@ -75,8 +87,7 @@ def metadata_speech(sample_id: str, preprocess: PreprocessResponse) -> dict:
     return {**features, "speaker_id": utterance.speaker_id, "chapter_id": utterance.chapter_id}
 
 
-@tensorleap_metadata("text", metadata_type={key: DatasetMetadataType(kind)
-                                            for key, kind in text_features.TEXT_FEATURE_TYPES.items()})
+@tensorleap_metadata("text", metadata_type=_metadata_types(text_features.TEXT_FEATURE_TYPES))
 def metadata_text(sample_id: str, preprocess: PreprocessResponse) -> dict:
     return text_features.text_features(_utterance(sample_id, preprocess).transcript, tokenizer.transcript_characters())
 
@@ -86,9 +97,20 @@ def metadata_readability(sample_id: str, preprocess: PreprocessResponse) -> dict
     return text_features.readability_features(_utterance(sample_id, preprocess).transcript)
 
 
-@tensorleap_metadata("records", metadata_type={key: DatasetMetadataType(kind) for key, kind in data.RECORD_TYPES.items()})
+@tensorleap_metadata("records", metadata_type=_metadata_types(data.RECORD_TYPES))
 def metadata_records(sample_id: str, preprocess: PreprocessResponse) -> dict:
     return data.record_fields(_utterance(sample_id, preprocess), preprocess.data.corpus_info)
+
+
+@tensorleap_metadata("pace", metadata_type=_metadata_types(pace.PACE_TYPES))
+def metadata_pace(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return pace.pace_features(preprocess.data.audio(sample_id), project_config().sample_rate,
+                              _utterance(sample_id, preprocess).transcript)
+
+
+@tensorleap_metadata("noise", metadata_type=_metadata_types(noise.NOISE_TYPES))
+def metadata_noise(sample_id: str, preprocess: PreprocessResponse) -> dict:
+    return noise.noise_features(preprocess.data.audio(sample_id), project_config().sample_rate)
 
 
 # ---------------------------------------------------------------- visualizers
@@ -106,6 +128,11 @@ def reference_visualizer(transcript: np.ndarray) -> LeapText:
 @tensorleap_custom_visualizer("alignment", LeapDataType.TextMask)
 def alignment_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
     return visualizers.alignment(logits, transcript)
+
+
+@tensorleap_custom_visualizer("word_errors", LeapDataType.TextMask)
+def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
+    return visualizers.word_errors(logits, transcript)
 
 
 def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray) -> np.ndarray:
@@ -127,37 +154,10 @@ def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> Leap
     return visualizers.audio_player(audio, audio_length, project_config().sample_rate)
 
 
-# ---------------------------------------------------------------- word level, pace and noise (librispeech/words.py,
-# pace.py, noise.py)
-
-@tensorleap_metadata("pace", metadata_type={key: DatasetMetadataType(kind) for key, kind in pace.PACE_TYPES.items()})
-def metadata_pace(sample_id: str, preprocess: PreprocessResponse) -> dict:
-    return pace.pace_features(preprocess.data.audio(sample_id), project_config().sample_rate,
-                              _utterance(sample_id, preprocess).transcript)
-
-
-@tensorleap_metadata("noise", metadata_type={key: DatasetMetadataType(kind) for key, kind in noise.NOISE_TYPES.items()})
-def metadata_noise(sample_id: str, preprocess: PreprocessResponse) -> dict:
-    return noise.noise_features(preprocess.data.audio(sample_id), project_config().sample_rate)
-
-
-@tensorleap_custom_metric("confidence", direction={
-    key: MetricDirection.Upward if key in words.HIGHER_IS_BETTER else MetricDirection.Downward
-    for key in words.CONFIDENCE_KEYS})
-def confidence(logits: np.ndarray, transcript: np.ndarray) -> dict:
-    return words.confidence(logits, transcript)
-
-
-@tensorleap_custom_visualizer("word_errors", LeapDataType.TextMask)
-def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
-    return visualizers.word_errors(logits, transcript)
-
-
 # ---------------------------------------------------------------- LM decoding: the second hypothesis
 
-@tensorleap_custom_metric("error_rates_lm", direction={
-    key: MetricDirection.Upward if key in metrics.HIGHER_IS_BETTER else MetricDirection.Downward
-    for key in metrics.ERROR_RATE_KEYS})
+@tensorleap_custom_metric("error_rates_lm",
+                          direction=_directions(metrics.ERROR_RATE_KEYS, metrics.HIGHER_IS_BETTER))
 def error_rates_lm(logits: np.ndarray, transcript: np.ndarray) -> dict:
     return lm_decoding.error_rates_lm(logits, transcript)
 
