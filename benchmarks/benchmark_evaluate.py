@@ -137,7 +137,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
         lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
         started = time.perf_counter()
         engine_pass(audio, lengths)
-        timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000)
+        timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000, len(batch.ids))
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
             "engine": engine_pass.engine, "first_call": first_call,

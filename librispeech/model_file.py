@@ -17,7 +17,7 @@ class ModelFileError(Exception):
 
 
 MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`, or "
-            "leave WAV2VEC_MODEL unset for the bundled demo model")
+            "use the bundled demo model, model/demo-wav2vec2.h5 (the default)")
 ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
 VOCAB_SOURCE = "text.vocab_file in librispeech/config.yaml"
 INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names

@@ -12,6 +12,7 @@ the LM-decoded second hypothesis in lm_report.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -100,8 +101,9 @@ def sample_row(split, sample_id: str, logits: np.ndarray, hidden: np.ndarray, re
 
 
 def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata_workers: int = 0,
-                  timing: ModelPassTiming | None = None) -> None:
-    """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file).
+                  timing: ModelPassTiming | None = None, on_batch=None) -> None:
+    """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file) and
+    then calling `on_batch()`.
 
     The metadata of a batch is computed in `metadata_workers` threads while the model runs on it (0: in line).
     """
@@ -129,7 +131,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
             started = time.perf_counter()
             logits, hidden = model_pass(audio, lengths)
             if timing is not None:
-                timing.add(time.perf_counter() - started, float(lengths.sum()) / config.sample_rate)
+                timing.add(time.perf_counter() - started, float(lengths.sum()) / config.sample_rate, len(batch.ids))
             losses = binder.ctc_loss(logits, labels)
             rates = binder.error_rates(logits, labels)
             for j, sample_id in enumerate(batch.ids):
@@ -140,6 +142,8 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
                 row.update(word_report.sample_fields(binder, logits[j], labels[j]))
                 sink.write(json.dumps(row) + "\n")
             sink.flush()
+            if on_batch is not None:
+                on_batch()
             progress.update(len(batch.ids))
     finally:
         if pool is not None:
@@ -204,7 +208,9 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              + "".join(f"\n  - {e.id}: {e.reason}" for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
-             f"- run time: {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else ""), ""]
+             f"- run time: {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
+             + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
+                if model_pass and model_pass.samples != len(table) else ""), ""]
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
                               table["records.speaker_name"].fillna("").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
@@ -302,9 +308,7 @@ class RunInfo:
         return {"split": self.split, "subset": self.subset, "source": self.source,
                 "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
-                "model_pass": {"seconds": self.timing.seconds, "audio_seconds": self.timing.audio_seconds,
-                               "batches": self.timing.batches, "precision": self.timing.precision,
-                               "engine": self.timing.engine}}
+                "model_pass": dataclasses.asdict(self.timing)}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -351,7 +355,8 @@ def merge(folders: list[Path], out: Path) -> Path:
     rows.sort(key=lambda row: row["id"])
     timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
                              sum(i.timing.batches for i in infos), first.timing.precision,
-                             "+".join(sorted({i.timing.engine for i in infos})))  # float32 engines agree to 1e-5
+                             "+".join(sorted({i.timing.engine for i in infos})),  # float32 engines agree to 1e-5
+                             sum(i.timing.samples for i in infos))
     merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos))
     out.mkdir(parents=True, exist_ok=True)
@@ -411,11 +416,15 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile)
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
-    suffix = f"-shard-{shard.index}-of-{shard.count}" if shard else ""
-    out = out or REPO_ROOT / "reports" / f"{split.split}-{model_path.stem}{suffix}"
+    out = out or REPO_ROOT / "reports" / default_folder_name(split.split, model_path, limit, shard)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "samples.jsonl"
-    done_rows = [row for row in read_rows(rows_path) if row["id"] in split.utterances]
+    made_by = rows_identity(model_path, config, split.split, limit, shard)
+    done_rows, seconds_before, timing = resume(out, made_by, rows_path)
+    unknown = [row["id"] for row in done_rows if row["id"] not in split.utterances]
+    if unknown:  # the same selection gave other ids: the corpus changed under the report
+        raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
+                              f"{unknown[0]}); use another --out, or delete the folder to start again")
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
     done = {row["id"] for row in done_rows}
     todo = [sample_id for sample_id in split.utterances if sample_id not in done]
@@ -427,17 +436,23 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         buckets = None if batch_size == 1 and not model_pass.compiles_each_shape else bucket_lengths(
             config.max_samples, config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
-    timing = ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
+    timing = timing or ModelPassTiming()
+    timing.precision, timing.engine = model_pass.precision, model_pass.engine
     started = time.perf_counter()
+
+    def save_progress():
+        write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing)
+
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
         progress.update(len(done))
+        save_progress()
         try:
-            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing)
+            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing, save_progress)
         except KeyboardInterrupt:
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
-    seconds = time.perf_counter() - started
+    seconds = seconds_before + time.perf_counter() - started
     run_info = RunInfo.of(split, model_path, shard, timing, seconds)
     (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
@@ -447,6 +462,54 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
     return out
+
+
+PROGRESS_FILE = "progress.json"  # what made the rows of samples.jsonl, and the time spent on them so far
+
+
+def default_folder_name(split_name: str, model_path: Path, limit: int | None, shard: Shard | None) -> str:
+    """reports/<split>-<model>[-onnx][-limit-N][-shard-i-of-n]: runs that would make other rows get other folders."""
+    return (f"{split_name}-{model_path.stem}{'-onnx' if model_path.suffix.lower() == '.onnx' else ''}"
+            f"{f'-limit-{limit}' if limit is not None else ''}"
+            f"{f'-shard-{shard.index}-of-{shard.count}' if shard else ''}")
+
+
+def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limit: int | None,
+                  shard: Shard | None) -> dict:
+    """What decides a report's rows: the model file (path, size, modification time), the data and the selection."""
+    stat = model_path.stat()
+    return {"model": str(model_path), "model_bytes": stat.st_size, "model_modified_ns": stat.st_mtime_ns,
+            "source": config.source, "data": str(config.root if config.source == "openslr" else config.hf_dataset),
+            "split": split_name, "limit": limit, "shard": [shard.index, shard.count] if shard else None}
+
+
+def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float, ModelPassTiming | None]:
+    """The rows an earlier run into `out` finished, with its seconds and model-pass timing (none when some of its
+    rows were lost, so that the timing then covers this run's samples only); EvaluationError when they were made by
+    another model, data or selection (their rows would be reported as this run's)."""
+    rows = read_rows(rows_path)
+    progress_path = out / PROGRESS_FILE
+    previous = json.loads(progress_path.read_text(encoding="utf-8")) if progress_path.is_file() else None
+    if rows and previous is None:
+        raise EvaluationError(f"{out} holds {len(rows)} rows but no {PROGRESS_FILE} saying which model and data made "
+                              f"them; use another --out, or delete the folder to start again")
+    if previous is None or not rows:
+        return [], 0.0, None
+    if previous["made_by"] != made_by:
+        changed = [f"{key} {previous['made_by'].get(key)!r}" for key in made_by
+                   if previous["made_by"].get(key) != made_by[key]]
+        raise EvaluationError(f"{out} holds the rows of another run ({', '.join(changed)}); use another --out, or "
+                              f"delete the folder to start again")
+    timing = ModelPassTiming(**previous["model_pass"])
+    if timing.samples != len(rows):  # rows were lost (a damaged line): the time so far no longer matches them
+        return rows, 0.0, None
+    return rows, float(previous["seconds"]), timing
+
+
+def write_progress(out: Path, made_by: dict, seconds: float, timing: ModelPassTiming) -> None:
+    (out / PROGRESS_FILE).write_text(json.dumps({"made_by": made_by, "seconds": seconds,
+                                                 "model_pass": dataclasses.asdict(timing)}, indent=1) + "\n",
+                                     encoding="utf-8")
 
 
 def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -> dict:
@@ -462,7 +525,8 @@ def main(argv=None) -> None:
     parser.add_argument("--split", help="split folder or subset name (default: the validation split, dev-clean)")
     parser.add_argument("--limit", type=int, help="at most this many samples (seeded selection); default: all")
     parser.add_argument("--model", type=Path, help=".h5 or .onnx export (default: WAV2VEC_MODEL or the demo model)")
-    parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>[-shard-i-of-n])")
+    parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>[-onnx][-limit-N]"
+                                                 "[-shard-i-of-n]); a rerun into it resumes the same run")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"utterances per model call (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--fixed-length", action="store_true",

@@ -59,23 +59,26 @@ class Batch:
 
 @dataclass
 class ModelPassTiming:
-    """Seconds spent in the model calls and seconds of (real, unpadded) audio they covered."""
+    """Seconds spent in the model calls, the seconds of (real, unpadded) audio and the samples they covered."""
     seconds: float = 0.0
     audio_seconds: float = 0.0
     batches: int = 0
     precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
     engine: str = "keras"       # what ran the model: "keras" or "onnxruntime" (see ENGINES)
+    samples: int = 0
 
-    def add(self, seconds: float, audio_seconds: float) -> None:
+    def add(self, seconds: float, audio_seconds: float, samples: int) -> None:
         self.seconds += seconds
         self.audio_seconds += audio_seconds
         self.batches += 1
+        self.samples += samples
 
     def line(self) -> str:
-        factor = self.seconds / self.audio_seconds if self.audio_seconds else float("nan")
+        factor = f"{self.seconds / self.audio_seconds:.3f}" if self.audio_seconds else "n/a"
         precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
         return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
-                f"factor {factor:.3f}, {self.batches} batches, {ENGINE_NAMES.get(self.engine, self.engine)})")
+                f"factor {factor}, {self.batches} batch{'' if self.batches == 1 else 'es'}, "
+                f"{ENGINE_NAMES.get(self.engine, self.engine)})")
 
 
 def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:

@@ -54,8 +54,39 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "3 evaluated" in second.stdout
     assert "2 unreadable line(s) left out (line 2, 5)" in second.stderr
+    assert "(the timing covers 3 of the 6 samples)" in (out / "summary.md").read_text()  # 3 rows were lost
+
+    # Interrupted after its first batch of 4 (what progress.json then holds), a run's timing adds up over the runs.
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    (out / "samples.jsonl").write_text("\n".join(lines[:4]) + "\n")
+    progress = json.loads((out / "progress.json").read_text())
+    progress["seconds"], progress["model_pass"] = 100.0, {**progress["model_pass"], "seconds": 50.0, "batches": 1,
+                                                         "samples": 4, "audio_seconds": 20.0}
+    (out / "progress.json").write_text(json.dumps(progress))
+    third = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
+                     "--batch-size", "4")
+    assert third.returncode == 0, third.stderr[-3000:]
+    run_line = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("- run time"))
+    assert float(run_line.split("run time: ")[1].split(" s")[0]) > 100.0
+    assert ", 2 batches, " in run_line and "timing covers" not in run_line
+    model_pass = json.loads((out / "run.json").read_text())["model_pass"]
+    assert model_pass["samples"] == 6 and 50.0 < model_pass["seconds"] and model_pass["audio_seconds"] > 20.0
+
+    # A rerun that would make other rows (another selection, another model) does not reuse or drop these.
+    for arguments, says in ((["--limit", "5", "--model", str(tiny_model)], "limit 6"),
+                            (["--limit", "6"], f"model '{tiny_model}'")):
+        refused = evaluate("--split", "test-clean", *arguments, "--out", str(out))
+        assert refused.returncode != 0 and f"holds the rows of another run ({says}" in refused.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(table["id"])
+
+
+def test_default_report_folders_differ_for_runs_that_make_other_rows():
+    from librispeech_tools.evaluate import Shard, default_folder_name
+
+    names = {default_folder_name("dev-clean", Path(model), limit, shard)
+             for model in ("m/demo.h5", "m/demo.onnx") for limit in (None, 5) for shard in (None, Shard(1, 2))}
+    assert len(names) == 8 and "dev-clean-demo" in names and "dev-clean-demo-onnx-limit-5-shard-1-of-2" in names
 
 
 @pytest.mark.parametrize("arguments, environment, message", [
