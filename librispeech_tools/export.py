@@ -64,7 +64,13 @@ def pytorch_reference_logits(checkpoint_dir: Path, audio: np.ndarray) -> np.ndar
     reference = Wav2Vec2ForCTC.from_pretrained(str(checkpoint_dir), attn_implementation="eager",
                                                dtype=torch.float32).eval()
     with torch.inference_mode():
-        return reference(torch.from_numpy(audio[None])).logits[0].float().numpy()
+        logits = reference(torch.from_numpy(audio[None])).logits[0].float().numpy()
+    mapping = vocabulary_mapping(checkpoint_dir, reference.config.to_dict())
+    if mapping is None:
+        return logits
+    # in the runtime's order, as the export's; NaN for the tokens the checkpoint lacks (not compared)
+    return np.stack([logits[:, source] if source is not None else np.full(len(logits), np.nan, np.float32)
+                     for source in mapping], axis=-1)
 
 
 def _padded_blank_margin(padded_logits: np.ndarray, blank_id: int) -> float:
@@ -88,6 +94,8 @@ def check_pytorch(checkpoint_dir: Path | None, audio: np.ndarray, logits: np.nda
     if reference is None:
         print("check: PyTorch reference skipped (torch and transformers are not installed)")
         return {"pytorch": "skipped"}
+    compared = ~np.isnan(reference[0])  # the checkpoint's own tokens
+    reference, logits = reference[:, compared], logits[:, compared]
     difference = float(np.abs(reference - logits).max())
     scale = max(1.0, float(np.abs(reference).max()))
     agreement = float(np.mean(reference.argmax(-1) == logits.argmax(-1)))
@@ -228,37 +236,78 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
         return model, None, vocab if vocab.is_file() else None
     checkpoint_dir = resolve_checkpoint(checkpoint)
     config, weights = load_checkpoint(checkpoint_dir)
-    check_vocabulary(checkpoint_dir, config)
+    mapping = vocabulary_mapping(checkpoint_dir, config)
+    if mapping is not None:
+        config, weights = remap_ctc_head(config, weights, mapping)
+        from librispeech.tokenizer import vocabulary_tokens
+
+        lacking = [token for token, source in zip(vocabulary_tokens(), mapping) if source is None]
+        print(f"vocabulary: {checkpoint_dir / VOCAB_FILE} is the runtime's in another order or spelling; the CTC "
+              f"head is reordered to the runtime's vocab.json" + (f" (never emits {', '.join(lacking)}, which the "
+                                                                  f"checkpoint lacks)" if lacking else ""))
     model = convert_to_keras(config, weights, max_samples)
     vocab = checkpoint_dir / VOCAB_FILE
-    return model, checkpoint_dir, vocab if vocab.is_file() else None
+    return model, checkpoint_dir, vocab if vocab.is_file() and mapping is None else None
 
 
-def check_vocabulary(checkpoint_dir: Path, config: dict) -> None:
-    """The integration decodes with the runtime's vocab.json (wav2vec2-base-960h's characters, `<pad>` = blank = 0):
-    a checkpoint whose tokens, their order or its blank differ would give wrong transcripts and losses, so it is
-    refused here rather than exported."""
+# HF's fine-tuning recipe (and many community checkpoints) name these differently from wav2vec2-base-960h
+TOKEN_ALIASES = {"[PAD]": "<pad>", "[UNK]": "<unk>", "[BOS]": "<s>", "[EOS]": "</s>", " ": "|"}
+MISSING_TOKEN_LOGIT = -1e4  # the CTC head's output for a runtime token the checkpoint lacks (never emitted)
+
+
+def runtime_token(token: str) -> str:
+    """The runtime vocabulary's name for a checkpoint token: aliases, and letters in upper case (the runtime
+    upper-cases transcripts)."""
+    return TOKEN_ALIASES.get(token, token.upper() if len(token) == 1 else token)
+
+
+def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] | None:
+    """The runtime reads logits with its own vocab.json (wav2vec2-base-960h's characters, `<pad>` = blank = 0). For
+    each runtime token id: the checkpoint's id of the same token (None where the checkpoint lacks it, such as `<s>`);
+    None when the checkpoint's vocabulary is already the runtime's. A checkpoint with a token the runtime lacks, two
+    tokens of one name, or a blank other than its pad token cannot be read that way: CheckpointError."""
     from librispeech.model_file import VOCAB_SOURCE
     from librispeech.tokenizer import BLANK_ID, vocabulary_tokens
 
     runtime = vocabulary_tokens()
-    size, blank = config.get("vocab_size", len(runtime)), config.get("pad_token_id", BLANK_ID)
-    problems = []
-    if (checkpoint_dir / VOCAB_FILE).is_file():
-        vocab = json.loads((checkpoint_dir / VOCAB_FILE).read_text(encoding="utf-8"))
+    size, blank = int(config.get("vocab_size", len(runtime))), config.get("pad_token_id", BLANK_ID)
+    vocab_file = checkpoint_dir / VOCAB_FILE
+    if vocab_file.is_file():
+        vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
         tokens = tuple(sorted(vocab, key=vocab.get))
-        if tokens != runtime:
-            first = next((i for i, pair in enumerate(zip(tokens, runtime)) if pair[0] != pair[1]),
-                         min(len(tokens), len(runtime)))
-            problems.append(f"its {VOCAB_FILE} ({len(tokens)} tokens) differs from the runtime's ({len(runtime)}) "
-                            f"from id {first} on: {tokens[first:first + 3]} vs {runtime[first:first + 3]}")
-    if int(size) != len(runtime):
-        problems.append(f"its vocab_size is {size}, not {len(runtime)}")
-    if blank is not None and int(blank) != BLANK_ID:
-        problems.append(f"its pad_token_id (the CTC blank) is {blank}, not {BLANK_ID}")
+    else:  # nothing says otherwise: the runtime's (export-model then writes the runtime's vocab.json beside it)
+        tokens = runtime
+    problems = []
+    if size != len(tokens):
+        problems.append(f"its vocab_size is {size} but its {VOCAB_FILE} has {len(tokens)} tokens")
+    names = [runtime_token(token) for token in tokens]
+    unknown = [token for token, name in zip(tokens, names) if name not in runtime]
+    if unknown:
+        problems.append(f"tokens the runtime's vocabulary lacks: {unknown[:8]}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(f"two tokens for each of {repeated[:8]}")
+    if blank is None or not 0 <= int(blank) < len(tokens) or names[int(blank)] != runtime[BLANK_ID]:
+        problems.append(f"its CTC blank (pad_token_id {blank}) is not its {runtime[BLANK_ID]} token")
     if problems:
         raise CheckpointError(f"{checkpoint_dir}: {'; '.join(problems)}. This integration reads logits with the "
                               f"runtime's vocabulary ({VOCAB_SOURCE}: wav2vec2-base-960h's characters)")
+    if tuple(names) == runtime:
+        return None
+    index = {name: position for position, name in enumerate(names)}
+    return [index.get(token) for token in runtime]
+
+
+def remap_ctc_head(config: dict, weights: dict, mapping: list[int | None]) -> tuple[dict, dict]:
+    """The checkpoint with its CTC head's rows in the runtime vocabulary's order (`mapping`, see vocabulary_mapping):
+    the same model, whose logits the runtime reads with its own vocab.json. A token the checkpoint lacks gets a zero
+    row and MISSING_TOKEN_LOGIT as its bias, so it is never emitted."""
+    weights = dict(weights)
+    for key in [key for key in weights if key.endswith(("lm_head.weight", "lm_head.bias"))]:
+        rows = weights[key]
+        missing = np.zeros_like(rows[:1]) + (MISSING_TOKEN_LOGIT if key.endswith("bias") else 0.0)
+        weights[key] = np.concatenate([rows[[source]] if source is not None else missing for source in mapping])
+    return {**config, "vocab_size": len(mapping), "pad_token_id": 0}, weights
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,

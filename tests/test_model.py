@@ -6,6 +6,7 @@ logits / last hidden state for it (scripts/make_golden_fixtures.py).
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import functools
+import importlib.util
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from librispeech_tools import export as export_module
 from librispeech.wav2vec2 import configuration, layers
@@ -383,20 +384,19 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch):
 
 
 @pytest.mark.parametrize("change, says", [
-    ("vocab", "vocab.json (32 tokens) differs from the runtime's (32) from id 5 on: ('T', 'E', 'A') vs "
-     "('E', 'T', 'A')"),
-    ("pad", "its pad_token_id (the CTC blank) is 31, not 0"),
-    ("size", "its vocab_size is 40, not 32"),
+    ("token", "tokens the runtime's vocabulary lacks: ['-']"),
+    ("pad", "its CTC blank (pad_token_id 31) is not its <pad> token"),
+    ("size", "its vocab_size is 40 but its vocab.json has 32 tokens"),
 ])
-def test_export_refuses_a_checkpoint_with_another_vocabulary(tmp_path, capsys, change, says):
-    """Such a model's logits would be read with the runtime's vocab.json: wrong transcripts and losses, silently."""
+def test_export_refuses_a_checkpoint_whose_vocabulary_the_runtime_cannot_read(tmp_path, capsys, change, says):
+    """Its logits would be read with the runtime's vocab.json: wrong transcripts and losses, silently."""
     from librispeech.tokenizer import vocabulary_tokens
 
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(GOLDEN / "group", checkpoint)
     tokens = list(vocabulary_tokens())
-    if change == "vocab":
-        tokens[5], tokens[6] = tokens[6], tokens[5]
+    if change == "token":
+        tokens[31] = "-"
     (checkpoint / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
     config = json.loads((checkpoint / "config.json").read_text())
     config.update({"pad": {"pad_token_id": 31}, "size": {"vocab_size": 40}}.get(change, {}))
@@ -406,6 +406,41 @@ def test_export_refuses_a_checkpoint_with_another_vocabulary(tmp_path, capsys, c
     error = capsys.readouterr().err
     assert error.startswith("export-model: error: ") and says in error and error.count("\n") == 1
     assert not output.exists()
+
+
+def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys):
+    """HF's fine-tuning recipe writes lower-case letters in its own order, [UNK] and [PAD] (the blank) last and no
+    <s> </s>: the same model as the golden one with its CTC head reordered gives the golden logits, column for
+    column, and never emits the tokens it lacks."""
+    from librispeech.tokenizer import vocabulary_tokens
+    from librispeech_tools.export import MISSING_TOKEN_LOGIT
+
+    runtime = vocabulary_tokens()
+    letters = sorted(token for token in runtime if len(token) == 1 and token != "|")
+    tokens = ["|", *(letter.lower() for letter in letters), "[UNK]", "[PAD]"]
+    source = [runtime.index({"[UNK]": "<unk>", "[PAD]": "<pad>"}.get(token, token.upper())) for token in tokens]
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "group", checkpoint)
+    weights = load_file(checkpoint / "model.safetensors")
+    weights.update({key: weights[key][source] for key in ("lm_head.weight", "lm_head.bias")})
+    save_file(weights, checkpoint / "model.safetensors")
+    (checkpoint / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": len(tokens),
+                                                        "pad_token_id": tokens.index("[PAD]")}))
+    output = tmp_path / "model" / "wav2vec.h5"
+    assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(output), "--max-seconds", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "the CTC head is reordered to the runtime's vocab.json (never emits <s>, </s>" in printed
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):  # HF's model, its own order
+        assert re.search(r"check: PyTorch Wav2Vec2ForCTC .* greedy ids agree on 100.0% of frames", printed), printed
+    assert tuple(json.loads((output.parent / "vocab.json").read_text())) == runtime
+    _, _, audio, reference, _ = golden("group")
+    logits = run(keras.models.load_model(output), [audio], [audio.size])[0][:reference.shape[0]]
+    lacking = [runtime.index("<s>"), runtime.index("</s>")]
+    kept = [i for i in range(len(runtime)) if i not in lacking]
+    assert np.abs(logits[:, kept] - reference[:, kept]).max() <= TOLERANCE
+    np.testing.assert_array_equal(logits[:, lacking], MISSING_TOKEN_LOGIT)
 
 
 def test_export_converts_a_float16_checkpoint_and_checks_it_in_float32(tmp_path, capsys):
