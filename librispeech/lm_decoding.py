@@ -171,7 +171,9 @@ class LMDecoder:
             return ""
         emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
         results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
-        if not results:
+        if not results:  # every beam pruned: said, as the empty transcript scores as all words deleted
+            LOGGER.warning("the LM decoder found no hypothesis for a sample of %d frames; its LM transcript is empty",
+                           frames)
             return ""
         words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0]
         return " ".join(words).upper()
