@@ -242,7 +242,7 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
         from librispeech.tokenizer import vocabulary_tokens
 
         lacking = [token for token, source in zip(vocabulary_tokens(), mapping) if source is None]
-        print(f"vocabulary: {checkpoint_dir / VOCAB_FILE} is the runtime's in another order or spelling; the CTC "
+        print(f"vocabulary: {checkpoint_dir}'s tokenizer is the runtime's in another order or spelling; the CTC "
               f"head is reordered to the runtime's vocab.json" + (f" (never emits {', '.join(lacking)}, which the "
                                                                   f"checkpoint lacks)" if lacking else ""))
     model = convert_to_keras(config, weights, max_samples)
@@ -271,15 +271,11 @@ def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] |
 
     runtime = vocabulary_tokens()
     size, blank = int(config.get("vocab_size", len(runtime))), config.get("pad_token_id", BLANK_ID)
-    vocab_file = checkpoint_dir / VOCAB_FILE
-    if vocab_file.is_file():
-        vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
-        tokens = tuple(sorted(vocab, key=vocab.get))
-    else:  # nothing says otherwise: the runtime's (export-model then writes the runtime's vocab.json beside it)
-        tokens = runtime
+    # without a vocabulary, nothing says otherwise: the runtime's (export-model then writes it beside the model)
+    tokens = checkpoint_tokens(checkpoint_dir) or runtime
     problems = []
     if size != len(tokens):
-        problems.append(f"its vocab_size is {size} but its {VOCAB_FILE} has {len(tokens)} tokens")
+        problems.append(f"its vocab_size is {size} but its tokenizer has {len(tokens)} tokens")
     names = [runtime_token(token) for token in tokens]
     unknown = [token for token, name in zip(tokens, names) if name not in runtime]
     if unknown:
@@ -296,6 +292,29 @@ def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] |
         return None
     index = {name: position for position, name in enumerate(names)}
     return [index.get(token) for token in runtime]
+
+
+def checkpoint_tokens(checkpoint_dir: Path) -> tuple[str, ...] | None:
+    """The checkpoint tokenizer's tokens in id order (None without a vocab.json): vocab.json plus the tokens added on
+    top of it (added_tokens.json, tokenizer_config.json's added_tokens_decoder), where HF's CTC tokenizer puts `<s>`
+    and `</s>` when vocab.json lacks them, as in its fine-tuning recipe."""
+    if not (checkpoint_dir / VOCAB_FILE).is_file():
+        return None
+    pairs = [(token, int(i)) for token, i in json.loads((checkpoint_dir / VOCAB_FILE).read_text("utf-8")).items()]
+    if (checkpoint_dir / "added_tokens.json").is_file():
+        pairs += [(token, int(i)) for token, i in
+                  json.loads((checkpoint_dir / "added_tokens.json").read_text("utf-8")).items()]
+    if (checkpoint_dir / "tokenizer_config.json").is_file():
+        added = json.loads((checkpoint_dir / "tokenizer_config.json").read_text("utf-8")).get("added_tokens_decoder")
+        pairs += [(entry["content"], int(i)) for i, entry in (added or {}).items()]
+    by_id: dict[int, str] = {}
+    for token, i in pairs:
+        if by_id.setdefault(i, token) != token:
+            raise CheckpointError(f"{checkpoint_dir}: its tokenizer gives id {i} to both {by_id[i]!r} and {token!r}")
+    if sorted(by_id) != list(range(len(by_id))):
+        gaps = sorted(set(range(max(by_id) + 1)) - set(by_id))
+        raise CheckpointError(f"{checkpoint_dir}: its tokenizer has no token for ids {gaps[:8]}")
+    return tuple(by_id[i] for i in range(len(by_id)))
 
 
 def remap_ctc_head(config: dict, weights: dict, mapping: list[int | None]) -> tuple[dict, dict]:

@@ -386,7 +386,7 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch):
 @pytest.mark.parametrize("change, says", [
     ("token", "tokens the runtime's vocabulary lacks: ['-']"),
     ("pad", "its CTC blank (pad_token_id 31) is not its <pad> token"),
-    ("size", "its vocab_size is 40 but its vocab.json has 32 tokens"),
+    ("size", "its vocab_size is 40 but its tokenizer has 32 tokens"),
 ])
 def test_export_refuses_a_checkpoint_whose_vocabulary_the_runtime_cannot_read(tmp_path, capsys, change, says):
     """Its logits would be read with the runtime's vocab.json: wrong transcripts and losses, silently."""
@@ -408,36 +408,44 @@ def test_export_refuses_a_checkpoint_whose_vocabulary_the_runtime_cannot_read(tm
     assert not output.exists()
 
 
-def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys):
-    """HF's fine-tuning recipe writes lower-case letters in its own order, [UNK] and [PAD] (the blank) last and no
-    <s> </s>: the same model as the golden one with its CTC head reordered gives the golden logits, column for
-    column, and never emits the tokens it lacks."""
+@pytest.mark.parametrize("added_tokens", [False, True])
+def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys, added_tokens):
+    """HF's fine-tuning recipe writes lower-case letters in its own order and [UNK] and [PAD] (the blank) last in
+    vocab.json; transformers adds <s> and </s> after them in added_tokens.json (and vocab_size counts them), older
+    checkpoints have neither. The same model as the golden one with its CTC head reordered so gives the golden
+    logits, column for column, and never emits a token it lacks."""
     from librispeech.tokenizer import vocabulary_tokens
     from librispeech_tools.export import MISSING_TOKEN_LOGIT
 
     runtime = vocabulary_tokens()
     letters = sorted(token for token in runtime if len(token) == 1 and token != "|")
     tokens = ["|", *(letter.lower() for letter in letters), "[UNK]", "[PAD]"]
-    source = [runtime.index({"[UNK]": "<unk>", "[PAD]": "<pad>"}.get(token, token.upper())) for token in tokens]
+    added = ["<s>", "</s>"] if added_tokens else []
+    runtime_name = {"[UNK]": "<unk>", "[PAD]": "<pad>", **{letter.lower(): letter for letter in letters}}
+    source = [runtime.index(runtime_name.get(token, token)) for token in tokens + added]
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(GOLDEN / "group", checkpoint)
     weights = load_file(checkpoint / "model.safetensors")
     weights.update({key: weights[key][source] for key in ("lm_head.weight", "lm_head.bias")})
     save_file(weights, checkpoint / "model.safetensors")
     (checkpoint / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
+    if added_tokens:
+        (checkpoint / "added_tokens.json").write_text(json.dumps({token: len(tokens) + i for i, token in
+                                                                   enumerate(added)}))
     config = json.loads((checkpoint / "config.json").read_text())
-    (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": len(tokens),
+    (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": len(source),
                                                         "pad_token_id": tokens.index("[PAD]")}))
     output = tmp_path / "model" / "wav2vec.h5"
     assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(output), "--max-seconds", "0.5"]) == 0
     printed = capsys.readouterr().out
-    assert "the CTC head is reordered to the runtime's vocab.json (never emits <s>, </s>" in printed
+    assert "the CTC head is reordered to the runtime's vocab.json" in printed
+    assert ("never emits" not in printed) if added_tokens else ("(never emits <s>, </s>, which" in printed)
     if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):  # HF's model, its own order
         assert re.search(r"check: PyTorch Wav2Vec2ForCTC .* greedy ids agree on 100.0% of frames", printed), printed
     assert tuple(json.loads((output.parent / "vocab.json").read_text())) == runtime
     _, _, audio, reference, _ = golden("group")
     logits = run(keras.models.load_model(output), [audio], [audio.size])[0][:reference.shape[0]]
-    lacking = [runtime.index("<s>"), runtime.index("</s>")]
+    lacking = [] if added_tokens else [runtime.index("<s>"), runtime.index("</s>")]
     kept = [i for i in range(len(runtime)) if i not in lacking]
     assert np.abs(logits[:, kept] - reference[:, kept]).max() <= TOLERANCE
     np.testing.assert_array_equal(logits[:, lacking], MISSING_TOKEN_LOGIT)
