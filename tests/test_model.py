@@ -363,12 +363,13 @@ def test_hub_id_downloads_config_vocab_and_one_weight_format(monkeypatch):
 
     calls = []
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo_id: [
-        "config.json", "vocab.json", "README.md", "pytorch_model.bin", "tf_model.h5", "model.safetensors"])
+        "config.json", "vocab.json", "added_tokens.json", "README.md", "pytorch_model.bin", "tf_model.h5",
+        "model.safetensors"])
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda repo_id, **kwargs: calls.append((repo_id, kwargs)) or str(GOLDEN / "group"))
     config, weights = load_checkpoint("facebook/wav2vec2-base-960h")
     assert calls == [("facebook/wav2vec2-base-960h", {"allow_patterns": ["config.json", "vocab.json",
-                                                                         "model.safetensors"]})]
+                                                                         "added_tokens.json", "model.safetensors"]})]
     assert config["hidden_size"] == 32 and "lm_head.weight" in weights
 
 

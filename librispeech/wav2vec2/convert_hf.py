@@ -28,7 +28,8 @@ SAFETENSORS_FILE, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.in
 PYTORCH_FILE, PYTORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 TF_FILE = "tf_model.h5"
 WEIGHT_FILES = (SAFETENSORS_INDEX, SAFETENSORS_FILE, PYTORCH_INDEX, PYTORCH_FILE, TF_FILE)  # in order of preference
-EXTRA_FILES = (CONFIG_FILE, VOCAB_FILE, "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json")
+EXTRA_FILES = (CONFIG_FILE, VOCAB_FILE, "added_tokens.json", "tokenizer_config.json", "special_tokens_map.json",
+               "preprocessor_config.json")  # the tokenizer files say which token each CTC output is
 
 # Checkpoint weights known to be irrelevant to CTC inference (pre-training heads, SpecAugment's mask vector).
 IGNORED_KEYS = re.compile(r"^(masked_spec_embed|quantizer\..*|project_q\..*|project_hid\..*|dropout_features\..*)$")
