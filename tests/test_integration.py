@@ -80,6 +80,58 @@ def test_platform_loader_parses_the_integration(tiny_model):
     assert "Wav2Vec2Encoder" in report["layers"]
 
 
+def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_model):
+    """The platform's calls after the model: LeapLoader's run_custom_loss / run_metric / run_visualizer (and the
+    mel spectrogram's heatmap) on a batch of two samples' float16 logits, as Tensorleap hands them over."""
+    code = (
+        "import json, os\n"
+        "import numpy as np\n"
+        "from code_loader import LeapLoader\n"
+        "from code_loader.contract.enums import DataStateEnum\n"
+        "from librispeech.model_file import load_wav2vec2\n"
+        "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
+        "assert loader.check_dataset().is_valid\n"
+        "state = DataStateEnum.validation\n"
+        "ids = loader.get_preprocess_sample_ids()[state][:2]\n"
+        "samples = [loader.get_sample(state, i) for i in ids]\n"
+        "audio = np.stack([s.inputs['audio'] for s in samples])\n"
+        "length = np.stack([s.inputs['audio_length'] for s in samples])\n"
+        "logits = np.asarray(load_wav2vec2(os.environ['WAV2VEC_MODEL']).predict_on_batch([audio, length]))\n"
+        "tensors = {'logits': logits.astype(np.float16).astype(np.float32), 'audio': audio, 'audio_length': length,\n"
+        "           'transcript': np.stack([s.gt['transcript'] for s in samples])}\n"
+        "ours = lambda handler: set(handler.arg_names) <= set(tensors)  # not code-loader's built-ins\n"
+        "report = {}\n"
+        "for name, handler in loader.custom_loss_by_name().items():\n"
+        "    if ours(handler):\n"
+        "        out = loader.run_custom_loss(name, np.array(ids), state, {a: tensors[a] for a in handler.arg_names})\n"
+        "        report[name] = [list(np.shape(out)), bool(np.isfinite(out).all())]\n"
+        "for name, handler in loader.metric_by_name().items():\n"
+        "    if ours(handler):\n"
+        "        out = loader.run_metric(name, np.array(ids), state, {a: tensors[a] for a in handler.arg_names})\n"
+        "        values = out.values() if isinstance(out, dict) else [out]\n"
+        "        report[name] = [sorted({np.shape(v) for v in values}), all(np.isfinite(v).all() for v in values)]\n"
+        "for name, handler in loader.visualizer_by_name().items():\n"
+        "    if ours(handler):\n"
+        "        one = {a: tensors[a][0] for a in handler.arg_names}\n"
+        "        report[name] = type(loader.run_visualizer(name, np.array(ids[:1]), state, dict(one))).__name__\n"
+        "        if loader._visualizer_handler_by_name()[name].heatmap_function is not None:\n"
+        "            heat = loader.run_heatmap_visualizer(name, np.array(ids[:1]), state,\n"
+        "                                                 {**one, 'audio': np.abs(one['audio'])})\n"
+        "            report[name + ' heatmap'] = list(np.shape(heat))\n"
+        "print(json.dumps(report))\n"
+    )
+    result = _run(code, tiny_model)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ctc_loss"] == [[2], True]
+    for metric in ("error_rates", "confidence", "error_rates_lm", "lm_gain"):
+        assert report[metric] == [[[2]], True], metric
+    assert report["transcription"] == "LeapText" and report["alignment"] == "LeapTextMask"
+    assert report["mel_spectrogram"] == "LeapImage" and report["audio_player"] == "LeapAudio"
+    assert len(report["mel_spectrogram heatmap"]) == 2 and report["mel_spectrogram heatmap"][0] == 128
+    assert {"reference", "word_errors", "waveform", "transcription_lm"} <= set(report)
+
+
 @pytest.fixture(scope="module")
 def demo_model_rates():
     """Corpus WER/CER of the shipped demo model on the whole bundled corpus (never trained on), measured once."""
