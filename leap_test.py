@@ -13,7 +13,8 @@ from leap_binder import (
     input_audio, input_audio_length, lm_gain, mel_spectrogram_visualizer, metadata_noise, metadata_pace,
     metadata_readability, metadata_records, metadata_speech, metadata_text, preprocess, reference_visualizer,
     transcription_lm_visualizer, transcription_visualizer, waveform_visualizer, word_errors_visualizer)
-from librispeech.config import project_config
+from librispeech.config import ConfigError, project_config
+from librispeech.data import SplitError
 from librispeech.lm_decoding import LanguageModelError, lm_decoder
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
     try:
         lm_decoder()  # a missing or broken LM stops the test here, not after the model has run
         count = run(args.samples)
-    except (FileNotFoundError, ValueError, ModelFileError, LanguageModelError) as error:  # data, config, model, LM
+    except (FileNotFoundError, ConfigError, SplitError, ModelFileError, LanguageModelError) as error:
         sys.exit(f"error: {error}")
     print(f"integration test passed on {count} samples (model: {project_config().model_path})")
 

@@ -24,6 +24,10 @@ from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 logger = logging.getLogger("librispeech")
 
+
+class SplitError(ValueError):
+    """A configured split that has no usable utterance (every one left out, with the reasons)."""
+
 # Why an utterance was left out.
 MISSING_AUDIO = "missing audio file"
 MISSING_TRANSCRIPT = "audio file without a transcript line"
@@ -273,7 +277,7 @@ def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: lis
                       config.sample_rate, hf_dataset)
     _report(split, headers_read + len(structural))
     if not selected:
-        raise ValueError(f"{split_name} ({subset}): no usable utterance among {len(candidates) + len(structural)}; "
+        raise SplitError(f"{split_name} ({subset}): no usable utterance among {len(candidates) + len(structural)}; "
                          f"reasons: {dict(Counter(e.reason for e in excluded))}")
     return split
 
@@ -344,7 +348,7 @@ def open_hf_split(config: ProjectConfig, subset: str):
                 if split_name not in loaded:
                     raise FileNotFoundError(f"split {split_name!r} not in {location} (has {list(loaded)})")
                 loaded = loaded[split_name]
-            elif loaded.split is not None and str(loaded.split) != split_name:
+            elif loaded.split is not None and str(loaded.split).split("[")[0] != split_name:  # "test[:5]": a slice
                 raise FileNotFoundError(f"{location} holds one split, {str(loaded.split)!r}, not {split_name!r} "
                                         f"(save a DatasetDict to have every subset)")
             elif loaded.split is None:
@@ -354,7 +358,8 @@ def open_hf_split(config: ProjectConfig, subset: str):
         else:  # a parquet copy laid out as on the hub (folders per split, or push_to_hub's shard names)
             patterns = [f"{config.hf_config}/{split_name}/*.parquet", f"{config.hf_config}/{split_name}-*.parquet",
                         f"{split_name}/*.parquet", f"{split_name}-*.parquet"]
-            files = next((found for pattern in patterns if (found := sorted(location.glob(pattern)))), [])
+            files = next((found for pattern in patterns if (found := sorted(
+                path for path in location.glob(pattern) if not path.name.startswith(".")))), [])  # not macOS ._*
             if not files:
                 raise FileNotFoundError(f"no parquet files for split {split_name!r} under {location} "
                                         f"(expected one of {', '.join(patterns)})")

@@ -4,7 +4,8 @@ Every problem with the path is a ModelFileError whose message is one line naming
 missing, of another file type, not HDF5, truncated or corrupt, an HDF5 file that is not a wav2vec2 export, weights
 with NaN or inf, an ONNX file that does not load or has other inputs and outputs, or an export whose conv stack
 differs from the one preprocessing counts frames with, or whose vocabulary size or blank id differ from the
-runtime's vocab.json (for an ONNX graph without export-model's recorded config, checked by running it once).
+runtime's vocab.json (for an ONNX graph without export-model's recorded config, its frame count and vocabulary size
+are checked by running it once; its blank id cannot be).
 """
 from __future__ import annotations
 
@@ -172,8 +173,11 @@ def check_onnx_frames(path: Path, session) -> None:
     from librispeech.data import model_frames
     from librispeech.tokenizer import vocabulary_tokens
 
-    length = session.get_inputs()[0].shape[1]
-    num_samples = length if isinstance(length, int) else 16000
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 2:
+        raise ModelFileError(f"{path} takes `audio` of shape {shape}; the integration feeds [batch, samples]: "
+                             f"{MAKE_ONE}")
+    num_samples = shape[1] if isinstance(shape[1], int) else 16000
     try:
         logits = session.run(None, {"audio": np.zeros((1, num_samples), np.float32),
                                     "audio_length": np.full((1, 1), num_samples, np.float32)})[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -63,7 +64,7 @@ def load_selection(config: ProjectConfig, subset: str, limit: int | None):
         split = data.load_split(subset, config)
     except FileNotFoundError as error:
         raise EvaluationError(str(error)) from None
-    except ValueError as error:
+    except data.SplitError as error:
         raise EvaluationError(f"empty selection: {error}") from None
     return split
 
@@ -297,18 +298,20 @@ class RunInfo:
     shard: tuple[int, int] | None
     timing: ModelPassTiming
     seconds: float
+    made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
 
     @classmethod
-    def of(cls, split, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float) -> "RunInfo":
+    def of(cls, split, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
+           made_by: dict | None = None) -> "RunInfo":
         return cls(split.split, split.subset, split.source, [Excluded(e.id, e.reason) for e in split.excluded],
                    model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
-                   seconds)
+                   seconds, made_by)
 
     def to_json(self) -> dict:
         return {"split": self.split, "subset": self.subset, "source": self.source,
                 "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
-                "model_pass": dataclasses.asdict(self.timing)}
+                "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -317,9 +320,11 @@ class RunInfo:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EvaluationError(f"{folder} has no {RUN_INFO_FILE}: not a finished evaluate run") from None
+        # files from before the timing counted samples covered all of theirs
+        timing = ModelPassTiming(**{"samples": values["samples"], **values["model_pass"]})
         return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
                    values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
-                   ModelPassTiming(**values["model_pass"]), values["seconds"])
+                   timing, values["seconds"], values.get("made_by"))
 
 
 def merge(folders: list[Path], out: Path) -> Path:
@@ -333,6 +338,10 @@ def merge(folders: list[Path], out: Path) -> Path:
                 (first.split, first.subset, first.source, first.model, first.timing.precision, first.shard[1]):
             raise EvaluationError(f"{folder} is shard {info.shard[0]}/{info.shard[1]} of {info.model} on {info.split}, "
                                   f"but {folders[0]} is of {first.model} on {first.split} in {first.shard[1]} shards")
+    selections = {json.dumps({**(info.made_by or {}), "shard": None}, sort_keys=True) for info in infos}
+    if len(selections) > 1:
+        raise EvaluationError("the shards were made by different runs (model file, data, --limit, input or LM "
+                              "settings differ: see made_by in their run.json); rerun them alike")
     count = first.shard[1]
     indices = sorted(info.shard[0] for info in infos)
     if indices != list(range(1, count + 1)):
@@ -358,7 +367,7 @@ def merge(folders: list[Path], out: Path) -> Path:
                              "+".join(sorted({i.timing.engine for i in infos})),  # float32 engines agree to 1e-5
                              sum(i.timing.samples for i in infos))
     merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
-                     sum(info.seconds for info in infos))
+                     sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
@@ -453,7 +462,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
-    run_info = RunInfo.of(split, model_path, shard, timing, seconds)
+    run_info = RunInfo.of(split, model_path, shard, timing, seconds, made_by)
     (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     title = (f"{model_path.name} on {split.split} "
@@ -474,13 +483,24 @@ def default_folder_name(split_name: str, model_path: Path, limit: int | None, sh
             f"{f'-shard-{shard.index}-of-{shard.count}' if shard else ''}")
 
 
+def file_identity(path: Path | None) -> list | None:
+    """[path, size, modification time]: a file replaced or rewritten under the same name is another file."""
+    if path is None:
+        return None
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
 def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limit: int | None,
                   shard: Shard | None) -> dict:
-    """What decides a report's rows: the model file (path, size, modification time), the data and the selection."""
-    stat = model_path.stat()
-    return {"model": str(model_path), "model_bytes": stat.st_size, "model_modified_ns": stat.st_mtime_ns,
-            "source": config.source, "data": str(config.root if config.source == "openslr" else config.hf_dataset),
-            "split": split_name, "limit": limit, "shard": [shard.index, shard.count] if shard else None}
+    """What decides a report's rows: the model file, the data, the selection, the input settings and the LM
+    decoder's (the rows hold the LM hypothesis)."""
+    return {"model": file_identity(model_path), "source": config.source,
+            "data": str(config.root if config.source == "openslr" else config.hf_dataset), "split": split_name,
+            "limit": limit, "shard": [shard.index, shard.count] if shard else None,
+            "max_samples": config.max_samples, "normalize_epsilon": config.normalize_epsilon,
+            "lm": file_identity(config.lm_path), "lexicon": file_identity(config.lexicon_path),
+            "beam_width": config.beam_width, "lm_alpha": config.lm_alpha, "lm_beta": config.lm_beta}
 
 
 def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float, ModelPassTiming | None]:
@@ -489,7 +509,11 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
     another model, data or selection (their rows would be reported as this run's)."""
     rows = read_rows(rows_path)
     progress_path = out / PROGRESS_FILE
-    previous = json.loads(progress_path.read_text(encoding="utf-8")) if progress_path.is_file() else None
+    try:
+        previous = json.loads(progress_path.read_text(encoding="utf-8")) if progress_path.is_file() else None
+    except ValueError:
+        raise EvaluationError(f"{progress_path} is damaged, so what made the rows in {out} is unknown; use another "
+                              f"--out, or delete the folder to start again") from None
     if rows and previous is None:
         raise EvaluationError(f"{out} holds {len(rows)} rows but no {PROGRESS_FILE} saying which model and data made "
                               f"them; use another --out, or delete the folder to start again")
@@ -507,9 +531,11 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
 
 
 def write_progress(out: Path, made_by: dict, seconds: float, timing: ModelPassTiming) -> None:
-    (out / PROGRESS_FILE).write_text(json.dumps({"made_by": made_by, "seconds": seconds,
-                                                 "model_pass": dataclasses.asdict(timing)}, indent=1) + "\n",
-                                     encoding="utf-8")
+    """progress.json, replaced whole (a run killed while writing leaves the previous one, not half a file)."""
+    partial = out / (PROGRESS_FILE + ".partial")
+    partial.write_text(json.dumps({"made_by": made_by, "seconds": seconds, "model_pass": dataclasses.asdict(timing)},
+                                  indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, out / PROGRESS_FILE)
 
 
 def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -> dict:

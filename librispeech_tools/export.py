@@ -234,20 +234,22 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
             model.set_weights(loaded.get_weights())
         vocab = path.parent / VOCAB_FILE
         return model, None, vocab if vocab.is_file() else None
+    from librispeech.tokenizer import vocabulary_tokens
+
     checkpoint_dir = resolve_checkpoint(checkpoint)
     config, weights = load_checkpoint(checkpoint_dir)
     mapping = vocabulary_mapping(checkpoint_dir, config)
     if mapping is not None:
         config, weights = remap_ctc_head(config, weights, mapping)
-        from librispeech.tokenizer import vocabulary_tokens
-
         lacking = [token for token, source in zip(vocabulary_tokens(), mapping) if source is None]
         print(f"vocabulary: {checkpoint_dir}'s tokenizer is the runtime's in another order or spelling; the CTC "
               f"head is reordered to the runtime's vocab.json" + (f" (never emits {', '.join(lacking)}, which the "
                                                                   f"checkpoint lacks)" if lacking else ""))
     model = convert_to_keras(config, weights, max_samples)
     vocab = checkpoint_dir / VOCAB_FILE
-    return model, checkpoint_dir, vocab if vocab.is_file() and mapping is None else None
+    # the checkpoint's own vocab.json beside the export only when it is the runtime's, token for token
+    same = vocab.is_file() and checkpoint_tokens(checkpoint_dir, len(vocabulary_tokens())) == vocabulary_tokens()
+    return model, checkpoint_dir, vocab if same else None
 
 
 # HF's fine-tuning recipe (and many community checkpoints) name these differently from wav2vec2-base-960h
@@ -272,7 +274,7 @@ def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] |
     runtime = vocabulary_tokens()
     size, blank = int(config.get("vocab_size", len(runtime))), config.get("pad_token_id", BLANK_ID)
     # without a vocabulary, nothing says otherwise: the runtime's (export-model then writes it beside the model)
-    tokens = checkpoint_tokens(checkpoint_dir) or runtime
+    tokens = checkpoint_tokens(checkpoint_dir, size) or runtime
     problems = []
     if size != len(tokens):
         problems.append(f"its vocab_size is {size} but its tokenizer has {len(tokens)} tokens")
@@ -294,19 +296,22 @@ def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] |
     return [index.get(token) for token in runtime]
 
 
-def checkpoint_tokens(checkpoint_dir: Path) -> tuple[str, ...] | None:
+def checkpoint_tokens(checkpoint_dir: Path, vocab_size: int) -> tuple[str, ...] | None:
     """The checkpoint tokenizer's tokens in id order (None without a vocab.json): vocab.json plus the tokens added on
     top of it (added_tokens.json, tokenizer_config.json's added_tokens_decoder), where HF's CTC tokenizer puts `<s>`
-    and `</s>` when vocab.json lacks them, as in its fine-tuning recipe."""
+    and `</s>` when vocab.json lacks them, as in its fine-tuning recipe. Added tokens at ids the model's vocab_size
+    does not reach are left out: the model cannot emit them."""
     if not (checkpoint_dir / VOCAB_FILE).is_file():
         return None
     pairs = [(token, int(i)) for token, i in json.loads((checkpoint_dir / VOCAB_FILE).read_text("utf-8")).items()]
+    added = []
     if (checkpoint_dir / "added_tokens.json").is_file():
-        pairs += [(token, int(i)) for token, i in
+        added += [(token, int(i)) for token, i in
                   json.loads((checkpoint_dir / "added_tokens.json").read_text("utf-8")).items()]
     if (checkpoint_dir / "tokenizer_config.json").is_file():
-        added = json.loads((checkpoint_dir / "tokenizer_config.json").read_text("utf-8")).get("added_tokens_decoder")
-        pairs += [(entry["content"], int(i)) for i, entry in (added or {}).items()]
+        decoder = json.loads((checkpoint_dir / "tokenizer_config.json").read_text("utf-8")).get("added_tokens_decoder")
+        added += [(entry["content"], int(i)) for i, entry in (decoder or {}).items()]
+    pairs += [(token, i) for token, i in added if i < vocab_size]
     by_id: dict[int, str] = {}
     for token, i in pairs:
         if by_id.setdefault(i, token) != token:

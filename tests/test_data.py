@@ -228,6 +228,10 @@ def test_hf_single_saved_split_serves_only_its_own_name(corpus, tmp_path, caplog
         "test", make_config(corpus, data__samples_per_split="all")).utterances)
     with pytest.raises(FileNotFoundError, match=r"holds one split, 'test', not 'train.100'"):
         data.open_hf_split(config, "training")
+    sliced = tmp_path / "sliced"  # load_dataset(..., split="test[:2]") names its split so
+    _hf_dataset(corpus, "test-clean", "test[:2]").save_to_disk(str(sliced))
+    assert len(data.open_hf_split(make_config(corpus, data__source="huggingface", data__hf_dataset=str(sliced)),
+                                  "test")) == len(_hf_dataset(corpus, "test-clean"))
     with caplog.at_level("WARNING", logger="librispeech"):
         data.open_hf_split(make_config(corpus, data__source="huggingface", data__hf_dataset=str(unnamed)), "training")
     assert "no split name: it is used as split 'train.100'" in caplog.text

@@ -1,5 +1,6 @@
 """`evaluate` on real lengths: the same rows as the platform's fixed-length path, length buckets, shards and --merge."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def test_engine_choice(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so
     assert model_pass.resolve_engine("auto", h5, False, False) == "keras"
     assert "onnx is not installed" in capsys.readouterr().err
-    with pytest.raises(model_pass.ModelPassError, match="the ONNX Runtime engine: .*`onnx` package"):  # asked for anyway
+    # asked for anyway
+    with pytest.raises(model_pass.ModelPassError, match="the ONNX Runtime engine: .*`onnx` package"):
         model_pass.load_model_pass(project_config().model_path, "onnxruntime")
 
 
@@ -166,6 +168,22 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
 
     with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
         evaluate.merge(shards[:1], tmp_path / "bad")
+    # run.json files from before made_by and the timing's sample count: merged, their timing taken as complete
+    originals = {folder: (folder / "run.json").read_text() for folder in shards}
+    infos = {folder: json.loads(text) for folder, text in originals.items()}
+    for folder, info in infos.items():
+        del info["made_by"], info["model_pass"]["samples"]
+        (folder / "run.json").write_text(json.dumps(info))
+    evaluate.merge(shards, tmp_path / "merged-old")
+    assert "timing covers" not in (tmp_path / "merged-old" / "summary.md").read_text()
+    # shards of different runs (here another --limit) are not one report
+    for folder, info in infos.items():
+        info["made_by"] = {"limit": 8 if folder == shards[0] else 6, "shard": None}
+        (folder / "run.json").write_text(json.dumps(info))
+    with pytest.raises(evaluate.EvaluationError, match="the shards were made by different runs"):
+        evaluate.merge(shards, tmp_path / "bad")
+    for folder, text in originals.items():
+        (folder / "run.json").write_text(text)
     lines = (shards[1] / "samples.jsonl").read_text().splitlines()
     (shards[1] / "samples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(evaluate.EvaluationError, match="rerun that shard"):

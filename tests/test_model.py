@@ -409,12 +409,12 @@ def test_export_refuses_a_checkpoint_whose_vocabulary_the_runtime_cannot_read(tm
     assert not output.exists()
 
 
-@pytest.mark.parametrize("added_tokens", [False, True])
-def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys, added_tokens):
+@pytest.mark.parametrize("added_tokens, counted", [(False, False), (True, True), (True, False)])
+def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys, added_tokens, counted):
     """HF's fine-tuning recipe writes lower-case letters in its own order and [UNK] and [PAD] (the blank) last in
     vocab.json; transformers adds <s> and </s> after them in added_tokens.json (and vocab_size counts them), older
     checkpoints have neither. The same model as the golden one with its CTC head reordered so gives the golden
-    logits, column for column, and never emits a token it lacks."""
+    logits, column for column, and never emits a token it lacks (nor an added token past vocab_size: `counted`)."""
     from librispeech.tokenizer import vocabulary_tokens
     from librispeech_tools.export import MISSING_TOKEN_LOGIT
 
@@ -422,8 +422,9 @@ def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_
     letters = sorted(token for token in runtime if len(token) == 1 and token != "|")
     tokens = ["|", *(letter.lower() for letter in letters), "[UNK]", "[PAD]"]
     added = ["<s>", "</s>"] if added_tokens else []
+    emitted = added if counted else []
     runtime_name = {"[UNK]": "<unk>", "[PAD]": "<pad>", **{letter.lower(): letter for letter in letters}}
-    source = [runtime.index(runtime_name.get(token, token)) for token in tokens + added]
+    source = [runtime.index(runtime_name.get(token, token)) for token in tokens + emitted]
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(GOLDEN / "group", checkpoint)
     weights = load_file(checkpoint / "model.safetensors")
@@ -440,13 +441,13 @@ def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_
     assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(output), "--max-seconds", "0.5"]) == 0
     printed = capsys.readouterr().out
     assert "the CTC head is reordered to the runtime's vocab.json" in printed
-    assert ("never emits" not in printed) if added_tokens else ("(never emits <s>, </s>, which" in printed)
+    assert ("never emits" not in printed) if counted else ("(never emits <s>, </s>, which" in printed)
     if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):  # HF's model, its own order
         assert re.search(r"check: PyTorch Wav2Vec2ForCTC .* greedy ids agree on 100.0% of frames", printed), printed
     assert tuple(json.loads((output.parent / "vocab.json").read_text())) == runtime
     _, _, audio, reference, _ = golden("group")
     logits = run(keras.models.load_model(output), [audio], [audio.size])[0][:reference.shape[0]]
-    lacking = [] if added_tokens else [runtime.index("<s>"), runtime.index("</s>")]
+    lacking = [] if counted else [runtime.index("<s>"), runtime.index("</s>")]
     kept = [i for i in range(len(runtime)) if i not in lacking]
     assert np.abs(logits[:, kept] - reference[:, kept]).max() <= TOLERANCE
     np.testing.assert_array_equal(logits[:, lacking], MISSING_TOKEN_LOGIT)

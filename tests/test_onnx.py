@@ -342,6 +342,18 @@ def test_an_onnx_graph_without_a_recorded_config_is_checked_by_its_frames(tmp_pa
         load_wav2vec2(path)
 
 
+def test_an_onnx_graph_made_elsewhere_with_one_dimensional_audio_is_refused(tmp_path):
+    graph = helper.make_graph([helper.make_node("Identity", ["audio"], ["logits"]),
+                               helper.make_node("Identity", ["audio_length"], ["unused"])], "rank-1",
+                              [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["samples"]),
+                               helper.make_tensor_value_info("audio_length", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["samples"])])
+    path = tmp_path / "rank-1.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8), str(path))
+    with pytest.raises(ModelFileError, match=r"takes `audio` of shape \['samples'\]; the integration feeds"):
+        load_wav2vec2(path)
+
+
 def test_tiny_base_like_model_matches_keras_at_full_input_length():
     """The Tensorleap input length (34.955 s) through a tiny model with the base model's conv stack."""
     from librispeech.config import project_config

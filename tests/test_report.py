@@ -72,13 +72,23 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     model_pass = json.loads((out / "run.json").read_text())["model_pass"]
     assert model_pass["samples"] == 6 and 50.0 < model_pass["seconds"] and model_pass["audio_seconds"] > 20.0
 
-    # A rerun that would make other rows (another selection, another model) does not reuse or drop these.
-    for arguments, says in ((["--limit", "5", "--model", str(tiny_model)], "limit 6"),
-                            (["--limit", "6"], f"model '{tiny_model}'")):
-        refused = evaluate("--split", "test-clean", *arguments, "--out", str(out))
-        assert refused.returncode != 0 and f"holds the rows of another run ({says}" in refused.stderr
+    # A rerun that would make other rows (another selection, model or LM lexicon) does not reuse or drop these.
+    lexicon = tmp_path / "lexicon-copy.txt"
+    lexicon.write_bytes((REPO / "librispeech" / "lm" / "demo-lexicon.txt").read_bytes())
+    for arguments, environment, says in ((["--limit", "5", "--model", str(tiny_model)], {}, "limit 6"),
+                                         (["--limit", "6"], {}, f"model ['{tiny_model}'"),
+                                         (["--limit", "6", "--model", str(tiny_model)],
+                                          {"LIBRISPEECH_LEXICON": str(lexicon)},
+                                          f"lexicon ['{REPO / 'librispeech' / 'lm' / 'demo-lexicon.txt'}'")):
+        refused = evaluate("--split", "test-clean", *arguments, "--out", str(out), **environment)
+        assert refused.returncode != 0 and f"holds the rows of another run ({says}" in refused.stderr, refused.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(table["id"])
+    (out / "progress.json").write_text("")  # as a run killed while writing it would leave it, before it was atomic
+    damaged = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out))
+    assert damaged.returncode != 0 and damaged.stderr.strip().splitlines()[-1].endswith(
+        "progress.json is damaged, so what made the rows in " + str(out) + " is unknown; use another --out, or "
+        "delete the folder to start again")
 
 
 def test_default_report_folders_differ_for_runs_that_make_other_rows():
