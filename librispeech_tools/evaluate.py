@@ -327,6 +327,16 @@ class RunInfo:
                    timing, values["seconds"], values.get("made_by"))
 
 
+def same_run_key(made_by: dict | None) -> dict:
+    """What shards of one run share on any machine: made_by without the shard, the data's folder, or the files'
+    folders and modification times (a model or LM copied to another machine is the same file)."""
+    key = {name: value for name, value in (made_by or {}).items() if name not in ("shard", "data")}
+    for name in ("model", "lm", "lexicon"):
+        if isinstance(key.get(name), list):
+            key[name] = [Path(key[name][0]).name, key[name][1]]
+    return key
+
+
 def merge(folders: list[Path], out: Path) -> Path:
     """One report from the folders of `evaluate --shard i/n` runs: all n shards, each finished, same split/model."""
     infos = [RunInfo.read(folder) for folder in folders]
@@ -338,9 +348,9 @@ def merge(folders: list[Path], out: Path) -> Path:
                 (first.split, first.subset, first.source, first.model, first.timing.precision, first.shard[1]):
             raise EvaluationError(f"{folder} is shard {info.shard[0]}/{info.shard[1]} of {info.model} on {info.split}, "
                                   f"but {folders[0]} is of {first.model} on {first.split} in {first.shard[1]} shards")
-    selections = {json.dumps({**(info.made_by or {}), "shard": None}, sort_keys=True) for info in infos}
+    selections = {json.dumps(same_run_key(info.made_by), sort_keys=True) for info in infos}
     if len(selections) > 1:
-        raise EvaluationError("the shards were made by different runs (model file, data, --limit, input or LM "
+        raise EvaluationError("the shards were made by different runs (model file, split, --limit, input or LM "
                               "settings differ: see made_by in their run.json); rerun them alike")
     count = first.shard[1]
     indices = sorted(info.shard[0] for info in infos)

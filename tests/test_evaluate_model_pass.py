@@ -176,10 +176,16 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         (folder / "run.json").write_text(json.dumps(info))
     evaluate.merge(shards, tmp_path / "merged-old")
     assert "timing covers" not in (tmp_path / "merged-old" / "summary.md").read_text()
-    # shards of different runs (here another --limit) are not one report
+    # shards of one run on two machines (model and data in other folders, copied files) merge; of different runs
+    # (here another --limit) they are not one report
     for folder, info in infos.items():
-        info["made_by"] = {"limit": 8 if folder == shards[0] else 6, "shard": None}
+        elsewhere = folder == shards[0]
+        info["made_by"] = {"limit": 8, "shard": [1 + elsewhere, 2], "data": f"/machine-{elsewhere}/LibriSpeech",
+                           "model": [f"/machine-{elsewhere}/model/m.h5", 100, 1234 + elsewhere]}
         (folder / "run.json").write_text(json.dumps(info))
+    evaluate.merge(shards, tmp_path / "merged-machines")
+    info = {**infos[shards[0]], "made_by": {**infos[shards[0]]["made_by"], "limit": 6}}
+    (shards[0] / "run.json").write_text(json.dumps(info))
     with pytest.raises(evaluate.EvaluationError, match="the shards were made by different runs"):
         evaluate.merge(shards, tmp_path / "bad")
     for folder, text in originals.items():
