@@ -13,6 +13,25 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_MODEL = REPO / "model" / "demo-wav2vec2.h5"
 
 
+# What Tensorleap does with the pushed code first: LeapLoader on leap_test.py, then its dataset check.
+LOADER = (
+    "import json, os\n"
+    "import numpy as np\n"
+    "from code_loader import LeapLoader\n"
+    "from code_loader.contract.enums import DataStateEnum\n"
+    "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
+    "result = loader.check_dataset()\n"
+    "assert result.is_valid, (result.general_error, [p for p in result.payloads if not p.is_passed])\n"
+)
+
+
+def _loader_report(code: str, model: Path) -> dict:
+    """Run LOADER + `code` in a fresh interpreter; the JSON object it prints last."""
+    result = _run(LOADER + code, model)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def _run(code: str, model: Path, **environment) -> subprocess.CompletedProcess:
     """Each run in a fresh interpreter: code-loader keeps its registrations in process-wide state."""
     env = {**os.environ, "WAV2VEC_MODEL": str(model), "TL_DISABLE_ANALYTICS": "true", **environment}
@@ -54,24 +73,14 @@ def test_missing_lm_is_a_clear_message_before_the_model_runs(tmp_path, tiny_mode
 
 def test_platform_loader_parses_the_integration(tiny_model):
     """What Tensorleap does with the pushed code: LeapLoader on leap_test.py, dataset check, then samples."""
-    code = (
-        "import json, os\n"
-        "from code_loader import LeapLoader\n"
-        "from code_loader.contract.enums import DataStateEnum\n"
-        "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
-        "result = loader.check_dataset()\n"
-        "assert result.is_valid, (result.general_error, [p for p in result.payloads if not p.is_passed])\n"
+    report = _loader_report(
         "ids = loader.get_preprocess_sample_ids()\n"
         "sample_id = ids[DataStateEnum.validation][0]\n"
         "sample = loader.get_sample(DataStateEnum.validation, sample_id)\n"
         "print(json.dumps({'inputs': {k: list(v.shape) for k, v in sample.inputs.items()},\n"
         "                  'gt': {k: list(v.shape) for k, v in sample.gt.items()},\n"
         "                  'metadata': sorted(sample.metadata), 'subsets': len(ids),\n"
-        "                  'layers': sorted(loader.custom_layers())}))\n"
-    )
-    result = _run(code, tiny_model)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+        "                  'layers': sorted(loader.custom_layers())}))\n", tiny_model)
     assert report["inputs"] == {"audio": [559280], "audio_length": [1]}
     assert report["gt"] == {"transcript": [project_config().max_label_length]}
     assert "speech_rms_std" in report["metadata"] and "readability_dale_chall_readability_score" in report["metadata"]
@@ -83,14 +92,8 @@ def test_platform_loader_parses_the_integration(tiny_model):
 def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_model):
     """The platform's calls after the model: LeapLoader's run_custom_loss / run_metric / run_visualizer (and the
     mel spectrogram's heatmap) on a batch of two samples' float16 logits, as Tensorleap hands them over."""
-    code = (
-        "import json, os\n"
-        "import numpy as np\n"
-        "from code_loader import LeapLoader\n"
-        "from code_loader.contract.enums import DataStateEnum\n"
+    report = _loader_report(
         "from librispeech.model_file import load_wav2vec2\n"
-        "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
-        "assert loader.check_dataset().is_valid\n"
         "state = DataStateEnum.validation\n"
         "ids = loader.get_preprocess_sample_ids()[state][:2]\n"
         "samples = [loader.get_sample(state, i) for i in ids]\n"
@@ -118,11 +121,7 @@ def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_m
         "            heat = loader.run_heatmap_visualizer(name, np.array(ids[:1]), state,\n"
         "                                                 {**one, 'audio': np.abs(one['audio'])})\n"
         "            report[name + ' heatmap'] = list(np.shape(heat))\n"
-        "print(json.dumps(report))\n"
-    )
-    result = _run(code, tiny_model)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+        "print(json.dumps(report))\n", tiny_model)
     assert report["ctc_loss"] == [[2], True]
     for metric in ("error_rates", "confidence", "error_rates_lm", "lm_gain"):
         assert report[metric] == [[[2]], True], metric
@@ -207,17 +206,8 @@ def test_onnx_demo_model_transcribes_like_the_h5(demo_onnx):
 
 
 def test_platform_loader_parses_the_integration_with_onnx(demo_onnx):
-    code = (
-        "from code_loader import LeapLoader\n"
-        "from code_loader.contract.enums import DataStateEnum\n"
-        "import os\n"
-        "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
-        "result = loader.check_dataset()\n"
-        "assert result.is_valid, (result.general_error, [p for p in result.payloads if not p.is_passed])\n"
+    report = _loader_report(
         "ids = loader.get_preprocess_sample_ids()\n"
         "sample = loader.get_sample(DataStateEnum.validation, ids[DataStateEnum.validation][0])\n"
-        "print('inputs', sorted(sample.inputs))\n"
-    )
-    result = _run(code, demo_onnx)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "inputs ['audio', 'audio_length']" in result.stdout
+        "print(json.dumps({'inputs': sorted(sample.inputs)}))\n", demo_onnx)
+    assert report["inputs"] == ["audio", "audio_length"]
