@@ -27,7 +27,7 @@ for _layer_name, _layer_class in CUSTOM_LAYERS.items():  # so the platform can l
 def preprocess() -> List[PreprocessResponse]:
     return [PreprocessResponse(sample_ids=list(split.utterances), data=split, state=SUBSET_STATES[subset],
                                sample_id_type=str)
-            for subset, split in data.load_all_splits().items()]
+            for subset, split in data.configured_splits().items()]
 
 
 def _directions(keys, higher_is_better) -> dict:

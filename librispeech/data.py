@@ -38,6 +38,7 @@ EMPTY_AUDIO = "no audio samples"
 UNKNOWN_LENGTH_FRAMES = 2 ** 62  # soundfile's frame count for a header without a length (2**63 - 1)
 LABEL_TOO_LONG = "transcript longer than the label width (max_label_length)"
 TOO_SHORT_FOR_TRANSCRIPT = "audio too short for its transcript (fewer model frames than CTC needs)"
+REPEATED_ID = "utterance id given again (its first line or row is kept)"
 WARNING_IDS_SHOWN = 5
 
 
@@ -155,15 +156,26 @@ def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
 
 # ---------------------------------------------------------------- corpus tables (SPEAKERS / CHAPTERS / BOOKS)
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a corpus text file: UTF-8 (a byte-order mark is dropped), else Latin-1 with a warning rather
+    than mangled; any line ending (\\n, \\r\\n, \\r), and no other character, ends a line."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        logger.warning("%s is not UTF-8 (byte %d); read as Latin-1", path, error.start)
+        text = raw.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _table_rows(path: Path, fields: int) -> Iterable[list[str]]:
     """Rows of a LibriSpeech '|' table; the last field keeps any further '|' (some names contain one)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.startswith(";") or not line.strip():
-                continue
-            parts = [part.strip() for part in line.rstrip("\n").split("|", fields - 1)]
-            if len(parts) == fields:
-                yield parts
+    for line in read_lines(path):
+        if line.startswith(";") or not line.strip():
+            continue
+        parts = [part.strip() for part in line.split("|", fields - 1)]
+        if len(parts) == fields:
+            yield parts
 
 
 def _as_float(text: str) -> float | None:
@@ -217,14 +229,15 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, str(error).splitlines()[0][:200])
     if info.frames >= UNKNOWN_LENGTH_FRAMES:  # libsndfile cannot decode such a file either (it seeks past the end)
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO,
-                                       "its header gives no length (a FLAC with total samples 0, as a streaming "
-                                       "encoder writes it); re-encode the file")
+                                       "its header gives no length (a FLAC with total samples 0: an empty file, or "
+                                       "one from a streaming encoder); if it holds audio, re-encode it")
     num_samples = resampled_length(info.frames, info.samplerate, config.sample_rate)
     if num_samples <= 0:
         return None, ExcludedUtterance(candidate.id, EMPTY_AUDIO)
     if num_samples > config.max_samples:
         return None, ExcludedUtterance(
-            candidate.id, TOO_LONG, f"{num_samples / config.sample_rate:.2f} s > {config.max_samples} samples")
+            candidate.id, TOO_LONG, f"{num_samples} samples ({num_samples / config.sample_rate:.2f} s) > "
+                                    f"max_samples={config.max_samples}")
     frames, needed = model_frames(num_samples), min_ctc_frames(candidate.transcript)
     if frames < needed:  # no CTC alignment exists: the loss would be infinite
         return None, ExcludedUtterance(candidate.id, TOO_SHORT_FOR_TRANSCRIPT,
@@ -269,8 +282,24 @@ def _report(split: SplitData, examined: int) -> None:
                    ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
 
 
+def _first_of_each_id(candidates: list[_Candidate]) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
+    """An id given twice (a transcript line repeated, a second .trans.txt, a repeated HF row): the first is kept and
+    every repeat is reported, with whether its transcript differs."""
+    first: dict[str, _Candidate] = {}
+    repeats = []
+    for candidate in candidates:
+        kept = first.setdefault(candidate.id, candidate)
+        if kept is not candidate:
+            detail = ("same transcript" if candidate.transcript == kept.transcript
+                      else f"other transcript: {candidate.transcript[:60]!r}")
+            repeats.append(ExcludedUtterance(candidate.id, REPEATED_ID, detail))
+    return list(first.values()), repeats
+
+
 def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: list[_Candidate],
             structural: list[ExcludedUtterance], header, corpus_info: CorpusInfo, hf_dataset=None) -> SplitData:
+    candidates, repeats = _first_of_each_id(candidates)
+    structural = structural + repeats
     selected, header_problems, headers_read = _select(candidates, header, config)
     excluded = sorted(structural, key=lambda e: e.id) + header_problems
     split = SplitData(subset, split_name, config.source, {u.id: u for u in selected}, excluded, corpus_info,
@@ -289,23 +318,22 @@ def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[Exclu
     # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
     flacs = {p.stem: p for p in chapter_dir.glob("*.flac") if not p.name.startswith(".")}
     for transcript_file in sorted(p for p in chapter_dir.glob("*.trans.txt") if not p.name.startswith(".")):
-        with open(transcript_file, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                utterance_id, _, text = line.strip().partition(" ")
-                listed.add(utterance_id)
-                speaker, chapter = (utterance_id.split("-") + ["", ""])[:2]
-                transcript = normalize_transcript(text)
-                if not transcript:
-                    problems.append(ExcludedUtterance(utterance_id, EMPTY_TRANSCRIPT, str(transcript_file)))
-                elif utterance_id not in flacs:
-                    problems.append(ExcludedUtterance(utterance_id, MISSING_AUDIO,
-                                                      str(chapter_dir / f"{utterance_id}.flac")))
-                else:
-                    candidates.append(_Candidate(
-                        utterance_id, transcript, int(speaker) if speaker.isdigit() else -1,
-                        int(chapter) if chapter.isdigit() else -1, audio_path=str(flacs[utterance_id])))
+        for line in read_lines(transcript_file):
+            if not line.strip():
+                continue
+            utterance_id, text = (line.split(None, 1) + [""])[:2]  # any whitespace after the id (a tab too)
+            listed.add(utterance_id)
+            speaker, chapter = (utterance_id.split("-") + ["", ""])[:2]
+            transcript = normalize_transcript(text)
+            if not transcript:
+                problems.append(ExcludedUtterance(utterance_id, EMPTY_TRANSCRIPT, str(transcript_file)))
+            elif utterance_id not in flacs:
+                problems.append(ExcludedUtterance(utterance_id, MISSING_AUDIO,
+                                                  str(chapter_dir / f"{utterance_id}.flac")))
+            else:
+                candidates.append(_Candidate(
+                    utterance_id, transcript, int(speaker) if speaker.isdigit() else -1,
+                    int(chapter) if chapter.isdigit() else -1, audio_path=str(flacs[utterance_id])))
     problems += [ExcludedUtterance(stem, MISSING_TRANSCRIPT, str(path))
                  for stem, path in sorted(flacs.items()) if stem not in listed]
     return candidates, problems
@@ -413,6 +441,19 @@ def load_all_splits(config: ProjectConfig | None = None) -> dict[str, SplitData]
         return {subset: load_hf_split(subset, config) for subset in SUBSETS}
     corpus_info = read_corpus_info(config.root)  # read the tables once for all splits
     return {subset: load_openslr_split(subset, config, corpus_info) for subset in SUBSETS}
+
+
+_configured_splits: tuple[ProjectConfig, dict[str, SplitData]] | None = None
+
+
+def configured_splits() -> dict[str, SplitData]:
+    """load_all_splits() of project_config(), loaded once per configuration: code-loader's integration test runs
+    preprocess again after every sample (its leap_binder.check()), and a whole split's headers take seconds."""
+    global _configured_splits
+    config = project_config()
+    if _configured_splits is None or _configured_splits[0] is not config:
+        _configured_splits = (config, load_all_splits(config))
+    return _configured_splits[1]
 
 
 # ---------------------------------------------------------------- model inputs

@@ -11,6 +11,9 @@ from librispeech.config import project_config
 BLANK_ID = 0  # <pad> doubles as the CTC blank in wav2vec2-base-960h
 WORD_DELIMITER = "|"
 UNKNOWN = "<unk>"
+# How decoded text spells an <unk>: one character, so that the error rates count an unknown character once (as the
+# character it stands for), not as the five of "<unk>".
+UNKNOWN_MARK = "\u2047"  # ⁇
 
 
 @functools.cache
@@ -76,10 +79,23 @@ def encode_transcript(text: str, max_label_length: int) -> np.ndarray:
     return encoded
 
 
+def decode_ids(ids: list[int], group_tokens: bool) -> str:
+    """The tokenizer's decode, with each <unk> spelled UNKNOWN_MARK."""
+    return get_tokenizer().decode(ids, group_tokens=group_tokens).replace(UNKNOWN, UNKNOWN_MARK)
+
+
+def reference_text(transcript: str) -> str:
+    """What decode_reference gives for the label of `transcript`, from the text alone: normalised, with each
+    character outside the vocabulary spelled UNKNOWN_MARK. The reference that every error rate is scored against."""
+    return "".join(" " if token == WORD_DELIMITER else UNKNOWN_MARK if token == UNKNOWN else token
+                   for token in label_tokens(transcript))
+
+
 def decode_reference(label_ids: np.ndarray) -> str:
-    """The exact reference text of a padded label: no CTC collapsing, so BOOKKEEPER keeps its doubled letters."""
+    """The exact reference text of a padded label: no CTC collapsing, so BOOKKEEPER keeps its doubled letters.
+    A character outside the vocabulary reads back as UNKNOWN_MARK."""
     ids = np.rint(np.asarray(label_ids, dtype=np.float32)).astype(np.int64).ravel()
-    return get_tokenizer().decode(ids[ids != BLANK_ID].tolist(), group_tokens=False)
+    return decode_ids(ids[ids != BLANK_ID].tolist(), group_tokens=False)
 
 
 def greedy_ids(logits: np.ndarray) -> np.ndarray:
@@ -89,4 +105,4 @@ def greedy_ids(logits: np.ndarray) -> np.ndarray:
 
 def decode_greedy(logits: np.ndarray) -> str:
     """Greedy CTC decoding of one sample's logits [frames, vocab]: merge repeats, drop blanks."""
-    return get_tokenizer().decode(greedy_ids(logits).tolist(), group_tokens=True)
+    return decode_ids(greedy_ids(logits).tolist(), group_tokens=True)

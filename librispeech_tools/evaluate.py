@@ -93,7 +93,8 @@ def sample_row(split, sample_id: str, logits: np.ndarray, hidden: np.ndarray, re
     from librispeech import tokenizer
 
     return {"id": sample_id, "subset": split.subset, "split": split.split,
-            "reference": split.utterances[sample_id].transcript,
+            # the text the metrics score against (decode_reference of the label), not the raw transcript
+            "reference": tokenizer.reference_text(split.utterances[sample_id].transcript),
             # the metrics see float16 logits, as on the platform; decode what they saw
             "hypothesis": tokenizer.decode_greedy(logits.astype(np.float16)),
             "loss": float(loss), **{key: float(value) for key, value in rates.items()}, **metadata,
@@ -213,7 +214,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
                 if model_pass and model_pass.samples != len(table) else ""), ""]
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
-                              table["records.speaker_name"].fillna("").astype(str))
+                              table["records.speaker_name"].fillna("(name unknown)").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
         lines += [f"## {title}", "", "| group | samples | WER | CER | mean loss |", "|---|---|---|---|---|"]
         lines += [f"| {markdown_cell(value)} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} |"

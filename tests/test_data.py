@@ -69,6 +69,48 @@ def test_bad_inputs_are_left_out_and_reported(corpus, caplog):
     assert "110-7110-0010" in lines[0]
 
 
+def test_transcript_files_as_editors_write_them(tmp_path, caplog):
+    """A byte-order mark, CRLF endings, a tab after the id, a line given twice and a second .trans.txt: every
+    utterance is read once under its own id, and each repeat is reported."""
+    root = tmp_path / "LibriSpeech"
+    chapter = root / "dev-clean" / "5" / "50"
+    chapter.mkdir(parents=True)
+    for utt in range(4):
+        soundfile.write(chapter / f"5-50-{utt:04d}.flac", tone(0.5), 16000)
+    (chapter / "5-50.trans.txt").write_bytes(
+        b"\xef\xbb\xbf5-50-0000 FIRST LINE\r\n5-50-0001\tA TAB\r\n5-50-0002 TWICE\r\n5-50-0002 TWICE\r\n")
+    (chapter / "extra.trans.txt").write_text("5-50-0003 ONLY HERE\n5-50-0000 ANOTHER TEXT\n", encoding="utf-8")
+    config = make_config(root, data__samples_per_split="all")
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        dev = data.load_openslr_split("validation", config)
+    assert {u.id: u.transcript for u in dev.utterances.values()} == {
+        "5-50-0000": "FIRST LINE", "5-50-0001": "A TAB", "5-50-0002": "TWICE", "5-50-0003": "ONLY HERE"}
+    assert [(e.id, e.reason, e.detail) for e in dev.excluded] == [
+        ("5-50-0000", data.REPEATED_ID, "other transcript: 'ANOTHER TEXT'"),
+        ("5-50-0002", data.REPEATED_ID, "same transcript")]
+    assert "left out 2 of 6 utterances examined" in caplog.records[0].getMessage()
+
+
+def test_tables_in_latin_1_are_read_as_latin_1_with_a_warning(corpus, caplog):
+    (corpus / "SPEAKERS.TXT").write_bytes("100  | F | train-clean-100 | 1.0 | Zoë Ångström\n".encode("latin-1"))
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        info = data.read_corpus_info(corpus)
+    assert info.speakers[100].name == "Zoë Ångström"
+    assert "is not UTF-8" in caplog.text and "SPEAKERS.TXT" in caplog.text
+
+
+def test_preprocess_loads_the_corpus_once_per_configuration(corpus, monkeypatch):
+    """code-loader's integration test calls preprocess again after every sample."""
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(corpus))
+    monkeypatch.setattr(data, "load_all_splits", lambda config: {"calls": object()})
+    first = data.configured_splits()
+    assert data.configured_splits() is first
+    from librispeech import config as config_module
+
+    config_module.project_config.cache_clear()  # another configuration: loaded anew
+    assert data.configured_splits() is not first
+
+
 def test_a_sample_reports_exclusions_out_of_the_headers_it_read(tmp_path, caplog):
     """A 3-utterance sample of a 100-utterance split reads one batch of 64 headers, not all 100."""
     root = tmp_path / "LibriSpeech"

@@ -110,6 +110,20 @@ def test_error_rates_from_logits_and_labels():
     assert metrics.error_rates(logits[0], labels[0])["cer"].tolist() == [0.0]
 
 
+
+def test_a_character_outside_the_vocabulary_counts_as_one_character():
+    """ROOM 101: the label holds three <unk>; the rates must be those of the text, not of "<unk>" five times."""
+    import jiwer
+
+    hypothesis = ["R", "O", "<pad>", "O", "M", "|", "W", "A", "S"]
+    label = label_of("ROOM 101 WAS")
+    rates = metrics.error_rates(logits_for_path(hypothesis, 20), label)
+    assert rates["cer"][0] == pytest.approx(jiwer.cer("ROOM 101 WAS", "ROOM WAS"))  # 4 of 12 characters
+    assert rates["char_deletions"][0] + rates["char_substitutions"][0] == 4
+    # the model emitting <unk> reads as one character too
+    emitted = tokenizer.decode_greedy(logits_for_path(["A", "<unk>", "B"], 5))
+    assert emitted == "A" + tokenizer.UNKNOWN_MARK + "B"
+
 def test_corpus_error_rates_sum_errors_over_all_pairs():
     rates = metrics.corpus_error_rates(["A B C D", "E F"], ["A B C D", "X F"])
     assert rates["wer"] == pytest.approx(1 / 6)  # not the mean of per-sample rates (0.25)
