@@ -79,7 +79,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
         splits=dict(data["splits"]),
         hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
-        hf_config=data["hf_config"],
+        hf_config=environ.get("LIBRISPEECH_HF_CONFIG") or data["hf_config"],
         hf_splits=dict(data["hf_splits"]),
         samples_per_split=parse_samples_per_split(
             environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),

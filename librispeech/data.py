@@ -389,8 +389,12 @@ def open_hf_split(config: ProjectConfig, subset: str):
             files = next((found for pattern in patterns if (found := sorted(
                 path for path in location.glob(pattern) if not path.name.startswith(".")))), [])  # not macOS ._*
             if not files:
-                raise FileNotFoundError(f"no parquet files for split {split_name!r} under {location} "
-                                        f"(expected one of {', '.join(patterns)})")
+                found = sorted({str(path.parent.relative_to(location)) for path in location.rglob("*.parquet")})
+                raise FileNotFoundError(
+                    f"no parquet files for split {split_name!r} of config {config.hf_config!r} under {location} "
+                    f"(expected one of {', '.join(patterns)}; folders with parquet files: "
+                    f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all: set "
+                    f"LIBRISPEECH_HF_CONFIG, or give evaluate --split CONFIG/SPLIT, such as all/test.clean")
             dataset = datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]},
                                             split=split_name)
     else:

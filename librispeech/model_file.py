@@ -29,12 +29,16 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
 
 
+def require_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
+
+
 def load_wav2vec2(path: str | Path):
     """The model saved at `path` by export-model (or train-demo): a keras.Model for .h5, an
     onnxruntime.InferenceSession for .onnx."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
+    require_model_file(path)
     if path.suffix.lower() == ".onnx":
         session = load_onnx_session(path)
         recorded = onnx_wav2vec2_config(path, session)

@@ -38,22 +38,34 @@ class EvaluationError(Exception):
 # ---------------------------------------------------------------- what to evaluate
 
 def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, ProjectConfig]:
-    """A subset name (training/validation/test) or a split folder / HF split name; default: the validation split."""
+    """A subset name (training/validation/test), or a split: a folder (its name under the corpus root, or its path:
+    its parent is then the root, whose tables are read) or an HF split name, `CONFIG/SPLIT` choosing the hub's
+    config too (all/test.clean). Default: the validation split."""
     if split is None:
         return "validation", config
     if split in SUBSETS:
         return split, config
+    if config.source == "huggingface" and "/" in split:
+        hf_config, _, split = split.strip("/").rpartition("/")
+        config = replace(config, hf_config=hf_config)
     named = config.hf_splits if config.source == "huggingface" else config.splits
     for subset, name in named.items():
         if name == split:
             return subset, config
     if config.source == "openslr":
-        if (config.root / split).is_dir():
-            return "validation", replace(config, splits={**config.splits, "validation": split})
+        folder = Path(os.path.normpath(config.root / split))  # an absolute path stays itself; no trailing /
+        if folder.is_dir():
+            return "validation", replace(config, root=folder.parent, splits={**config.splits, "validation": folder.name})
         available = sorted(p.name for p in config.root.iterdir() if p.is_dir()) if config.root.is_dir() else []
-        raise EvaluationError(f"unknown split {split!r}: no folder {config.root / split} (available: "
+        raise EvaluationError(f"unknown split {split!r}: no folder {folder} (available: "
                               f"{', '.join(available) or 'none'})")
     return "validation", replace(config, hf_splits={**config.hf_splits, "validation": split})
+
+
+def split_label(config: ProjectConfig, split_name: str) -> str:
+    """The split as report titles and folder names give it: the HF config names the data too (clean/test and
+    other/test are both `test`)."""
+    return f"{config.hf_config}-{split_name}" if config.source == "huggingface" else split_name
 
 
 def load_selection(config: ProjectConfig, subset: str, limit: int | None):
@@ -206,11 +218,11 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     lines = [f"# Evaluation of {model_path.name} on {run_info.split} ({run_info.subset})", "",
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f}",
-             f"- data source: {run_info.source}; left out while preprocessing: {len(run_info.excluded)}"
+             f"- data source: {run_info.source}; left out: {len(run_info.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
-             f"- run time: {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
+             f"- evaluation time (after start-up): {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
              + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
                 if model_pass and model_pass.samples != len(table) else ""), ""]
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
@@ -223,7 +235,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     worst = table.sort_values("wer", ascending=False).head(5)
     lines += ["## Highest WER", "", "| id | WER | reference | hypothesis |", "|---|---|---|---|"]
     lines += [f"| {r.id} | {r.wer:.2f} | {r.reference} | {r.hypothesis} |" for r in worst.itertuples()]
-    lines += lm_report.summary_lines(table)
+    lines += lm_report.summary_lines(table, run_info.made_by)
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return overall
 
@@ -340,6 +352,8 @@ def same_run_key(made_by: dict | None) -> dict:
 
 def merge(folders: list[Path], out: Path) -> Path:
     """One report from the folders of `evaluate --shard i/n` runs: all n shards, each finished, same split/model."""
+    if any(out.resolve() == folder.resolve() for folder in folders) or (out / PROGRESS_FILE).is_file():
+        raise EvaluationError(f"--out {out} is a shard's or another run's folder; merge into a folder of its own")
     infos = [RunInfo.read(folder) for folder in folders]
     first = infos[0]
     for folder, info in zip(folders, infos):
@@ -377,12 +391,14 @@ def merge(folders: list[Path], out: Path) -> Path:
                              sum(i.timing.batches for i in infos), first.timing.precision,
                              "+".join(sorted({i.timing.engine for i in infos})),  # float32 engines agree to 1e-5
                              sum(i.timing.samples for i in infos))
-    merged = RunInfo(first.split, first.subset, first.source, first.excluded, first.model, len(rows), None, timing,
+    # the same preprocessing in every shard; a shard may add its own (an utterance longer than a fixed .onnx)
+    excluded = list({(e.id, e.reason): e for info in infos for e in info.excluded}.values())
+    merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
+    (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")
     return out
@@ -422,6 +438,12 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         shard: Shard | None = None, engine: str = "auto") -> Path:
     from tqdm import tqdm
 
+    from librispeech.model_file import ModelFileError, require_model_file
+
+    try:
+        require_model_file(model_path)  # its identity names the report's rows, before the model loads
+    except ModelFileError as error:
+        raise EvaluationError(str(error)) from None
     config = project_config()
     subset, config = resolve_split(config, split_name)
     split = load_selection(config, subset, limit)
@@ -431,16 +453,20 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         raise EvaluationError(str(error)) from None
     if shard is not None:
         keep = set(shard.select(list(split.utterances)))
+        if not keep:
+            raise EvaluationError(f"shard {shard.index}/{shard.count} is empty: the selection has "
+                                  f"{len(split.utterances)} samples, so use at most that many shards")
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
+    out = out or REPO_ROOT / "reports" / default_folder_name(split_label(config, split.split), model_path, limit, shard)
+    prepare_folder(out)
+    rows_path = out / "samples.jsonl"
+    made_by = rows_identity(model_path, config, split.split, limit, shard)
+    done_rows, seconds_before, timing = resume(out, made_by, rows_path)  # a refusal comes before the model loads
     fixed_samples = config.max_samples
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile)
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
-    out = out or REPO_ROOT / "reports" / default_folder_name(split.split, model_path, limit, shard)
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "samples.jsonl"
-    made_by = rows_identity(model_path, config, split.split, limit, shard)
-    done_rows, seconds_before, timing = resume(out, made_by, rows_path)
+        leave_out_longer_than(split, fixed_samples, model_path)
     unknown = [row["id"] for row in done_rows if row["id"] not in split.utterances]
     if unknown:  # the same selection gave other ids: the corpus changed under the report
         raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
@@ -457,7 +483,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
             config.max_samples, config.sample_rate)
         batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
     timing = timing or ModelPassTiming()
-    timing.precision, timing.engine = model_pass.precision, model_pass.engine
+    timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
 
     def save_progress():
@@ -474,17 +500,46 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
     run_info = RunInfo.of(split, model_path, shard, timing, seconds, made_by)
-    (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
-    title = (f"{model_path.name} on {split.split} "
-             f"({'bundled synthetic corpus' if config.uses_bundled_corpus else config.root})")
-    overall = write_report(rows, out, run_info, title)
+    source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
+              else f"{config.hf_dataset}, config {config.hf_config}")
+    overall = write_report(rows, out, run_info, f"{model_path.name} on {split.split} ({source})")
+    # last: a run.json marks a finished report (--merge takes only those)
+    (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
     return out
 
 
 PROGRESS_FILE = "progress.json"  # what made the rows of samples.jsonl, and the time spent on them so far
+
+
+def prepare_folder(out: Path) -> None:
+    """The report folder, made now: a path that cannot hold it stops the run in one line, before the model loads."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvaluationError(f"cannot make the report folder {out}: {error.strerror or error}") from None
+    if not os.access(out, os.W_OK):
+        raise EvaluationError(f"cannot write into the report folder {out}")
+
+
+def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
+    """An .onnx exported with --max-seconds takes at most fixed_samples: longer utterances are left out and
+    reported like the preprocessing's, never padded past the model's input."""
+    from librispeech.data import TOO_LONG, ExcludedUtterance
+
+    longer = sorted(i for i, u in split.utterances.items() if u.num_samples > fixed_samples)
+    if not longer:
+        return
+    split.excluded += [ExcludedUtterance(i, TOO_LONG, f"{split.utterances[i].num_samples} samples > the model's "
+                                                      f"fixed input of {fixed_samples}") for i in longer]
+    split.utterances = {i: u for i, u in split.utterances.items() if u.num_samples <= fixed_samples}
+    print(f"evaluate: {model_path.name} takes at most {fixed_samples} samples; left out {len(longer)} longer "
+          f"utterance(s) (first: {longer[0]}), listed in summary.md", file=sys.stderr)
+    if not split.utterances:
+        raise EvaluationError(f"every selected utterance is longer than {model_path.name}'s fixed input of "
+                              f"{fixed_samples} samples; export the model without --max-seconds")
 
 
 def default_folder_name(split_name: str, model_path: Path, limit: int | None, shard: Shard | None) -> str:
@@ -508,6 +563,7 @@ def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limi
     decoder's (the rows hold the LM hypothesis)."""
     return {"model": file_identity(model_path), "source": config.source,
             "data": str(config.root if config.source == "openslr" else config.hf_dataset), "split": split_name,
+            "hf_config": config.hf_config if config.source == "huggingface" else None,
             "limit": limit, "shard": [shard.index, shard.count] if shard else None,
             "max_samples": config.max_samples, "normalize_epsilon": config.normalize_epsilon,
             "lm": file_identity(config.lm_path), "lexicon": file_identity(config.lexicon_path),
@@ -530,10 +586,10 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
                               f"them; use another --out, or delete the folder to start again")
     if previous is None or not rows:
         return [], 0.0, None
-    if previous["made_by"] != made_by:
-        changed = [f"{key} {previous['made_by'].get(key)!r}" for key in made_by
-                   if previous["made_by"].get(key) != made_by[key]]
-        raise EvaluationError(f"{out} holds the rows of another run ({', '.join(changed)}); use another --out, or "
+    changed = [f"{key} was {previous['made_by'].get(key)!r}, now {made_by[key]!r}" for key in made_by
+               if previous["made_by"].get(key) != made_by[key]]  # a key added since that run counts as None there
+    if changed:
+        raise EvaluationError(f"{out} holds the rows of another run ({'; '.join(changed)}); use another --out, or "
                               f"delete the folder to start again")
     timing = ModelPassTiming(**previous["model_pass"])
     if timing.samples != len(rows):  # rows were lost (a damaged line): the time so far no longer matches them
@@ -589,6 +645,10 @@ def main(argv=None) -> None:
         if args.merge:
             if args.out is None:
                 parser.error("--merge needs --out")
+            ignored = [f"--{name.replace('_', '-')}" for name in ("split", "limit", "model", "shard")
+                       if getattr(args, name) is not None]
+            if ignored:  # the shards' run.json say what made them
+                parser.error(f"--merge takes only the shard folders and --out, not {', '.join(ignored)}")
             merge(args.merge, args.out)
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,

@@ -1,6 +1,8 @@
 """The LM hypothesis in `evaluate`'s report: per-sample columns, and greedy vs LM decoding in summary.md."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 MOST_CHANGED_SHOWN = 10
@@ -33,9 +35,18 @@ def lm_columns(reference: str, greedy_hypothesis: str, logits: np.ndarray) -> di
             "lm_changed": hypothesis != greedy_hypothesis, "lm_gain": greedy["wer"] - with_lm["wer"]}
 
 
-def summary_lines(table) -> list[str]:
+def decoder_line(made_by: dict | None) -> str:
+    """The LM and settings that made the rows, from the run's made_by (run.json), not this machine's configuration:
+    --merge may run where another LM is configured, or none."""
+    if not made_by or not made_by.get("lm"):
+        return "LM: not recorded (rows from a run before LM settings were saved)."
+    lexicon = Path(made_by["lexicon"][0]).name if made_by.get("lexicon") else "the LM's unigrams"
+    return (f"LM: {Path(made_by['lm'][0]).name}, lexicon: {lexicon}; beam width {made_by['beam_width']}, alpha "
+            f"{made_by['lm_alpha']}, beta {made_by['lm_beta']}.")
+
+
+def summary_lines(table, made_by: dict | None) -> list[str]:
     """Corpus WER/CER greedy and with the LM side by side, and the samples where the two differ most."""
-    from librispeech.lm_decoding import lm_decoder
     from librispeech.metrics import corpus_error_rates
 
     if "hypothesis_lm" not in table or table["hypothesis_lm"].isna().any():
@@ -46,12 +57,8 @@ def summary_lines(table) -> list[str]:
     references = table["reference"].tolist()
     greedy = corpus_error_rates(references, table["hypothesis"].tolist())
     with_lm = corpus_error_rates(references, table["hypothesis_lm"].tolist())
-    settings = lm_decoder().settings
-    lexicon = settings.lexicon_path.name if settings.lexicon_path else "the LM's unigrams"
     lines = ["## Greedy and LM decoding", "",
-             f"LM: {settings.lm_path.name}, lexicon: {lexicon}; beam width {settings.beam_width}, alpha "
-             f"{settings.alpha}, beta {settings.beta}. "
-             f"The LM changed {int(table['lm_changed'].sum())} of {len(table)} transcriptions.", "",
+             f"{decoder_line(made_by)} The LM changed {int(table['lm_changed'].sum())} of {len(table)} transcriptions.", "",
              "| decoding | corpus WER | corpus CER |", "|---|---|---|",
              f"| greedy | {greedy['wer']:.2%} | {greedy['cer']:.2%} |",
              f"| beam search + LM | {with_lm['wer']:.2%} | {with_lm['cer']:.2%} |", ""]

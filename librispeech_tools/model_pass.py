@@ -73,12 +73,17 @@ class ModelPassTiming:
         self.batches += 1
         self.samples += samples
 
+    def continue_with(self, engine: str, precision: str) -> None:
+        """What runs the calls from now on; a resumed run that changed engine names both ("keras+onnxruntime")."""
+        engines = set(self.engine.split("+")) if self.samples else set()
+        self.engine, self.precision = "+".join(sorted(engines | {engine})), precision
+
     def line(self) -> str:
         factor = f"{self.seconds / self.audio_seconds:.3f}" if self.audio_seconds else "n/a"
         precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
+        engines = " + ".join(ENGINE_NAMES.get(engine, engine) for engine in self.engine.split("+"))
         return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
-                f"factor {factor}, {self.batches} batch{'' if self.batches == 1 else 'es'}, "
-                f"{ENGINE_NAMES.get(self.engine, self.engine)})")
+                f"factor {factor}, {self.batches} batch{'' if self.batches == 1 else 'es'}, {engines})")
 
 
 def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:

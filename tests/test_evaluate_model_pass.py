@@ -168,6 +168,8 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
 
     with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
         evaluate.merge(shards[:1], tmp_path / "bad")
+    with pytest.raises(evaluate.EvaluationError, match="is a shard's or another run's folder"):
+        evaluate.merge(shards, shards[0])  # would overwrite that shard
     # run.json files from before made_by and the timing's sample count: merged, their timing taken as complete
     originals = {folder: (folder / "run.json").read_text() for folder in shards}
     infos = {folder: json.loads(text) for folder, text in originals.items()}
@@ -223,3 +225,21 @@ def test_int8_export_rows_stay_near_its_fixed_length_rows(tmp_path):
     assert ((dynamic["loss"] - fixed["loss"]).abs() <= 0.05 * fixed["loss"]).all()
     assert (dynamic["mean_word_confidence"] - fixed["mean_word_confidence"]).abs().max() <= 0.02
     assert "model pass (int8 export: not float-exact): " in (tmp_path / "dynamic" / "summary.md").read_text()
+
+
+def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
+    """--split dev-clean/ (tab completion) or the folder's path: the same split of the same corpus, so the same
+    report folder and rows; CONFIG/SPLIT picks the hub's config too."""
+    from dataclasses import replace
+
+    config = project_config()
+    for text in ("dev-clean/", str(config.root / "dev-clean"), str(config.root / "dev-clean") + "/"):
+        subset, resolved = evaluate.resolve_split(config, text)
+        assert resolved.root == config.root and resolved.splits[subset] == "dev-clean", text
+    with pytest.raises(evaluate.EvaluationError, match="unknown split 'nope'"):
+        evaluate.resolve_split(config, "nope")
+    hf = replace(config, source="huggingface")
+    subset, resolved = evaluate.resolve_split(hf, "all/test.clean")
+    assert (resolved.hf_config, resolved.hf_splits[subset]) == ("all", "test.clean")
+    assert evaluate.split_label(resolved, "test.clean") == "all-test.clean"
+    assert evaluate.resolve_split(hf, "test") == ("test", hf)

@@ -57,7 +57,11 @@ def test_summary_puts_greedy_and_lm_side_by_side():
     table["wer_lm"] = [jiwer.wer(r, h) for r, h in zip(table["reference"], table["hypothesis_lm"])]
     table["lm_changed"] = table["hypothesis"] != table["hypothesis_lm"]
     table["lm_gain"] = table["wer"] - table["wer_lm"]
-    text = "\n".join(lm_report.summary_lines(table))
+    made_by = {"lm": ["/elsewhere/shard-machine-lm.arpa.gz", 1, 2], "lexicon": None, "beam_width": 7,
+               "lm_alpha": 0.5, "lm_beta": -1.0}
+    text = "\n".join(lm_report.summary_lines(table, made_by))
+    # the LM that made the rows, not this machine's (--merge may run where another LM is configured)
+    assert "LM: shard-machine-lm.arpa.gz, lexicon: the LM's unigrams; beam width 7, alpha 0.5, beta -1.0." in text
     greedy_wer = jiwer.wer(table["reference"].tolist(), table["hypothesis"].tolist())
     lm_wer = jiwer.wer(table["reference"].tolist(), table["hypothesis_lm"].tolist())
     assert f"| greedy | {greedy_wer:.2%} |" in text and f"| beam search + LM | {lm_wer:.2%} |" in text
@@ -65,7 +69,7 @@ def test_summary_puts_greedy_and_lm_side_by_side():
     rows = [line for line in text.splitlines() if line.startswith("| a ") or line.startswith("| c ")]
     assert rows[0].startswith("| a ") and len(rows) == 2  # |gain| 0.5 before 0.5 by id; unchanged b not listed
     old = table.drop(columns=["hypothesis_lm"])
-    assert "no LM hypothesis" in "\n".join(lm_report.summary_lines(old))
+    assert "no LM hypothesis" in "\n".join(lm_report.summary_lines(old, made_by))
 
 
 def test_evaluate_writes_the_lm_columns_and_summary(tiny_model, tmp_path):  # noqa: F811

@@ -66,8 +66,9 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     third = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
                      "--batch-size", "4")
     assert third.returncode == 0, third.stderr[-3000:]
-    run_line = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("- run time"))
-    assert float(run_line.split("run time: ")[1].split(" s")[0]) > 100.0
+    run_line = next(line for line in (out / "summary.md").read_text().splitlines()
+                    if line.startswith("- evaluation time (after start-up): "))
+    assert float(run_line.split("start-up): ")[1].split(" s")[0]) > 100.0
     assert ", 2 batches, " in run_line and "timing covers" not in run_line
     model_pass = json.loads((out / "run.json").read_text())["model_pass"]
     assert model_pass["samples"] == 6 and 50.0 < model_pass["seconds"] and model_pass["audio_seconds"] > 20.0
@@ -75,11 +76,11 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     # A rerun that would make other rows (another selection, model or LM lexicon) does not reuse or drop these.
     lexicon = tmp_path / "lexicon-copy.txt"
     lexicon.write_bytes((REPO / "librispeech" / "lm" / "demo-lexicon.txt").read_bytes())
-    for arguments, environment, says in ((["--limit", "5", "--model", str(tiny_model)], {}, "limit 6"),
-                                         (["--limit", "6"], {}, f"model ['{tiny_model}'"),
+    for arguments, environment, says in ((["--limit", "5", "--model", str(tiny_model)], {}, "limit was 6, now 5"),
+                                         (["--limit", "6"], {}, f"model was ['{tiny_model}'"),
                                          (["--limit", "6", "--model", str(tiny_model)],
                                           {"LIBRISPEECH_LEXICON": str(lexicon)},
-                                          f"lexicon ['{REPO / 'librispeech' / 'lm' / 'demo-lexicon.txt'}'")):
+                                          f"lexicon was ['{REPO / 'librispeech' / 'lm' / 'demo-lexicon.txt'}'")):
         refused = evaluate("--split", "test-clean", *arguments, "--out", str(out), **environment)
         assert refused.returncode != 0 and f"holds the rows of another run ({says}" in refused.stderr, refused.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -104,6 +105,9 @@ def test_default_report_folders_differ_for_runs_that_make_other_rows():
     (["--model", "/nonexistent/model.h5"], {}, "no wav2vec2 model at /nonexistent/model.h5"),
     ([], {"LIBRISPEECH_SAMPLES_PER_SPLIT": "0"}, "(LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer"),
     ([], {"LIBRISPEECH_SOURCE": "s3"}, "(LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got 's3'"),
+    (["--split", "dev-clean", "--limit", "2", "--shard", "3/3"], {}, "shard 3/3 is empty: the selection has 2"),
+    (["--limit", "1", "--out", str(REPO / "README.md")], {}, "cannot make the report folder"),
+    (["--merge", "a", "b", "--out", "c", "--limit", "2"], {}, "--merge takes only the shard folders and --out"),
 ])
 def test_bad_requests_are_one_line_errors(arguments, environment, message):
     result = evaluate(*arguments, **environment)
@@ -141,6 +145,18 @@ def test_onnx_export_gives_the_h5_report_rows(tiny_model, tmp_path):
         assert other["hypothesis"] == row["hypothesis"]
         assert other["loss"] == pytest.approx(row["loss"], rel=1e-3, abs=1e-3)
         assert max(abs(a - b) for a, b in zip(other["latent"], row["latent"])) <= 1e-4
+
+
+def test_utterances_longer_than_a_fixed_length_onnx_are_left_out_and_listed(tiny_model, tmp_path):
+    from librispeech_tools.export import export
+
+    short = export(tiny_model, tmp_path / "short.onnx", max_seconds=3.5, verify=False)[0]
+    result = evaluate("--split", "test-clean", "--model", str(short), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "short.onnx takes at most 56000 samples; left out 18 longer utterance(s)" in result.stderr
+    assert len(pd.read_csv(tmp_path / "out" / "samples.csv")) == 2  # the bundled test-clean has two under 3.5 s
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "left out: 18" in summary and "longer than the model input" in summary
 
 
 def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
