@@ -106,7 +106,7 @@ def activation(g: GraphBuilder, x: str, name: str) -> str:
     if name == "gelu":
         erf = g.op("Erf", g.op("Div", x, g.const(math.sqrt(2.0), "sqrt2")))
         return g.op("Mul", g.op("Mul", x, g.op("Add", erf, g.const(1.0, "one"))), g.const(0.5, "half"))
-    if name in ("gelu_new", "gelu_pytorch_tanh"):  # keras.ops.gelu(approximate=True)
+    if name in ("gelu_new", "gelu_fast", "gelu_pytorch_tanh"):  # keras.ops.gelu(approximate=True)
         cube = g.op("Mul", g.op("Mul", x, x), x)
         inner = g.op("Mul", g.op("Add", x, g.op("Mul", cube, g.const(0.044715, "c"))),
                      g.const(math.sqrt(2.0 / math.pi), "c"))
@@ -216,14 +216,34 @@ def length_mask(g: GraphBuilder, lengths: str, reference: str, axis: int) -> str
     return g.op("Cast", g.op("Less", positions, lengths), to=1)
 
 
+SUM_BLOCK_FRAMES = 256
+
+
+def blocked_frame_sum(g: GraphBuilder, values_ncw: str) -> str:
+    """Sum over the frames axis of [batch, C, F] -> [batch, C, 1], in blocks of SUM_BLOCK_FRAMES, then over blocks.
+
+    One float32 sum over the ~110,000 frames of the first conv layer at 35 s (a MatMul or ReduceSum, which ONNX
+    Runtime accumulates in order) drifts by ~1e-5 relative, and took the logits 4.7e-4 from PyTorch's float64;
+    in blocks they stay as close as PyTorch's own float32 (1.6e-5)."""
+    frames = g.op("Gather", g.op("Shape", values_ncw), g.int64([2], "frames_axis"), axis=0)  # [1]
+    block = g.int64([SUM_BLOCK_FRAMES], "sum_block")
+    padding = g.op("Mod", g.op("Sub", block, g.op("Mod", frames, block)), block)  # zeros to whole blocks
+    zero = g.int64([0], "zero")
+    padded = g.op("Pad", values_ncw, g.op("Concat", zero, zero, zero, zero, zero, padding, axis=0))
+    blocks = g.op("Reshape", padded, g.int64([0, 0, -1, SUM_BLOCK_FRAMES], "sum_blocks_shape"))
+    block_sums = g.op("ReduceSum", blocks, g.int64([3], "block_axis"), keepdims=0)  # [batch, C, blocks]
+    return g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)
+
+
 def masked_group_norm(g: GraphBuilder, x_ncw: str, lengths: str, layer) -> str:
     """layers.Wav2Vec2GroupNorm on channels-first [batch, channels, frames]: per-channel statistics over the real
-    frames, as masked sums [batch, C, F] @ [batch, F, 1]."""
-    mask = g.op("Unsqueeze", length_mask(g, lengths, x_ncw, 2), g.int64([2], "axes"))  # [batch, frames, 1]
-    count = g.op("Max", g.op("ReduceSum", mask, g.int64([1], "axes"), keepdims=1), g.const(1.0, "one"))  # [b, 1, 1]
-    mean = g.op("Div", g.op("MatMul", x_ncw, mask), count)  # [batch, channels, 1]
+    frames (masked, blocked sums)."""
+    mask = g.op("Unsqueeze", length_mask(g, lengths, x_ncw, 2), g.int64([1], "axes"))  # [batch, 1, frames]
+    count = g.op("Max", g.op("ReduceSum", mask, g.int64([2], "frames_axes"), keepdims=1),
+                 g.const(1.0, "one"))  # [b, 1, 1]
+    mean = g.op("Div", blocked_frame_sum(g, g.op("Mul", x_ncw, mask)), count)  # [batch, channels, 1]
     centered = g.op("Sub", x_ncw, mean)
-    variance = g.op("Div", g.op("MatMul", g.op("Mul", centered, centered), mask), count)
+    variance = g.op("Div", blocked_frame_sum(g, g.op("Mul", g.op("Mul", centered, centered), mask)), count)
     inverse_std = g.op("Div", g.const(1.0, "one"), g.op("Sqrt", g.op("Add", variance, g.const(layer.epsilon, "eps"))))
     scale = g.op("Mul", g.const(_weight(layer.gamma).reshape(-1, 1), "gamma"), inverse_std)
     return g.op("Add", g.op("Mul", centered, scale), g.const(_weight(layer.beta).reshape(-1, 1), "beta"))

@@ -409,6 +409,34 @@ def test_export_refuses_a_checkpoint_whose_vocabulary_the_runtime_cannot_read(tm
     assert not output.exists()
 
 
+@pytest.mark.parametrize("change, says", [
+    ({"model_type": "hubert", "architectures": ["HubertForCTC"]},
+     "is a 'hubert' checkpoint (HubertForCTC); export-model converts wav2vec2 checkpoints with a CTC head"),
+    ({"vocab_size": 40}, "it has no vocab.json, and its vocab_size 40 is not the runtime vocabulary's 32"),
+])
+def test_export_refuses_other_model_families_and_a_vocabulary_it_cannot_know(tmp_path, capsys, change, says):
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "group", checkpoint)  # config.json and weights, no tokenizer files
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, **change}))
+    assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.h5"),
+                               "--skip-checks"]) == 1
+    assert says in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_a_ctc_head_or_a_vocabulary_is_named_so(tmp_path, capsys):
+    from librispeech.wav2vec2.convert_hf import CheckpointError, convert_to_keras, load_checkpoint
+
+    config, weights = load_checkpoint(GOLDEN / "group")
+    encoder_only = {key: value for key, value in weights.items() if "lm_head" not in key}
+    with pytest.raises(CheckpointError, match=r"has no CTC head \(lm_head.weight, lm_head.bias\)"):
+        convert_to_keras(config, encoder_only, 16000, progress=False)
+    # without tokenizer files its head is taken to be in the runtime's vocabulary: exported, and said
+    assert export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(tmp_path / "m.h5"),
+                               "--skip-checks"]) == 0
+    assert "has no vocab.json; its CTC head is taken to use the runtime's vocabulary" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("added_tokens, counted", [(False, False), (True, True), (True, False)])
 def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys, added_tokens, counted):
     """HF's fine-tuning recipe writes lower-case letters in its own order and [UNK] and [PAD] (the blank) last in

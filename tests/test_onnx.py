@@ -89,6 +89,25 @@ def test_masked_group_norm_matches_keras():
     assert np.abs(got.transpose(0, 2, 1) - expected).max() <= 1e-5
 
 
+def test_masked_group_norm_keeps_float32_precision_over_a_35_second_layer():
+    """The first conv layer's group norm sums ~110,000 frames at the platform's 34.955 s: as close to float64 as
+    Keras' own float32 (a single in-order sum drifted ~1e-5 relative and took the logits 4.7e-4 from PyTorch)."""
+    frames, lengths = 111_000, np.array([[111_000], [70_001]], np.float32)
+    x = random(2, frames, 4, seed=5) * 2 + 3
+    norm = randomize(layers.Wav2Vec2GroupNorm(epsilon=1e-5))
+    norm.build(x.shape, lengths.shape)
+    got = run_block(lambda g, x_, l_: onnx_export.masked_group_norm(g, x_, l_, norm),
+                    x=x.transpose(0, 2, 1).copy(), lengths=lengths).transpose(0, 2, 1)
+    for row, length in enumerate(lengths[:, 0].astype(int)):
+        real = x[row, :length].astype(np.float64)
+        expected = ((real - real.mean(axis=0)) / np.sqrt(real.var(axis=0) + 1e-5) * norm.gamma.numpy()
+                    + norm.beta.numpy())
+        assert np.abs(got[row, :length] - expected).max() <= 1.5e-6  # a single in-order sum: 4.4e-6
+    keras_error = np.abs(np.asarray(norm(x, lengths))[0] - (x[0] - x[0].mean(axis=0, dtype=np.float64)) / np.sqrt(
+        x[0].var(axis=0, dtype=np.float64) + 1e-5) * norm.gamma.numpy() - norm.beta.numpy()).max()
+    assert keras_error <= 1.5e-6  # the bar is Keras' own precision
+
+
 @pytest.mark.parametrize("axis", [-1, -2])
 def test_layer_norm_over_either_axis_matches_keras(axis):
     x = random(2, 7, 9) * 2 + 0.5

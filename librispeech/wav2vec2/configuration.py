@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 # HF ACT2FN names this implementation has (see layers.get_activation); "gelu" is the exact (erf) GELU.
-SUPPORTED_ACTIVATIONS = frozenset({"gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh"})
+SUPPORTED_ACTIVATIONS = frozenset({"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish",
+                                   "tanh"})
 
 
 def conv_output_length(length, kernel_size: int, stride: int):

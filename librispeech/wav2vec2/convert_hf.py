@@ -160,6 +160,7 @@ def load_checkpoint(path_or_id: str | os.PathLike) -> tuple[dict[str, Any], dict
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
     with open(config_file, encoding="utf-8") as handle:
         config = json.load(handle)
+    check_model_type(config, folder)
     readers = {SAFETENSORS_INDEX: lambda p: _read_sharded(p, read_safetensors), SAFETENSORS_FILE: read_safetensors,
                PYTORCH_INDEX: lambda p: _read_sharded(p, read_pytorch_bin), PYTORCH_FILE: read_pytorch_bin,
                TF_FILE: read_tf_h5}
@@ -170,6 +171,16 @@ def load_checkpoint(path_or_id: str | os.PathLike) -> tuple[dict[str, Any], dict
     logger.info("reading %s", folder / name)
     weights = readers[name](folder / name)
     return config, {key: np.asarray(value, dtype=np.float32) for key, value in weights.items()}
+
+
+def check_model_type(config: Mapping[str, Any], folder) -> None:
+    """Only wav2vec2 checkpoints convert: HuBERT, WavLM, data2vec-audio and wav2vec2-conformer look alike, but their
+    layers and weight names differ, and reporting their weights as missing would mislead."""
+    model_type = config.get("model_type", "wav2vec2")
+    if model_type != "wav2vec2":
+        architectures = ", ".join(config.get("architectures") or []) or "no architectures listed"
+        raise CheckpointError(f"{folder} is a {model_type!r} checkpoint ({architectures}); export-model converts "
+                              f"wav2vec2 checkpoints with a CTC head (Wav2Vec2ForCTC) only")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -284,6 +295,9 @@ def convert_to_keras(config: Mapping[str, Any], weights: Mapping[str, np.ndarray
     prefixed = any(key.startswith("wav2vec2.") for key in weights)
 
     missing = [key for key in mapping if key not in canonical]
+    if missing and all(key.startswith("lm_head.") for key in missing):
+        raise CheckpointError("checkpoint has no CTC head (lm_head.weight, lm_head.bias): a pretrained encoder such "
+                              "as Wav2Vec2ForPreTraining or Wav2Vec2Model; fine-tune it with a CTC head first")
     if missing:
         shown = [("wav2vec2." + key if prefixed and not key.startswith("lm_head") else key) for key in missing]
         raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s) of Wav2Vec2ForCTC: "

@@ -51,6 +51,7 @@ ACTIVATIONS = {  # HF ACT2FN names -> keras.ops functions; the names are configu
     "gelu": gelu_exact,
     "gelu_new": lambda x: ops.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: ops.gelu(x, approximate=True),
+    "gelu_fast": lambda x: ops.gelu(x, approximate=True),  # HF's FastGELU: the same tanh formula
     "relu": ops.relu,
     "silu": ops.silu,
     "swish": ops.silu,
