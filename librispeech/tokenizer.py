@@ -42,8 +42,9 @@ def transcript_characters() -> frozenset[str]:
 
 
 def normalize_transcript(text: str) -> str:
-    """LibriSpeech style: upper case, single spaces. Other characters stay and are encoded as <unk>."""
-    return " ".join(text.upper().split())
+    """LibriSpeech style: upper case, single spaces; a literal `|` (the word delimiter's token) is a space. Other
+    characters stay and are encoded as <unk>."""
+    return " ".join(text.upper().replace(WORD_DELIMITER, " ").split())
 
 
 def label_length(transcript: str) -> int:
@@ -88,7 +89,7 @@ def reference_text(transcript: str) -> str:
     """What decode_reference gives for the label of `transcript`, from the text alone: normalised, with each
     character outside the vocabulary spelled UNKNOWN_MARK. The reference that every error rate is scored against."""
     return "".join(" " if token == WORD_DELIMITER else UNKNOWN_MARK if token == UNKNOWN else token
-                   for token in label_tokens(transcript))
+                   for token in label_tokens(transcript)).strip()  # as the tokenizer's decode: "|A|" reads "A"
 
 
 def decode_reference(label_ids: np.ndarray) -> str:

@@ -104,9 +104,12 @@ def scored_words(logits: np.ndarray, reference: str) -> list[tuple[AlignedWord, 
 
 def confidence_of_sample(logits: np.ndarray, reference: str) -> dict[str, float | int | None]:
     """CONFIDENCE_KEYS of one sample. Only hypothesis words have a confidence: a deletion adds nothing. With no
-    hypothesis words the mean and minimum are None (nothing was said) and the counts 0."""
+    hypothesis words the mean and minimum are None (nothing was said) and the counts 0; so too when a word's frames
+    hold a NaN or infinite logit (a broken model output has no confidence)."""
     scored = [(entry.kind != "correct", word.confidence) for entry, word in scored_words(logits, reference)
               if word is not None]
+    if not all(math.isfinite(confidence) for _, confidence in scored):
+        scored = []
     confidences = [confidence for _, confidence in scored]
     return {
         "mean_word_confidence": float(np.mean(confidences)) if confidences else None,
