@@ -24,7 +24,8 @@ CHARACTER_LABELS = list(vocabulary_tokens())
 
 @tensorleap_load_model([PredictionTypeHandler("characters", labels=CHARACTER_LABELS, channel_dim=-1)])
 def load_model():
-    return load_wav2vec2(project_config().model_path)
+    config = project_config()
+    return load_wav2vec2(config.model_path, input_samples=config.max_samples)
 
 
 @tensorleap_integration_test()

@@ -27,7 +27,8 @@ class ProjectConfig:
     splits: Mapping[str, str]
     hf_dataset: str
     hf_config: str
-    hf_splits: Mapping[str, str]
+    hf_splits: Mapping[str, str]  # of hf_config
+    hf_config_splits: Mapping[str, Mapping[str, str]]  # every config's, for a run that picks another
     samples_per_split: int | None  # None = every utterance
     seed: int
     sample_rate: int
@@ -79,8 +80,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
         splits=dict(data["splits"]),
         hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
-        hf_config=environ.get("LIBRISPEECH_HF_CONFIG") or data["hf_config"],
-        hf_splits=dict(data["hf_splits"]),
+        **_hf_settings(data, environ),
         samples_per_split=parse_samples_per_split(
             environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),
         seed=int(data["seed"]),
@@ -93,6 +93,17 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         checkpoint=model["checkpoint"],
         **_decoding_settings(decoding, environ),
     )
+
+
+def _hf_settings(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
+    """The HF config (LIBRISPEECH_HF_CONFIG) and its split names. A config the table does not list needs its own
+    entry under data.hf_splits."""
+    hf_config = environ.get("LIBRISPEECH_HF_CONFIG") or data["hf_config"]
+    table = {name: dict(splits) for name, splits in data["hf_splits"].items()}
+    if hf_config not in table:
+        raise ConfigError(f"HF config (LIBRISPEECH_HF_CONFIG) {hf_config!r} has no split names under data.hf_splits "
+                          f"in librispeech/config.yaml (it lists {', '.join(table)})")
+    return {"hf_config": hf_config, "hf_splits": table[hf_config], "hf_config_splits": table}
 
 
 def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) -> dict:

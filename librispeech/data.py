@@ -9,6 +9,7 @@ import io
 import logging
 import math
 import random
+import re
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -157,15 +158,19 @@ def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
 # ---------------------------------------------------------------- corpus tables (SPEAKERS / CHAPTERS / BOOKS)
 
 def read_lines(path: Path) -> list[str]:
-    """The lines of a corpus text file: UTF-8 (a byte-order mark is dropped), else Latin-1 with a warning rather
-    than mangled; any line ending (\\n, \\r\\n, \\r), and no other character, ends a line."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        logger.warning("%s is not UTF-8 (byte %d); read as Latin-1", path, error.start)
-        text = raw.decode("latin-1")
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    """The lines of a corpus text file, each UTF-8 (a byte-order mark is dropped) or else Latin-1, never mangled,
+    with one warning per file; any line ending (\\n, \\r\\n, \\r), and no other character, ends a line."""
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    lines, latin_1 = [], 0
+    for line in raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("latin-1"))
+            latin_1 += 1
+    if latin_1:
+        logger.warning("%s: %d line(s) are not UTF-8; read as Latin-1", path, latin_1)
+    return lines
 
 
 def _table_rows(path: Path, fields: int) -> Iterable[list[str]]:
@@ -282,24 +287,20 @@ def _report(split: SplitData, examined: int) -> None:
                    ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
 
 
-def _first_of_each_id(candidates: list[_Candidate]) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
-    """An id given twice (a transcript line repeated, a second .trans.txt, a repeated HF row): the first is kept and
-    every repeat is reported, with whether its transcript differs."""
-    first: dict[str, _Candidate] = {}
-    repeats = []
-    for candidate in candidates:
-        kept = first.setdefault(candidate.id, candidate)
-        if kept is not candidate:
-            detail = ("same transcript" if candidate.transcript == kept.transcript
-                      else f"other transcript: {candidate.transcript[:60]!r}")
-            repeats.append(ExcludedUtterance(candidate.id, REPEATED_ID, detail))
-    return list(first.values()), repeats
+def _repeat(first_transcripts: dict[str, str], utterance_id: str, transcript: str) -> ExcludedUtterance | None:
+    """An id given again (a transcript line repeated, a second .trans.txt, a repeated HF row) is left out, whatever
+    became of its first line or row (kept, or left out for its own reason); the detail says whether the texts
+    differ. `first_transcripts` records each id's first transcript."""
+    if utterance_id not in first_transcripts:
+        first_transcripts[utterance_id] = transcript
+        return None
+    first = first_transcripts[utterance_id]
+    return ExcludedUtterance(utterance_id, REPEATED_ID, "same transcript" if transcript == first
+                             else f"other transcript: {transcript[:60]!r}")
 
 
 def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: list[_Candidate],
             structural: list[ExcludedUtterance], header, corpus_info: CorpusInfo, hf_dataset=None) -> SplitData:
-    candidates, repeats = _first_of_each_id(candidates)
-    structural = structural + repeats
     selected, header_problems, headers_read = _select(candidates, header, config)
     excluded = sorted(structural, key=lambda e: e.id) + header_problems
     split = SplitData(subset, split_name, config.source, {u.id: u for u in selected}, excluded, corpus_info,
@@ -313,7 +314,8 @@ def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: lis
 
 # ---------------------------------------------------------------- OpenSLR folder tree
 
-def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
+def _chapter_candidates(chapter_dir: Path, first_transcripts: dict[str, str]
+                        ) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
     candidates, problems, listed = [], [], set()
     # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
     flacs = {p.stem: p for p in chapter_dir.glob("*.flac") if not p.name.startswith(".")}
@@ -325,7 +327,10 @@ def _chapter_candidates(chapter_dir: Path) -> tuple[list[_Candidate], list[Exclu
             listed.add(utterance_id)
             speaker, chapter = (utterance_id.split("-") + ["", ""])[:2]
             transcript = normalize_transcript(text)
-            if not transcript:
+            repeat = _repeat(first_transcripts, utterance_id, transcript)
+            if repeat is not None:
+                problems.append(repeat)
+            elif not transcript:
                 problems.append(ExcludedUtterance(utterance_id, EMPTY_TRANSCRIPT, str(transcript_file)))
             elif utterance_id not in flacs:
                 problems.append(ExcludedUtterance(utterance_id, MISSING_AUDIO,
@@ -347,10 +352,10 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder. "
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
-    candidates, structural = [], []
+    candidates, structural, first_transcripts = [], [], {}
     for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir() and not any(
             part.startswith(".") for part in p.relative_to(split_dir).parts)):
-        found, problems = _chapter_candidates(chapter_dir)
+        found, problems = _chapter_candidates(chapter_dir, first_transcripts)
         candidates += found
         structural += problems
 
@@ -385,7 +390,7 @@ def open_hf_split(config: ProjectConfig, subset: str):
             dataset = loaded
         else:  # a parquet copy laid out as on the hub (folders per split, or push_to_hub's shard names)
             patterns = [f"{config.hf_config}/{split_name}/*.parquet", f"{config.hf_config}/{split_name}-*.parquet",
-                        f"{split_name}/*.parquet", f"{split_name}-*.parquet"]
+                        f"{split_name}/*.parquet", f"{split_name}-*.parquet", f"data/{split_name}-*.parquet"]
             files = next((found for pattern in patterns if (found := sorted(
                 path for path in location.glob(pattern) if not path.name.startswith(".")))), [])  # not macOS ._*
             if not files:
@@ -393,13 +398,35 @@ def open_hf_split(config: ProjectConfig, subset: str):
                 raise FileNotFoundError(
                     f"no parquet files for split {split_name!r} of config {config.hf_config!r} under {location} "
                     f"(expected one of {', '.join(patterns)}; folders with parquet files: "
-                    f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all: set "
-                    f"LIBRISPEECH_HF_CONFIG, or give evaluate --split CONFIG/SPLIT, such as all/test.clean")
+                    f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all (whose splits "
+                    f"are test.clean, ...): set LIBRISPEECH_HF_CONFIG")
+            _check_shard_set(files)
             dataset = datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]},
                                             split=split_name)
     else:
-        dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
+        try:
+            dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
+        except Exception as error:  # offline, unknown id, config or split: datasets raises many kinds
+            raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
+                                    f"split {split_name!r}): {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                                    f". Without network, set LIBRISPEECH_HF_DATASET to a local copy") from None
+    missing = sorted(HF_COLUMNS - set(dataset.column_names))
+    if missing:
+        raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has no column(s) "
+                                f"{', '.join(missing)} (openslr/librispeech_asr has {', '.join(sorted(HF_COLUMNS))})")
     return dataset.cast_column("audio", datasets.Audio(decode=False))
+
+
+HF_COLUMNS = frozenset({"audio", "id", "text", "speaker_id", "chapter_id"})
+
+
+def _check_shard_set(files: list[Path]) -> None:
+    """push_to_hub names its shards NAME-0000i-of-0000N.parquet: all N must be there, or rows would be missing."""
+    totals = {match.group(1) for path in files if (match := re.search(r"-\d+-of-(\d+)\.parquet$", path.name))}
+    for total in totals:
+        if sum(path.name.endswith(f"-of-{total}.parquet") for path in files) != int(total):
+            raise FileNotFoundError(f"only some of the {int(total)} parquet shards of {files[0].parent} are there "
+                                    f"({', '.join(p.name for p in files)}): copy all of them")
 
 
 def _hf_audio_bytes(dataset, row: int) -> bytes:
@@ -411,21 +438,38 @@ def _hf_audio_bytes(dataset, row: int) -> bytes:
     raise ValueError(f"row {row} of the HF dataset has no audio bytes and no readable path")
 
 
+def _id_number(value) -> int:
+    """A speaker or chapter id as a number; -1 where a row has none (as for an OpenSLR file name without one)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
 def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
     dataset = open_hf_split(config, subset)
     columns = dataset.select_columns(["id", "text", "speaker_id", "chapter_id"]).to_dict()
-    candidates, structural = [], []
+    candidates, structural, first_transcripts = [], [], {}
     for row, (utterance_id, text, speaker, chapter) in enumerate(
             zip(columns["id"], columns["text"], columns["speaker_id"], columns["chapter_id"])):
         transcript = normalize_transcript(text or "")
-        if not transcript:
+        repeat = _repeat(first_transcripts, str(utterance_id), transcript)
+        if repeat is not None:
+            structural.append(repeat)
+        elif not transcript:
             structural.append(ExcludedUtterance(str(utterance_id), EMPTY_TRANSCRIPT, f"row {row}"))
         else:
-            candidates.append(_Candidate(str(utterance_id), transcript, int(speaker), int(chapter), hf_row=row))
+            candidates.append(_Candidate(str(utterance_id), transcript, _id_number(speaker), _id_number(chapter),
+                                         hf_row=row))
 
     def header(candidate: _Candidate):
-        return _audio_header(lambda: soundfile.info(io.BytesIO(_hf_audio_bytes(dataset, candidate.hf_row))),
-                             candidate, config)
+        def read_info():
+            try:
+                return soundfile.info(io.BytesIO(_hf_audio_bytes(dataset, candidate.hf_row)))
+            except Exception as error:  # name the row, not the in-memory buffer soundfile names
+                raise ValueError(f"row {candidate.hf_row}: " + re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>",
+                                                                     "its audio", str(error))) from None
+        return _audio_header(read_info, candidate, config)
 
     return _finish(subset, config.hf_splits[subset], config, candidates, structural, header, CorpusInfo(), dataset)
 

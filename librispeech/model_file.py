@@ -34,9 +34,10 @@ def require_model_file(path: Path) -> None:
         raise ModelFileError(f"no wav2vec2 model at {path}: {MAKE_ONE}")
 
 
-def load_wav2vec2(path: str | Path):
+def load_wav2vec2(path: str | Path, input_samples: int | None = None):
     """The model saved at `path` by export-model (or train-demo): a keras.Model for .h5, an
-    onnxruntime.InferenceSession for .onnx."""
+    onnxruntime.InferenceSession for .onnx. input_samples: the length it will be fed (the platform's max_samples);
+    a model fixed at another length is refused here rather than failing on the first sample."""
     path = Path(path)
     require_model_file(path)
     if path.suffix.lower() == ".onnx":
@@ -47,14 +48,25 @@ def load_wav2vec2(path: str | Path):
             check_vocabulary(path, recorded)
         else:
             check_onnx_frames(path, session)
+        check_input_length(path, session.get_inputs()[0].shape[1], input_samples)
         return session
     if path.suffix.lower() in (".h5", ".hdf5"):
         encoder_config = check_keras_h5(path)
         check_conv_stack(path, encoder_config)
         check_vocabulary(path, encoder_config)
-        return load_keras_h5(path)
+        model = load_keras_h5(path)
+        check_input_length(path, model.inputs[0].shape[1], input_samples)
+        return model
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
                          f".h5 or an .onnx export ({MAKE_ONE})")
+
+
+def check_input_length(path: Path, fixed, input_samples: int | None) -> None:
+    """`fixed`: the model's audio length (a name or None for a dynamic time axis)."""
+    if input_samples is not None and isinstance(fixed, int) and fixed != input_samples:
+        raise ModelFileError(f"{path} takes {fixed} samples of audio, but the integration feeds max_samples = "
+                             f"{input_samples}: export it again without --max-seconds (an .h5 then takes "
+                             f"max_samples, an .onnx any length)")
 
 
 def check_keras_h5(path: Path) -> dict:

@@ -80,16 +80,14 @@ def encode_transcript(text: str, max_label_length: int) -> np.ndarray:
     return encoded
 
 
+def spell_unknown(text: str) -> str:
+    """Decoded text with each <unk> spelled UNKNOWN_MARK."""
+    return text.replace(UNKNOWN, UNKNOWN_MARK)
+
+
 def decode_ids(ids: list[int], group_tokens: bool) -> str:
     """The tokenizer's decode, with each <unk> spelled UNKNOWN_MARK."""
-    return get_tokenizer().decode(ids, group_tokens=group_tokens).replace(UNKNOWN, UNKNOWN_MARK)
-
-
-def reference_text(transcript: str) -> str:
-    """What decode_reference gives for the label of `transcript`, from the text alone: normalised, with each
-    character outside the vocabulary spelled UNKNOWN_MARK. The reference that every error rate is scored against."""
-    return "".join(" " if token == WORD_DELIMITER else UNKNOWN_MARK if token == UNKNOWN else token
-                   for token in label_tokens(transcript)).strip()  # as the tokenizer's decode: "|A|" reads "A"
+    return spell_unknown(get_tokenizer().decode(ids, group_tokens=group_tokens))
 
 
 def decode_reference(label_ids: np.ndarray) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from librispeech.config import project_config
 from librispeech.metrics import as_batch
-from librispeech.tokenizer import UNKNOWN, UNKNOWN_MARK, decode_reference, get_tokenizer, greedy_ids
+from librispeech.tokenizer import decode_reference, get_tokenizer, greedy_ids, spell_unknown
 from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 LOW_CONFIDENCE = 0.5   # below: a low-confidence word
@@ -70,7 +70,7 @@ def hypothesis_words(logits: np.ndarray) -> list[HypothesisWord]:
         raise ValueError(f"expected one sample's logits [frames, vocab], got shape {logits.shape}")
     confidences = frame_confidences(logits)
     decoded = get_tokenizer().decode(greedy_ids(logits).tolist(), output_word_offsets=True)
-    return [HypothesisWord(offset["word"].replace(UNKNOWN, UNKNOWN_MARK), int(offset["start_offset"]), int(offset["end_offset"]),
+    return [HypothesisWord(spell_unknown(offset["word"]), int(offset["start_offset"]), int(offset["end_offset"]),
                            float(confidences[offset["start_offset"]:offset["end_offset"]].mean()))
             for offset in decoded.word_offsets]
 

@@ -45,17 +45,23 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
         return "validation", config
     if split in SUBSETS:
         return split, config
-    if config.source == "huggingface" and "/" in split:
-        hf_config, _, split = split.strip("/").rpartition("/")
-        config = replace(config, hf_config=hf_config)
+    if config.source == "huggingface":
+        split = split.strip("/")
+        if split.count("/") == 1:
+            hf_config, split = split.split("/")
+            config = replace(config, hf_config=hf_config, hf_splits=config.hf_config_splits.get(hf_config, {}))
     named = config.hf_splits if config.source == "huggingface" else config.splits
     for subset, name in named.items():
         if name == split:
             return subset, config
     if config.source == "openslr":
-        folder = Path(os.path.normpath(config.root / split))  # an absolute path stays itself; no trailing /
+        folder = Path(os.path.normpath(config.root / split))  # relative: under the root; an absolute path stays itself
         if folder.is_dir():
-            return "validation", replace(config, root=folder.parent, splits={**config.splits, "validation": folder.name})
+            for subset, name in config.splits.items():  # a configured split, named by its path
+                if folder == Path(os.path.normpath(config.root / name)):
+                    return subset, config
+            return "validation", replace(config, root=folder.parent,
+                                         splits={**config.splits, "validation": folder.name})
         available = sorted(p.name for p in config.root.iterdir() if p.is_dir()) if config.root.is_dir() else []
         raise EvaluationError(f"unknown split {split!r}: no folder {folder} (available: "
                               f"{', '.join(available) or 'none'})")
@@ -63,7 +69,7 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
 
 
 def split_label(config: ProjectConfig, split_name: str) -> str:
-    """The split as report titles and folder names give it: the HF config names the data too (clean/test and
+    """The split as report titles and default folder names give it: the HF config names the data too (clean/test and
     other/test are both `test`)."""
     return f"{config.hf_config}-{split_name}" if config.source == "huggingface" else split_name
 
@@ -99,14 +105,14 @@ def metadata_row(sample_id: str, response) -> dict:
     return row
 
 
-def sample_row(split, sample_id: str, logits: np.ndarray, hidden: np.ndarray, real_frames: int, loss: float,
-               rates: dict, metadata: dict) -> dict:
+def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hidden: np.ndarray, real_frames: int,
+               loss: float, rates: dict, metadata: dict) -> dict:
     """One samples.jsonl row: ids, reference, hypothesis, loss, metrics, metadata and the mean-pooled latent."""
     from librispeech import tokenizer
 
     return {"id": sample_id, "subset": split.subset, "split": split.split,
-            # the text the metrics score against (decode_reference of the label), not the raw transcript
-            "reference": tokenizer.reference_text(split.utterances[sample_id].transcript),
+            # the text the metrics score against, not the raw transcript
+            "reference": tokenizer.decode_reference(label),
             # the metrics see float16 logits, as on the platform; decode what they saw
             "hypothesis": tokenizer.decode_greedy(logits.astype(np.float16)),
             "loss": float(loss), **{key: float(value) for key, value in rates.items()}, **metadata,
@@ -149,7 +155,8 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
             losses = binder.ctc_loss(logits, labels)
             rates = binder.error_rates(logits, labels)
             for j, sample_id in enumerate(batch.ids):
-                row = sample_row(split, sample_id, logits[j], hidden[j], model_pass.num_frames(int(lengths[j, 0])),
+                row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
+                                 model_pass.num_frames(int(lengths[j, 0])),
                                  losses[j], {key: values[j] for key, values in rates.items()},
                                  metadata[j].result() if pool else metadata_row(sample_id, response))
                 row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
@@ -219,7 +226,8 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f}",
              f"- data source: {run_info.source}; left out: {len(run_info.excluded)}"
-             + "".join(f"\n  - {e.id}: {e.reason}" for e in run_info.excluded[:EXCLUDED_SHOWN])
+             + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
+                       for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
              f"- evaluation time (after start-up): {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
@@ -296,6 +304,7 @@ RUN_INFO_FILE = "run.json"
 class Excluded:
     id: str
     reason: str
+    detail: str = ""  # absent in run.json files from before it was kept
 
 
 @dataclass
@@ -314,15 +323,17 @@ class RunInfo:
     made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
 
     @classmethod
-    def of(cls, split, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
+    def of(cls, split, label: str, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
            made_by: dict | None = None) -> "RunInfo":
-        return cls(split.split, split.subset, split.source, [Excluded(e.id, e.reason) for e in split.excluded],
+        return cls(label, split.subset, split.source,
+                   [Excluded(e.id, e.reason, e.detail) for e in split.excluded],
                    model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
                    seconds, made_by)
 
     def to_json(self) -> dict:
         return {"split": self.split, "subset": self.subset, "source": self.source,
-                "excluded": [[e.id, e.reason] for e in self.excluded], "model": self.model, "samples": self.samples,
+                "excluded": [[e.id, e.reason, e.detail] for e in self.excluded], "model": self.model,
+                "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
                 "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by}
 
@@ -389,10 +400,11 @@ def merge(folders: list[Path], out: Path) -> Path:
     rows.sort(key=lambda row: row["id"])
     timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
                              sum(i.timing.batches for i in infos), first.timing.precision,
-                             "+".join(sorted({i.timing.engine for i in infos})),  # float32 engines agree to 1e-5
+                             # float32 engines agree to 1e-5
+                             "+".join(sorted({engine for i in infos for engine in i.timing.engine.split("+")})),
                              sum(i.timing.samples for i in infos))
     # the same preprocessing in every shard; a shard may add its own (an utterance longer than a fixed .onnx)
-    excluded = list({(e.id, e.reason): e for info in infos for e in info.excluded}.values())
+    excluded = list({e: None for info in infos for e in info.excluded})
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -457,7 +469,8 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
             raise EvaluationError(f"shard {shard.index}/{shard.count} is empty: the selection has "
                                   f"{len(split.utterances)} samples, so use at most that many shards")
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
-    out = out or REPO_ROOT / "reports" / default_folder_name(split_label(config, split.split), model_path, limit, shard)
+    label = split_label(config, split.split)
+    out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
     prepare_folder(out)
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)
@@ -499,11 +512,11 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
-    run_info = RunInfo.of(split, model_path, shard, timing, seconds, made_by)
+    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by)
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else f"{config.hf_dataset}, config {config.hf_config}")
-    overall = write_report(rows, out, run_info, f"{model_path.name} on {split.split} ({source})")
+    overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
     # last: a run.json marks a finished report (--merge takes only those)
     (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
@@ -527,16 +540,16 @@ def prepare_folder(out: Path) -> None:
 def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
     """An .onnx exported with --max-seconds takes at most fixed_samples: longer utterances are left out and
     reported like the preprocessing's, never padded past the model's input."""
-    from librispeech.data import TOO_LONG, ExcludedUtterance
+    from librispeech.data import ExcludedUtterance
 
     longer = sorted(i for i, u in split.utterances.items() if u.num_samples > fixed_samples)
     if not longer:
         return
-    split.excluded += [ExcludedUtterance(i, TOO_LONG, f"{split.utterances[i].num_samples} samples > the model's "
-                                                      f"fixed input of {fixed_samples}") for i in longer]
+    reason = f"longer than the .onnx model's fixed input ({fixed_samples} samples)"
+    split.excluded += [ExcludedUtterance(i, reason) for i in longer]
     split.utterances = {i: u for i, u in split.utterances.items() if u.num_samples <= fixed_samples}
     print(f"evaluate: {model_path.name} takes at most {fixed_samples} samples; left out {len(longer)} longer "
-          f"utterance(s) (first: {longer[0]}), listed in summary.md", file=sys.stderr)
+          f"utterance(s) (first: {longer[0]}; all in summary.md and {RUN_INFO_FILE})", file=sys.stderr)
     if not split.utterances:
         raise EvaluationError(f"every selected utterance is longer than {model_path.name}'s fixed input of "
                               f"{fixed_samples} samples; export the model without --max-seconds")
@@ -586,8 +599,9 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
                               f"them; use another --out, or delete the folder to start again")
     if previous is None or not rows:
         return [], 0.0, None
-    changed = [f"{key} was {previous['made_by'].get(key)!r}, now {made_by[key]!r}" for key in made_by
-               if previous["made_by"].get(key) != made_by[key]]  # a key added since that run counts as None there
+    # a key recorded only since that run could not vary before it (hf_config, say, was config.yaml's): not compared
+    changed = [f"{key} was {previous['made_by'][key]!r}, now {made_by[key]!r}" for key in made_by
+               if key in previous["made_by"] and previous["made_by"][key] != made_by[key]]
     if changed:
         raise EvaluationError(f"{out} holds the rows of another run ({'; '.join(changed)}); use another --out, or "
                               f"delete the folder to start again")
@@ -645,10 +659,10 @@ def main(argv=None) -> None:
         if args.merge:
             if args.out is None:
                 parser.error("--merge needs --out")
-            ignored = [f"--{name.replace('_', '-')}" for name in ("split", "limit", "model", "shard")
-                       if getattr(args, name) is not None]
+            ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                       if name not in ("merge", "out") and value != parser.get_default(name)]
             if ignored:  # the shards' run.json say what made them
-                parser.error(f"--merge takes only the shard folders and --out, not {', '.join(ignored)}")
+                raise EvaluationError(f"--merge takes only the shard folders and --out, not {', '.join(ignored)}")
             merge(args.merge, args.out)
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,

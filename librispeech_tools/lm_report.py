@@ -58,7 +58,8 @@ def summary_lines(table, made_by: dict | None) -> list[str]:
     greedy = corpus_error_rates(references, table["hypothesis"].tolist())
     with_lm = corpus_error_rates(references, table["hypothesis_lm"].tolist())
     lines = ["## Greedy and LM decoding", "",
-             f"{decoder_line(made_by)} The LM changed {int(table['lm_changed'].sum())} of {len(table)} transcriptions.", "",
+             f"{decoder_line(made_by)} The LM changed {int(table['lm_changed'].sum())} of {len(table)} "
+             f"transcriptions.", "",
              "| decoding | corpus WER | corpus CER |", "|---|---|---|",
              f"| greedy | {greedy['wer']:.2%} | {greedy['cer']:.2%} |",
              f"| beam search + LM | {with_lm['wer']:.2%} | {with_lm['cer']:.2%} |", ""]

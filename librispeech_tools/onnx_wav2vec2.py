@@ -219,31 +219,36 @@ def length_mask(g: GraphBuilder, lengths: str, reference: str, axis: int) -> str
 SUM_BLOCK_FRAMES = 256
 
 
-def blocked_frame_sum(g: GraphBuilder, values_ncw: str) -> str:
-    """Sum over the frames axis of [batch, C, F] -> [batch, C, 1], in blocks of SUM_BLOCK_FRAMES, then over blocks.
+def frame_sums(g: GraphBuilder, values_ncw: str, channels: int) -> str:
+    """Sum over the frames axis of [batch, C, F] -> [batch, C, 1]: in blocks of SUM_BLOCK_FRAMES (a Conv with a
+    kernel of ones, whose GEMM adds each block), then over the blocks.
 
     One float32 sum over the ~110,000 frames of the first conv layer at 35 s (a MatMul or ReduceSum, which ONNX
-    Runtime accumulates in order) drifts by ~1e-5 relative, and took the logits 4.7e-4 from PyTorch's float64;
-    in blocks they stay as close as PyTorch's own float32 (1.6e-5)."""
-    frames = g.op("Gather", g.op("Shape", values_ncw), g.int64([2], "frames_axis"), axis=0)  # [1]
-    block = g.int64([SUM_BLOCK_FRAMES], "sum_block")
-    padding = g.op("Mod", g.op("Sub", block, g.op("Mod", frames, block)), block)  # zeros to whole blocks
-    zero = g.int64([0], "zero")
-    padded = g.op("Pad", values_ncw, g.op("Concat", zero, zero, zero, zero, zero, padding, axis=0))
-    blocks = g.op("Reshape", padded, g.int64([0, 0, -1, SUM_BLOCK_FRAMES], "sum_blocks_shape"))
-    block_sums = g.op("ReduceSum", blocks, g.int64([3], "block_axis"), keepdims=0)  # [batch, C, blocks]
-    return g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)
+    Runtime accumulates in order) drifts by ~1e-5 relative, and took the logits 4.7e-4 from PyTorch's float64; in
+    blocks they stay as close as PyTorch's own float32 (1.8e-5). The Conv reads the tensor in place: padding it to
+    whole blocks for a reshape instead took 1.8x the memory at the fixed length."""
+    rows = g.op("Reshape", values_ncw, g.int64([-1, 1, 0], "rows_shape"))  # [batch * C, 1, F]
+    ones = g.const(np.ones((1, 1, SUM_BLOCK_FRAMES), np.float32), "block_of_ones")
+    block_sums = g.op("Conv", rows, ones, strides=[SUM_BLOCK_FRAMES], pads=[0, SUM_BLOCK_FRAMES - 1])
+    total = g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)  # [batch * C, 1, 1]
+    return g.op("Reshape", total, g.int64([-1, channels, 1], "sums_shape"))
 
 
 def masked_group_norm(g: GraphBuilder, x_ncw: str, lengths: str, layer) -> str:
     """layers.Wav2Vec2GroupNorm on channels-first [batch, channels, frames]: per-channel statistics over the real
-    frames (masked, blocked sums)."""
+    frames (blocked sums, see frame_sums). Padded frames are zeroed, so their output is beta rather than Keras'
+    value there; no real frame of a later layer reads them (each conv's real frames end within
+    its input's), and the model's padded outputs are a certain blank either way."""
+    channels = int(_weight(layer.gamma).shape[0])
     mask = g.op("Unsqueeze", length_mask(g, lengths, x_ncw, 2), g.int64([1], "axes"))  # [batch, 1, frames]
     count = g.op("Max", g.op("ReduceSum", mask, g.int64([2], "frames_axes"), keepdims=1),
                  g.const(1.0, "one"))  # [b, 1, 1]
-    mean = g.op("Div", blocked_frame_sum(g, g.op("Mul", x_ncw, mask)), count)  # [batch, channels, 1]
-    centered = g.op("Sub", x_ncw, mean)
-    variance = g.op("Div", blocked_frame_sum(g, g.op("Mul", g.op("Mul", centered, centered), mask)), count)
+    masked = g.op("Mul", x_ncw, mask)
+    mean = g.op("Div", frame_sums(g, masked, channels), count)  # [batch, channels, 1]
+    # zero on padded frames again, so they add nothing to the squares (taking their mean² off afterwards lost up to
+    # 4e-2 to cancellation on a padded row whose mean dwarfs its spread)
+    centered = g.op("Mul", g.op("Sub", masked, mean), mask)
+    variance = g.op("Div", frame_sums(g, g.op("Mul", centered, centered), channels), count)
     inverse_std = g.op("Div", g.const(1.0, "one"), g.op("Sqrt", g.op("Add", variance, g.const(layer.epsilon, "eps"))))
     scale = g.op("Mul", g.const(_weight(layer.gamma).reshape(-1, 1), "gamma"), inverse_std)
     return g.op("Add", g.op("Mul", centered, scale), g.const(_weight(layer.beta).reshape(-1, 1), "beta"))

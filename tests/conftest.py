@@ -81,7 +81,8 @@ def tiny_model(tmp_path_factory) -> Path:
 def fresh_config(monkeypatch):
     """Every test reads the configuration anew; environment overrides set by a test stay in that test."""
     for name in ("LIBRISPEECH_ROOT", "LIBRISPEECH_SAMPLES_PER_SPLIT", "LIBRISPEECH_SOURCE",
-                 "LIBRISPEECH_HF_DATASET", "LIBRISPEECH_HF_CONFIG", "WAV2VEC_MODEL", "LIBRISPEECH_LM", "LIBRISPEECH_LEXICON"):
+                 "LIBRISPEECH_HF_DATASET", "LIBRISPEECH_HF_CONFIG", "WAV2VEC_MODEL", "LIBRISPEECH_LM",
+                 "LIBRISPEECH_LEXICON"):
         monkeypatch.delenv(name, raising=False)
     config_module.project_config.cache_clear()
     yield

@@ -75,10 +75,11 @@ def test_transcript_files_as_editors_write_them(tmp_path, caplog):
     root = tmp_path / "LibriSpeech"
     chapter = root / "dev-clean" / "5" / "50"
     chapter.mkdir(parents=True)
-    for utt in range(4):
+    for utt in range(5):
         soundfile.write(chapter / f"5-50-{utt:04d}.flac", tone(0.5), 16000)
     (chapter / "5-50.trans.txt").write_bytes(
-        b"\xef\xbb\xbf5-50-0000 FIRST LINE\r\n5-50-0001\tA TAB\r\n5-50-0002 TWICE\r\n5-50-0002 TWICE\r\n")
+        b"\xef\xbb\xbf5-50-0000 FIRST LINE\r\n5-50-0001\tA TAB\r\n5-50-0002 TWICE\r\n5-50-0002 TWICE\r\n"
+        b"5-50-0004 \n5-50-0004 TOO LATE\n")  # its first line is empty: left out, and so is the repeat
     (chapter / "extra.trans.txt").write_text("5-50-0003 ONLY HERE\n5-50-0000 ANOTHER TEXT\n", encoding="utf-8")
     config = make_config(root, data__samples_per_split="all")
     with caplog.at_level(logging.WARNING, logger="librispeech"):
@@ -87,16 +88,19 @@ def test_transcript_files_as_editors_write_them(tmp_path, caplog):
         "5-50-0000": "FIRST LINE", "5-50-0001": "A TAB", "5-50-0002": "TWICE", "5-50-0003": "ONLY HERE"}
     assert [(e.id, e.reason, e.detail) for e in dev.excluded] == [
         ("5-50-0000", data.REPEATED_ID, "other transcript: 'ANOTHER TEXT'"),
-        ("5-50-0002", data.REPEATED_ID, "same transcript")]
-    assert "left out 2 of 6 utterances examined" in caplog.records[0].getMessage()
+        ("5-50-0002", data.REPEATED_ID, "same transcript"),
+        ("5-50-0004", data.EMPTY_TRANSCRIPT, str(chapter / "5-50.trans.txt")),
+        ("5-50-0004", data.REPEATED_ID, "other transcript: 'TOO LATE'")]
+    assert "left out 4 of 8 utterances examined" in caplog.records[0].getMessage()
 
 
-def test_tables_in_latin_1_are_read_as_latin_1_with_a_warning(corpus, caplog):
-    (corpus / "SPEAKERS.TXT").write_bytes("100  | F | train-clean-100 | 1.0 | Zoë Ångström\n".encode("latin-1"))
+def test_latin_1_lines_are_read_as_latin_1_with_a_warning(corpus, caplog):
+    (corpus / "SPEAKERS.TXT").write_bytes("100  | F | train-clean-100 | 1.0 | Zoë Ångström\n".encode("latin-1")
+                                          + "110  | M | train-clean-100 | 2.0 | Jürgen Ünal\n".encode("utf-8"))
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         info = data.read_corpus_info(corpus)
-    assert info.speakers[100].name == "Zoë Ångström"
-    assert "is not UTF-8" in caplog.text and "SPEAKERS.TXT" in caplog.text
+    assert (info.speakers[100].name, info.speakers[110].name) == ("Zoë Ångström", "Jürgen Ünal")
+    assert "SPEAKERS.TXT: 1 line(s) are not UTF-8; read as Latin-1" in caplog.text
 
 
 def test_preprocess_loads_the_corpus_once_per_configuration(corpus, monkeypatch):
@@ -277,6 +281,45 @@ def test_hf_single_saved_split_serves_only_its_own_name(corpus, tmp_path, caplog
     with caplog.at_level("WARNING", logger="librispeech"):
         data.open_hf_split(make_config(corpus, data__source="huggingface", data__hf_dataset=str(unnamed)), "training")
     assert "no split name: it is used as split 'train.100'" in caplog.text
+
+
+def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
+    """The hub's `all` config (split test.clean), a row without a speaker id and one whose bytes are not audio; a
+    push_to_hub copy missing a shard and a copy without the hub's columns are one clear error each."""
+    datasets = pytest.importorskip("datasets")
+    rows = _hf_dataset(corpus, "test-clean").to_list()
+    rows[0] = {**rows[0], "speaker_id": None}
+    rows[1] = {**rows[1], "audio": {"bytes": b"not audio", "path": "x.flac"}}
+    dataset = datasets.Dataset.from_list(rows, features=_hf_dataset(corpus, "test-clean").features)
+    (tmp_path / "hub" / "all" / "test.clean").mkdir(parents=True)
+    dataset.to_parquet(str(tmp_path / "hub" / "all" / "test.clean" / "0000.parquet"))
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hub"),
+                         data__hf_config="all", data__samples_per_split="all")
+    test = data.load_split("test", config)
+    assert test.utterances[rows[0]["id"]].speaker_id == -1  # as an OpenSLR file name without one
+    unreadable = next(e for e in test.excluded if e.id == rows[1]["id"])
+    assert unreadable.reason == data.UNREADABLE_AUDIO and unreadable.detail.startswith("row 1: ")
+    assert "BytesIO" not in unreadable.detail
+
+    (tmp_path / "pushed" / "clean").mkdir(parents=True)
+    dataset.shard(2, 1, contiguous=True).to_parquet(str(tmp_path / "pushed" / "clean" / "test-00001-of-00002.parquet"))
+    pushed = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "pushed"))
+    with pytest.raises(FileNotFoundError, match="only some of the 2 parquet shards"):
+        data.open_hf_split(pushed, "test")
+    (tmp_path / "bare" / "clean" / "test").mkdir(parents=True)
+    dataset.remove_columns(["chapter_id"]).to_parquet(str(tmp_path / "bare" / "clean" / "test" / "0000.parquet"))
+    bare = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "bare"))
+    with pytest.raises(FileNotFoundError, match="has no column.s. chapter_id"):
+        data.open_hf_split(bare, "test")
+
+
+def test_hf_config_picks_its_split_names():
+    from librispeech import config as config_module
+
+    assert make_config(data__hf_config="all").hf_splits["test"] == "test.clean"
+    assert make_config(data__hf_config="other").hf_splits["training"] == "train.500"
+    with pytest.raises(config_module.ConfigError, match="'nope' has no split names under data.hf_splits"):
+        make_config(data__hf_config="nope")
 
 
 def test_hf_missing_split_is_a_clear_error(tmp_path):

@@ -234,12 +234,17 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
 
     config = project_config()
     for text in ("dev-clean/", str(config.root / "dev-clean"), str(config.root / "dev-clean") + "/"):
-        subset, resolved = evaluate.resolve_split(config, text)
-        assert resolved.root == config.root and resolved.splits[subset] == "dev-clean", text
+        assert evaluate.resolve_split(config, text) == ("validation", config), text
+    assert evaluate.resolve_split(config, "test-clean/") == ("test", config)  # its own subset, as test-clean
+    elsewhere = tmp_path / "LibriSpeech" / "my-split"
+    elsewhere.mkdir(parents=True)
+    subset, resolved = evaluate.resolve_split(config, str(elsewhere) + "/")
+    assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
     with pytest.raises(evaluate.EvaluationError, match="unknown split 'nope'"):
         evaluate.resolve_split(config, "nope")
     hf = replace(config, source="huggingface")
     subset, resolved = evaluate.resolve_split(hf, "all/test.clean")
     assert (resolved.hf_config, resolved.hf_splits[subset]) == ("all", "test.clean")
     assert evaluate.split_label(resolved, "test.clean") == "all-test.clean"
-    assert evaluate.resolve_split(hf, "test") == ("test", hf)
+    subset, resolved = evaluate.resolve_split(hf, "train.360/")  # no config named: the configured one
+    assert (subset, resolved.hf_config, resolved.hf_splits[subset]) == ("validation", hf.hf_config, "train.360")

@@ -239,7 +239,7 @@ def test_transcripts_encode_exactly_or_are_excluded(transcript, num_samples):
     # documented: a character outside the vocabulary reads back as one UNKNOWN_MARK; a literal | is a space
     expected = "".join(c if c in known or c == " " else " " if c == "|" else tokenizer.UNKNOWN_MARK
                        for c in normalized).strip()
-    assert tokenizer.decode_reference(label) == expected == tokenizer.reference_text(transcript)
+    assert tokenizer.decode_reference(label) == expected
     if set(normalized) <= known | {" "}:
         assert tokenizer.decode_reference(label) == normalized  # exact round trip of every LibriSpeech text
 

@@ -110,7 +110,6 @@ def test_error_rates_from_logits_and_labels():
     assert metrics.error_rates(logits[0], labels[0])["cer"].tolist() == [0.0]
 
 
-
 def test_a_character_outside_the_vocabulary_counts_as_one_character():
     """ROOM 101: the label holds three <unk>; the rates must be those of the text, not of "<unk>" five times."""
     import jiwer
@@ -123,6 +122,7 @@ def test_a_character_outside_the_vocabulary_counts_as_one_character():
     # the model emitting <unk> reads as one character too
     emitted = tokenizer.decode_greedy(logits_for_path(["A", "<unk>", "B"], 5))
     assert emitted == "A" + tokenizer.UNKNOWN_MARK + "B"
+
 
 def test_corpus_error_rates_sum_errors_over_all_pairs():
     rates = metrics.corpus_error_rates(["A B C D", "E F"], ["A B C D", "X F"])

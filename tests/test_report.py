@@ -156,7 +156,7 @@ def test_utterances_longer_than_a_fixed_length_onnx_are_left_out_and_listed(tiny
     assert "short.onnx takes at most 56000 samples; left out 18 longer utterance(s)" in result.stderr
     assert len(pd.read_csv(tmp_path / "out" / "samples.csv")) == 2  # the bundled test-clean has two under 3.5 s
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "left out: 18" in summary and "longer than the model input" in summary
+    assert "left out: 18" in summary and "longer than the .onnx model's fixed input (56000 samples)" in summary
 
 
 def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
