@@ -99,10 +99,17 @@ def _hf_settings(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
     """The HF config (LIBRISPEECH_HF_CONFIG) and its split names. A config the table does not list needs its own
     entry under data.hf_splits."""
     hf_config = environ.get("LIBRISPEECH_HF_CONFIG") or data["hf_config"]
-    table = {name: dict(splits) for name, splits in data["hf_splits"].items()}
+    table = data["hf_splits"]
+    if all(isinstance(name, str) for name in table.values()):  # a config.yaml from before: its one config's names
+        table = {data["hf_config"]: table}
+    table = {name: dict(splits) for name, splits in table.items()}
     if hf_config not in table:
         raise ConfigError(f"HF config (LIBRISPEECH_HF_CONFIG) {hf_config!r} has no split names under data.hf_splits "
                           f"in librispeech/config.yaml (it lists {', '.join(table)})")
+    missing = [subset for subset in SUBSETS if subset not in table[hf_config]]
+    if missing:
+        raise ConfigError(f"data.hf_splits.{hf_config} in librispeech/config.yaml names no split for "
+                          f"{', '.join(missing)}")
     return {"hf_config": hf_config, "hf_splits": table[hf_config], "hf_config_splits": table}
 
 

@@ -39,7 +39,8 @@ EMPTY_AUDIO = "no audio samples"
 UNKNOWN_LENGTH_FRAMES = 2 ** 62  # soundfile's frame count for a header without a length (2**63 - 1)
 LABEL_TOO_LONG = "transcript longer than the label width (max_label_length)"
 TOO_SHORT_FOR_TRANSCRIPT = "audio too short for its transcript (fewer model frames than CTC needs)"
-REPEATED_ID = "utterance id given again (its first line or row is kept)"
+REPEATED_ID = "utterance id given again (its first line or row decides)"
+NO_ID = "HF row without an utterance id"
 WARNING_IDS_SHOWN = 5
 
 
@@ -336,9 +337,8 @@ def _chapter_candidates(chapter_dir: Path, first_transcripts: dict[str, str]
                 problems.append(ExcludedUtterance(utterance_id, MISSING_AUDIO,
                                                   str(chapter_dir / f"{utterance_id}.flac")))
             else:
-                candidates.append(_Candidate(
-                    utterance_id, transcript, int(speaker) if speaker.isdigit() else -1,
-                    int(chapter) if chapter.isdigit() else -1, audio_path=str(flacs[utterance_id])))
+                candidates.append(_Candidate(utterance_id, transcript, _id_number(speaker), _id_number(chapter),
+                                             audio_path=str(flacs[utterance_id])))
     problems += [ExcludedUtterance(stem, MISSING_TRANSCRIPT, str(path))
                  for stem, path in sorted(flacs.items()) if stem not in listed]
     return candidates, problems
@@ -367,6 +367,9 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
 
 
 # ---------------------------------------------------------------- HF datasets (openslr/librispeech_asr)
+
+HF_COLUMNS = frozenset({"audio", "id", "text", "speaker_id", "chapter_id"})  # openslr/librispeech_asr's, read here
+
 
 def open_hf_split(config: ProjectConfig, subset: str):
     """The HF split with audio left undecoded (datasets >= 4 would need torchcodec to decode it)."""
@@ -408,8 +411,8 @@ def open_hf_split(config: ProjectConfig, subset: str):
             dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
         except Exception as error:  # offline, unknown id, config or split: datasets raises many kinds
             raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
-                                    f"split {split_name!r}): {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                                    f". Without network, set LIBRISPEECH_HF_DATASET to a local copy") from None
+                                    f"split {split_name!r}): {_first_line(error)}. Without network, set "
+                                    f"LIBRISPEECH_HF_DATASET to a local copy") from None
     missing = sorted(HF_COLUMNS - set(dataset.column_names))
     if missing:
         raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has no column(s) "
@@ -417,7 +420,9 @@ def open_hf_split(config: ProjectConfig, subset: str):
     return dataset.cast_column("audio", datasets.Audio(decode=False))
 
 
-HF_COLUMNS = frozenset({"audio", "id", "text", "speaker_id", "chapter_id"})
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def _check_shard_set(files: list[Path]) -> None:
@@ -435,7 +440,7 @@ def _hf_audio_bytes(dataset, row: int) -> bytes:
         return audio["bytes"]
     if audio.get("path") and Path(audio["path"]).is_file():
         return Path(audio["path"]).read_bytes()
-    raise ValueError(f"row {row} of the HF dataset has no audio bytes and no readable path")
+    raise ValueError(f"no audio bytes, and its path {audio.get('path')!r} is not a readable file")
 
 
 def _id_number(value) -> int:
@@ -453,6 +458,9 @@ def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
     for row, (utterance_id, text, speaker, chapter) in enumerate(
             zip(columns["id"], columns["text"], columns["speaker_id"], columns["chapter_id"])):
         transcript = normalize_transcript(text or "")
+        if utterance_id is None or not str(utterance_id).strip():
+            structural.append(ExcludedUtterance(f"(row {row})", NO_ID, f"row {row}"))
+            continue
         repeat = _repeat(first_transcripts, str(utterance_id), transcript)
         if repeat is not None:
             structural.append(repeat)

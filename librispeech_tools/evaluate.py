@@ -403,8 +403,12 @@ def merge(folders: list[Path], out: Path) -> Path:
                              # float32 engines agree to 1e-5
                              "+".join(sorted({engine for i in infos for engine in i.timing.engine.split("+")})),
                              sum(i.timing.samples for i in infos))
-    # the same preprocessing in every shard; a shard may add its own (an utterance longer than a fixed .onnx)
-    excluded = list({e: None for info in infos for e in info.excluded})
+    # the same preprocessing in every shard (its details may name another machine's paths); a shard may add its own
+    # (an utterance longer than a fixed .onnx)
+    excluded = list(first.excluded)
+    for info in infos[1:]:
+        known = {(e.id, e.reason) for e in excluded}
+        excluded += [e for e in info.excluded if (e.id, e.reason) not in known]
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -599,9 +603,10 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
                               f"them; use another --out, or delete the folder to start again")
     if previous is None or not rows:
         return [], 0.0, None
-    # a key recorded only since that run could not vary before it (hf_config, say, was config.yaml's): not compared
-    changed = [f"{key} was {previous['made_by'][key]!r}, now {made_by[key]!r}" for key in made_by
-               if key in previous["made_by"] and previous["made_by"][key] != made_by[key]]
+    # a key recorded only since that run matches only where it does not apply (hf_config of an OpenSLR run)
+    old = {key: repr(value) for key, value in previous["made_by"].items()}
+    changed = [f"{key} was {old.get(key, 'not recorded')}, now {made_by[key]!r}" for key in made_by
+               if previous["made_by"].get(key) != made_by[key]]
     if changed:
         raise EvaluationError(f"{out} holds the rows of another run ({'; '.join(changed)}); use another --out, or "
                               f"delete the folder to start again")

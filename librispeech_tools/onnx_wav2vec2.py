@@ -220,18 +220,18 @@ SUM_BLOCK_FRAMES = 256
 
 
 def frame_sums(g: GraphBuilder, values_ncw: str, channels: int) -> str:
-    """Sum over the frames axis of [batch, C, F] -> [batch, C, 1]: in blocks of SUM_BLOCK_FRAMES (a Conv with a
-    kernel of ones, whose GEMM adds each block), then over the blocks.
+    """Sum over the frames axis of [batch, C, F] -> [batch, C, 1]: in blocks of SUM_BLOCK_FRAMES (a depthwise Conv
+    with kernels of ones, stride SUM_BLOCK_FRAMES), then over the blocks.
 
     One float32 sum over the ~110,000 frames of the first conv layer at 35 s (a MatMul or ReduceSum, which ONNX
     Runtime accumulates in order) drifts by ~1e-5 relative, and took the logits 4.7e-4 from PyTorch's float64; in
-    blocks they stay as close as PyTorch's own float32 (1.8e-5). The Conv reads the tensor in place: padding it to
-    whole blocks for a reshape instead took 1.8x the memory at the fixed length."""
-    rows = g.op("Reshape", values_ncw, g.int64([-1, 1, 0], "rows_shape"))  # [batch * C, 1, F]
-    ones = g.const(np.ones((1, 1, SUM_BLOCK_FRAMES), np.float32), "block_of_ones")
-    block_sums = g.op("Conv", rows, ones, strides=[SUM_BLOCK_FRAMES], pads=[0, SUM_BLOCK_FRAMES - 1])
-    total = g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)  # [batch * C, 1, 1]
-    return g.op("Reshape", total, g.int64([-1, channels, 1], "sums_shape"))
+    blocks they stay as close as PyTorch's own float32 (1.8e-5). The Conv reads the tensor in place (padding it to
+    whole blocks for a reshape took 1.8x the memory at the fixed length) and keeps the batch axis, which the
+    platform's ONNX importer keeps apart."""
+    ones = g.const(np.ones((channels, 1, SUM_BLOCK_FRAMES), np.float32), "blocks_of_ones")  # one per channel
+    block_sums = g.op("Conv", values_ncw, ones, strides=[SUM_BLOCK_FRAMES], pads=[0, SUM_BLOCK_FRAMES - 1],
+                      group=channels)  # [batch, C, ceil(F / SUM_BLOCK_FRAMES)]
+    return g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)
 
 
 def masked_group_norm(g: GraphBuilder, x_ncw: str, lengths: str, layer) -> str:

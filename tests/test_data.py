@@ -290,6 +290,7 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
     rows = _hf_dataset(corpus, "test-clean").to_list()
     rows[0] = {**rows[0], "speaker_id": None}
     rows[1] = {**rows[1], "audio": {"bytes": b"not audio", "path": "x.flac"}}
+    rows[2] = {**rows[2], "id": None}
     dataset = datasets.Dataset.from_list(rows, features=_hf_dataset(corpus, "test-clean").features)
     (tmp_path / "hub" / "all" / "test.clean").mkdir(parents=True)
     dataset.to_parquet(str(tmp_path / "hub" / "all" / "test.clean" / "0000.parquet"))
@@ -300,6 +301,7 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
     unreadable = next(e for e in test.excluded if e.id == rows[1]["id"])
     assert unreadable.reason == data.UNREADABLE_AUDIO and unreadable.detail.startswith("row 1: ")
     assert "BytesIO" not in unreadable.detail
+    assert ("(row 2)", data.NO_ID) in {(e.id, e.reason) for e in test.excluded}
 
     (tmp_path / "pushed" / "clean").mkdir(parents=True)
     dataset.shard(2, 1, contiguous=True).to_parquet(str(tmp_path / "pushed" / "clean" / "test-00001-of-00002.parquet"))
@@ -320,6 +322,10 @@ def test_hf_config_picks_its_split_names():
     assert make_config(data__hf_config="other").hf_splits["training"] == "train.500"
     with pytest.raises(config_module.ConfigError, match="'nope' has no split names under data.hf_splits"):
         make_config(data__hf_config="nope")
+    flat = {"training": "train.100", "validation": "validation", "test": "test"}  # a config.yaml from before
+    assert make_config(data__hf_splits=flat).hf_splits == flat
+    with pytest.raises(config_module.ConfigError, match="names no split for test"):
+        make_config(data__hf_splits={"training": "a", "validation": "b"})
 
 
 def test_hf_missing_split_is_a_clear_error(tmp_path):

@@ -192,6 +192,15 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         evaluate.merge(shards, tmp_path / "bad")
     for folder, text in originals.items():
         (folder / "run.json").write_text(text)
+    # one utterance left out on both machines, its detail naming each machine's path: listed once
+    for folder, text in originals.items():
+        info = {**json.loads(text), "excluded": [["x-1", "unreadable audio", f"/{folder.name}/x-1.flac"]]}
+        (folder / "run.json").write_text(json.dumps(info))
+    evaluate.merge(shards, tmp_path / "merged-excluded")
+    assert json.loads((tmp_path / "merged-excluded" / "run.json").read_text())["excluded"] == [
+        ["x-1", "unreadable audio", "/shard-1/x-1.flac"]]
+    for folder, text in originals.items():
+        (folder / "run.json").write_text(text)
     lines = (shards[1] / "samples.jsonl").read_text().splitlines()
     (shards[1] / "samples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(evaluate.EvaluationError, match="rerun that shard"):
@@ -248,3 +257,15 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
     assert evaluate.split_label(resolved, "test.clean") == "all-test.clean"
     subset, resolved = evaluate.resolve_split(hf, "train.360/")  # no config named: the configured one
     assert (subset, resolved.hf_config, resolved.hf_splits[subset]) == ("validation", hf.hf_config, "train.360")
+
+
+def test_resume_compares_what_an_older_run_did_not_record(tmp_path):
+    """A key recorded only since a run passes where it does not apply (None) and is refused where it does."""
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"id": "a"}) + "\n")
+    old = {"model": ["m.h5", 1, 2], "split": "test"}
+    (tmp_path / "progress.json").write_text(json.dumps({"made_by": old, "seconds": 3.0, "model_pass": {
+        "seconds": 1.0, "audio_seconds": 2.0, "batches": 1, "samples": 1}}))
+    rows, seconds, _ = evaluate.resume(tmp_path, {**old, "hf_config": None}, tmp_path / "samples.jsonl")
+    assert [row["id"] for row in rows] == ["a"] and seconds == 3.0
+    with pytest.raises(evaluate.EvaluationError, match="hf_config was not recorded, now 'clean'"):
+        evaluate.resume(tmp_path, {**old, "hf_config": "clean"}, tmp_path / "samples.jsonl")

@@ -479,6 +479,11 @@ def test_a_model_fixed_at_another_length_is_refused_where_the_platform_length_is
     model = build_wav2vec2_for_ctc(TINY_CONFIG, 16000)
     model.save(tmp_path / "one-second.h5")
     onnx_export.save_onnx(model, tmp_path / "one-second.onnx", 16000)
+    onnx_export.save_onnx(model, tmp_path / "any-length.onnx", None)
+    load_wav2vec2(tmp_path / "any-length.onnx", input_samples=559280)  # a dynamic time axis takes any length
+    full = build_wav2vec2_for_ctc(TINY_CONFIG, 559280)  # as export-model writes an .h5 by default
+    full.save(tmp_path / "full.h5")
+    load_wav2vec2(tmp_path / "full.h5", input_samples=559280)
     for path in (tmp_path / "one-second.h5", tmp_path / "one-second.onnx"):
         load_wav2vec2(path)  # evaluate and other callers feed it what it takes
         with pytest.raises(ModelFileError, match="takes 16000 samples of audio, but the integration feeds "
