@@ -232,7 +232,7 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
     try:
         info = read_info()
     except Exception as error:
-        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, str(error).splitlines()[0][:200])
+        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, _first_line(error))
     if info.frames >= UNKNOWN_LENGTH_FRAMES:  # libsndfile cannot decode such a file either (it seeks past the end)
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO,
                                        "its header gives no length (a FLAC with total samples 0: an empty file, or "
