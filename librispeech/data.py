@@ -371,6 +371,11 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
 HF_COLUMNS = frozenset({"audio", "id", "text", "speaker_id", "chapter_id"})  # openslr/librispeech_asr's, read here
 
 
+def saved_to_disk(location: Path) -> bool:
+    """A save_to_disk copy (a DatasetDict or one Dataset): it has no configs, unlike the hub and its parquet copies."""
+    return (location / "dataset_dict.json").is_file() or (location / "state.json").is_file()
+
+
 def open_hf_split(config: ProjectConfig, subset: str):
     """The HF split with audio left undecoded (datasets >= 4 would need torchcodec to decode it)."""
     import datasets
@@ -378,8 +383,8 @@ def open_hf_split(config: ProjectConfig, subset: str):
     split_name = config.hf_splits[subset]
     location = Path(config.hf_dataset).expanduser()
     if location.exists():
-        if (location / "dataset_dict.json").is_file() or (location / "state.json").is_file():
-            loaded = datasets.load_from_disk(str(location))  # a save_to_disk copy
+        if saved_to_disk(location):
+            loaded = datasets.load_from_disk(str(location))
             if isinstance(loaded, datasets.DatasetDict):
                 if split_name not in loaded:
                     raise FileNotFoundError(f"split {split_name!r} not in {location} (has {list(loaded)})")

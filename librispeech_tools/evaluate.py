@@ -70,8 +70,12 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
 
 def split_label(config: ProjectConfig, split_name: str) -> str:
     """The split as report titles and default folder names give it: the HF config names the data too (clean/test and
-    other/test are both `test`)."""
-    return f"{config.hf_config}-{split_name}" if config.source == "huggingface" else split_name
+    other/test are both `test`), except in a save_to_disk copy, which has none."""
+    from librispeech.data import saved_to_disk
+
+    if config.source != "huggingface" or saved_to_disk(Path(config.hf_dataset).expanduser()):
+        return split_name
+    return f"{config.hf_config}-{split_name}"
 
 
 def load_selection(config: ProjectConfig, subset: str, limit: int | None):

@@ -183,9 +183,9 @@ def pace_lines(table) -> list[str]:
              "| rate | slowest third | middle third | fastest third |", "|---|---|---|---|"]
     for column in ("pace.words_per_second", "pace.characters_per_second"):
         thirds = rate_thirds(table, column)
-        if thirds:
-            lines.append(f"| {column.split('.')[1]} | " + " | ".join(
-                f"{low:.2f} to {high:.2f}: {wer:.2%} ({count})" for low, _, high, wer, count in thirds) + " |")
+        cells = ([f"{low:.2f} to {high:.2f}: {wer:.2%} ({count})" for low, _, high, wer, count in thirds] if thirds
+                 else ["fewer than 3 samples with a rate"] * 3)  # said, rather than a table without rows
+        lines.append(f"| {column.split('.')[1]} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -78,6 +78,8 @@ def test_wer_by_speaking_rate_thirds():
         (1.0, 1.5, 2.0, 2), (3.0, 3.5, 4.0, 2), (5.0, 5.5, 6.0, 2)]
     assert [wer for _, _, _, wer, _ in thirds] == pytest.approx([1 / 4, 0.0, 3 / 6])
     assert word_report.rate_thirds(table.head(2), "pace.words_per_second") == []
+    two = table.head(2).assign(**{"pace.characters_per_second": [5.0, 9.0]})
+    assert "| words_per_second | fewer than 3 samples with a rate |" in "\n".join(word_report.pace_lines(two))
 
 
 def test_reliability_bins_equal_scikit_learns_calibration_curve():
