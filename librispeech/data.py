@@ -20,6 +20,7 @@ import numpy as np
 import soundfile
 
 from librispeech.config import SUBSETS, ProjectConfig, project_config
+from librispeech.model_file import first_line
 from librispeech.tokenizer import label_length, min_ctc_frames, normalize_transcript
 from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
@@ -232,7 +233,7 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
     try:
         info = read_info()
     except Exception as error:
-        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, _first_line(error))
+        return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, first_line(error))
     if info.frames >= UNKNOWN_LENGTH_FRAMES:  # libsndfile cannot decode such a file either (it seeks past the end)
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO,
                                        "its header gives no length (a FLAC with total samples 0: an empty file, or "
@@ -416,18 +417,13 @@ def open_hf_split(config: ProjectConfig, subset: str):
             dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
         except Exception as error:  # offline, unknown id, config or split: datasets raises many kinds
             raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
-                                    f"split {split_name!r}): {_first_line(error)}. Without network, set "
+                                    f"split {split_name!r}): {first_line(error)}. Without network, set "
                                     f"LIBRISPEECH_HF_DATASET to a local copy") from None
     missing = sorted(HF_COLUMNS - set(dataset.column_names))
     if missing:
         raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has no column(s) "
                                 f"{', '.join(missing)} (openslr/librispeech_asr has {', '.join(sorted(HF_COLUMNS))})")
     return dataset.cast_column("audio", datasets.Audio(decode=False))
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def _check_shard_set(files: list[Path]) -> None:

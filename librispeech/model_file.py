@@ -24,7 +24,8 @@ VOCAB_SOURCE = "text.vocab_file in librispeech/config.yaml"
 INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (many span several)."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
 
@@ -81,7 +82,7 @@ def check_keras_h5(path: Path) -> dict:
             raw_config = handle.attrs.get("model_config")
             has_weights = "model_weights" in handle
     except Exception as error:  # h5py names the problem (e.g. "truncated file") but not the file; OSError, KeyError..
-        raise ModelFileError(f"{path} is truncated or corrupt: cannot open it as HDF5 ({_first_line(error)})") from None
+        raise ModelFileError(f"{path} is truncated or corrupt: cannot open it as HDF5 ({first_line(error)})") from None
     if raw_config is None or not has_weights:
         raise ModelFileError(f"{path} is an HDF5 file but not a Keras model export (no model_config/model_weights); "
                              f"{MAKE_ONE}")
@@ -89,7 +90,7 @@ def check_keras_h5(path: Path) -> dict:
         model_config = json.loads(raw_config)
         layers = {layer.get("name") or layer["config"]["name"]: layer for layer in model_config["config"]["layers"]}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ModelFileError(f"{path} has an unreadable Keras model_config ({_first_line(error)})") from None
+        raise ModelFileError(f"{path} has an unreadable Keras model_config ({first_line(error)})") from None
     encoder = layers.get(ENCODER_LAYER_NAME, {})
     input_names = tuple(name for name, layer in layers.items() if layer.get("class_name") == "InputLayer")
     if not str(encoder.get("class_name", "")).endswith("Wav2Vec2Encoder") or input_names != INPUT_NAMES:
@@ -138,7 +139,7 @@ def load_keras_h5(path: Path):
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/Keras raise many types for a damaged weight group
         raise ModelFileError(f"{path} is a wav2vec2 export but cannot be loaded (damaged or truncated): "
-                             f"{_first_line(error)}") from None
+                             f"{first_line(error)}") from None
     check_finite_weights(path, model)
     return model
 
@@ -172,7 +173,7 @@ def load_onnx_session(path: Path):
     try:
         session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # ORT raises its own exception types for a truncated or foreign file
-        raise ModelFileError(f"cannot load {path} as an ONNX model ({_first_line(error)[:200]}): {MAKE_ONE}") from None
+        raise ModelFileError(f"cannot load {path} as an ONNX model ({first_line(error)[:200]}): {MAKE_ONE}") from None
     inputs = [node.name for node in session.get_inputs()]
     outputs = [node.name for node in session.get_outputs()]
     if tuple(inputs) != INPUT_NAMES or len(outputs) != 1:
@@ -199,7 +200,7 @@ def check_onnx_frames(path: Path, session) -> None:
                                     "audio_length": np.full((1, 1), num_samples, np.float32)})[0]
     except Exception as error:  # ORT's own exception types: wrong input ranks or dtypes, a failing node
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and fails on a test input "
-                             f"({_first_line(error)}); {MAKE_ONE}") from None
+                             f"({first_line(error)}); {MAKE_ONE}") from None
     if logits.ndim == 3 and logits.shape[1] == model_frames(num_samples) and logits.shape[2] != len(
             vocabulary_tokens()):
         raise ModelFileError(f"{path} records no {ONNX_CONFIG_KEY} and gives logits over {logits.shape[2]} tokens; "
