@@ -1,6 +1,7 @@
 """Tensorleap integration of wav2vec2 (greedy CTC) on LibriSpeech: every registered function delegates to librispeech/."""
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
+import importlib.util
 from typing import List
 
 import numpy as np
@@ -19,8 +20,11 @@ from librispeech.wav2vec2.model import CUSTOM_LAYERS
 SUBSET_STATES = {"training": DataStateType.training, "validation": DataStateType.validation,
                  "test": DataStateType.test}
 
-for _layer_name, _layer_class in CUSTOM_LAYERS.items():  # so the platform can load the .h5's own layers
-    tensorleap_custom_layer(_layer_name)(_layer_class)
+# So the platform can load the .h5's own layers. code-loader checks them against tf.keras, so this needs TensorFlow,
+# which the platform has; Keras on JAX without it (evaluate on a GPU image) has no platform to register them for.
+if importlib.util.find_spec("tensorflow") is not None:
+    for _layer_name, _layer_class in CUSTOM_LAYERS.items():
+        tensorleap_custom_layer(_layer_name)(_layer_class)
 
 
 @tensorleap_preprocess()

@@ -85,15 +85,16 @@ def read_corpus(root: Path) -> list[tuple[Path, str]]:
     return pairs
 
 
-def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool) -> dict:
-    """(torch) The HF recipe: one unpadded utterance at a time, greedy decoding, jiwer."""
+def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool, device: str = "cpu") -> dict:
+    """(torch) The HF recipe: one unpadded utterance at a time, greedy decoding, jiwer. On a GPU (`device` "cuda")
+    each call's time includes moving its input there and its logits back, as evaluate's model pass does."""
     import jiwer
     import soundfile
     import torch
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
     processor = Wav2Vec2Processor.from_pretrained(checkpoint)
-    model = Wav2Vec2ForCTC.from_pretrained(checkpoint).eval()
+    model = Wav2Vec2ForCTC.from_pretrained(checkpoint).eval().to(device)
     pairs = read_corpus(corpus)
     inputs = []
     for path, _ in pairs:
@@ -103,14 +104,14 @@ def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool) -> dict:
     for (_, reference), input_values in zip(pairs, inputs):
         started = time.perf_counter()
         with torch.inference_mode():
-            logits = model(input_values).logits
+            logits = model(input_values.to(device)).logits.cpu()
         model_seconds += time.perf_counter() - started
         first_call = model_seconds if first_call is None else first_call
         if not model_calls_only:
             references.append(reference)
             hypotheses.append(processor.batch_decode(torch.argmax(logits, dim=-1))[0])
     result = {"model_seconds": model_seconds, "first_call": first_call, "torch_threads": torch.get_num_threads(),
-              "audio_seconds": sum(x.shape[-1] for x in inputs) / 16000}
+              "device": str(torch.device(device)), "audio_seconds": sum(x.shape[-1] for x in inputs) / 16000}
     if not model_calls_only:
         result["wer"] = jiwer.wer(references, hypotheses)
     return result
@@ -202,14 +203,18 @@ def compare(args) -> None:
                        "--out", str(out), "--engine", ENGINES[engine][2], *args.evaluate_args]
             seconds, stdout = timed(command, env)
             results[f"evaluate {engine}"].append(seconds)
+            print(f"  evaluate {engine}: {seconds:.1f} s", file=sys.stderr, flush=True)  # in case a round is cut off
             details[f"evaluate {engine}"] = {**json.loads((out / "run.json").read_text()),
                                              "summary": stdout.strip().splitlines()[-1]}
             if args.ablation:  # the same run with the metadata computed alongside the model (default: in line)
                 shutil.rmtree(out)
                 seconds, _ = timed(command + ["--metadata-workers", "1"], env)
                 results.setdefault(f"evaluate {engine}, metadata in 1 worker thread", []).append(seconds)
-        seconds, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus)])
+        recipe_command = torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
+                                         "--device", args.recipe_device]
+        seconds, stdout = timed(recipe_command)
         results["recipe"].append(seconds)
+        print(f"  recipe: {seconds:.1f} s", file=sys.stderr, flush=True)
         details["recipe"] = last_json(stdout)
         for engine, model in models.items():
             _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
@@ -217,8 +222,7 @@ def compare(args) -> None:
                               + (["--xla"] if args.xla else []))
             details[f"model pass {engine}"] = last_json(stdout)
             results[f"model pass {engine}"].append(details[f"model pass {engine}"]["model_seconds"])
-        _, stdout = timed(torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
-                                          "--model-calls-only"])
+        _, stdout = timed(recipe_command + ["--model-calls-only"])
         details["pytorch model calls"] = last_json(stdout)
         results["pytorch model calls"].append(details["pytorch model calls"]["model_seconds"])
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
@@ -301,6 +305,7 @@ def main(argv=None) -> None:
     recipe.add_argument("--checkpoint", type=Path, required=True)
     recipe.add_argument("--corpus", type=Path, required=True)
     recipe.add_argument("--model-calls-only", action="store_true")
+    recipe.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     model_pass = commands.add_parser("model-pass")
     model_pass.add_argument("--model", type=Path, required=True)
     model_pass.add_argument("--corpus", type=Path, required=True)
@@ -325,6 +330,9 @@ def main(argv=None) -> None:
                              help="evaluate's model and engine: keras (.h5 in Keras), onnxruntime-h5 (.h5 converted "
                                   "in memory: evaluate's default on CPU), onnxruntime (.onnx file), onnxruntime-int8 "
                                   "(int8 .onnx); `pinned` uses the first")
+        command.add_argument("--recipe-device", default="cpu",
+                             help="where the recipe runs PyTorch: cpu or cuda (evaluate runs where Keras' backend "
+                                  "puts it: e.g. KERAS_BACKEND=jax with jax's CUDA plugin)")
         command.add_argument("--ablation", action="store_true",
                              help="also time evaluate with --metadata-workers 1 (metadata alongside the model)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
@@ -335,7 +343,7 @@ def main(argv=None) -> None:
     elif args.command == "checkpoint":
         make_checkpoint(args.out)
     elif args.command == "recipe":
-        print(json.dumps(run_recipe(args.checkpoint, args.corpus, args.model_calls_only)))
+        print(json.dumps(run_recipe(args.checkpoint, args.corpus, args.model_calls_only, args.device)))
     elif args.command == "model-pass":
         print(json.dumps(run_model_pass(args.model, args.corpus, args.batch_size, args.growth or None, args.xla,
                                         args.engine)))

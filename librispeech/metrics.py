@@ -1,6 +1,8 @@
 """CTC loss (TensorFlow's kernel, else keras.ops; shared by the integration and training) and jiwer error rates."""
 from __future__ import annotations
 
+import functools
+
 import jiwer
 import numpy as np
 
@@ -29,6 +31,24 @@ def ctc_loss(logits, labels):
     real frames (fewer frames than the label needs; preprocessing excludes such utterances and reports them) or when
     the logits themselves are not finite.
     """
+    from keras import backend
+
+    if backend.backend() == "jax":
+        return _jax_ctc_loss()(logits, labels)
+    return _ctc_loss(logits, labels)
+
+
+@functools.cache
+def _jax_ctc_loss():
+    """_ctc_loss as one jax.jit, compiled once per input shape. Called op by op, keras.ops.ctc_loss's lax.scan over
+    a closure made at each call is traced and compiled again at every call: 0.19 s a call on CPU against 0.004 s
+    jitted, and far more on a GPU, where evaluate spent most of its time in it."""
+    import jax
+
+    return jax.jit(_ctc_loss)
+
+
+def _ctc_loss(logits, labels):
     from keras import backend, ops
 
     logits = ops.cast(logits, "float32")

@@ -7,6 +7,7 @@ functions (XLA, or an ONNX Runtime session) see few distinct shapes.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,18 @@ def plan_fixed_length(sample_ids: list[str], batch_size: int, max_samples: int) 
             for start in range(0, len(sample_ids), batch_size)]
 
 
+def use_jax_compilation_cache() -> Path:
+    """Keep JAX's compiled bucket lengths across runs in its persistent cache: on a GPU each bucket compiles in
+    3-8 s (benchmarks/GPU_RESULTS.md), which dominates a short run. The folder is JAX_COMPILATION_CACHE_DIR (JAX's
+    own setting) when set, else <XDG_CACHE_HOME or ~/.cache>/librispeech-wav2vec2/jax. Returns the folder in use."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        jax.config.update("jax_compilation_cache_dir", str(cache_home / "librispeech-wav2vec2" / "jax"))
+    return Path(jax.config.jax_compilation_cache_dir)
+
+
 class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
@@ -147,6 +160,7 @@ class KerasModelPass:
         if keras.backend.backend() == "jax":
             import jax
 
+            use_jax_compilation_cache()
             self._jax_forward = jax.jit(lambda trainable, non_trainable, audio, lengths:
                                         self.model.stateless_call(trainable, non_trainable, [audio, lengths])[0])
         else:

@@ -67,13 +67,18 @@ def test_rows_equal_the_fixed_length_path(engine, real_lengths, fixed_length, tm
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
 def test_jax_backend_rows_equal_the_fixed_length_path(fixed_length, tmp_path):
     """On the JAX backend the Keras model pass is one jax.jit of stateless_call over length buckets (JAX compiles each
-    shape): its rows equal TensorFlow's fixed-length rows too."""
+    shape): its rows equal TensorFlow's fixed-length rows too. The compiled shapes go to JAX's persistent cache
+    (under XDG_CACHE_HOME; every compile is kept here, however short)."""
     out = tmp_path / "jax"
+    environment = {**os.environ, "TL_DISABLE_ANALYTICS": "true", "KERAS_BACKEND": "jax",
+                   "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    environment.pop("JAX_COMPILATION_CACHE_DIR", None)
     result = subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", "--split", SPLIT, "--limit",
                              str(LIMIT), "--engine", "keras", "--out", str(out)], capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "TL_DISABLE_ANALYTICS": "true", "KERAS_BACKEND": "jax"})
+                            timeout=900, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{LIMIT} batches, Keras)" in result.stdout
+    assert any((tmp_path / "cache" / "librispeech-wav2vec2" / "jax").glob("jit__lambda-*"))  # the model's buckets
     dynamic, fixed = pd.read_csv(out / "samples.csv"), fixed_length[1]
     assert dynamic["hypothesis"].tolist() == fixed["hypothesis"].tolist()
     numeric = fixed.select_dtypes("number").columns

@@ -1,4 +1,5 @@
 """The registered Tensorleap functions, checked by code-loader's own validation, and the integration test."""
+import json
 import os
 import subprocess
 import sys
@@ -160,3 +161,21 @@ def test_importing_leap_binder_opens_no_connection():
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_leap_binder_imports_without_tensorflow():
+    """Keras on JAX with no TensorFlow installed (evaluate on a GPU image): everything is registered but the custom
+    layers, which code-loader checks against tf.keras and only the platform (which has TensorFlow) loads. Here Keras
+    keeps its backend and TensorFlow is hidden from then on, as if it were not installed."""
+    script = (
+        "import sys, json, keras\n"
+        "sys.modules['tensorflow'] = None  # importing it now raises ImportError; find_spec finds nothing\n"
+        "import leap_binder\n"
+        "from code_loader import leap_binder as registry\n"
+        "container = registry.setup_container\n"
+        "print(json.dumps({'layers': len(container.custom_layers), 'metrics': len(container.metrics)}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["layers"] == 0 and report["metrics"] >= 5

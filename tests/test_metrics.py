@@ -1,3 +1,10 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -148,3 +155,34 @@ def test_label_padding_width_does_not_change_the_loss():
     expected = reference_ctc_nll(log_softmax(logits[0].astype(np.float64)), [int(i) for i in narrow[0] if i])
     for labels in (narrow, wide):
         assert float(np.asarray(metrics.ctc_loss(logits, labels))[0]) == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
+def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm():
+    """On JAX the loss is one jax.jit (keras.ops.ctc_loss op by op recompiles its scan at every call): two calls of
+    one shape and one of another compile twice, with the forward algorithm's values and 0 for non-finite logits."""
+    rng = np.random.default_rng(1)
+    logits = [rng.normal(size=(2, frames, 32)).astype(np.float32) * 3 for frames in (30, 30, 45)]
+    logits[1][1, 4, 7] = np.nan
+    labels = np.stack([label_of("CAT"), label_of("A DOG")])
+    script = (
+        "import json, sys, numpy as np\n"
+        "import librispeech\n"
+        "from librispeech import metrics\n"
+        "logits, labels = json.loads(sys.stdin.read())\n"
+        "losses = [np.asarray(metrics.ctc_loss(np.array(x, np.float32), np.array(labels))).tolist() for x in logits]\n"
+        "print(json.dumps({'losses': losses, 'compiled': metrics._jax_ctc_loss()._cache_size()}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], input=json.dumps([[x.tolist() for x in logits],
+                                                                             labels.tolist()]),
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
+                            env={**os.environ, "KERAS_BACKEND": "jax", "TL_DISABLE_ANALYTICS": "true"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["compiled"] == 2
+    for call, losses in zip(logits, report["losses"]):
+        for sample in range(2):
+            ids = [int(i) for i in labels[sample] if i]
+            expected = (metrics.INFEASIBLE_LOSS if not np.isfinite(call[sample]).all()
+                        else reference_ctc_nll(log_softmax(call[sample]), ids))
+            assert losses[sample] == pytest.approx(expected, abs=1e-3)
