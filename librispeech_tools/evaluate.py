@@ -12,12 +12,13 @@ the LM-decoded second hypothesis in lm_report.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,29 @@ def load_selection(config: ProjectConfig, subset: str, limit: int | None):
 
 # ---------------------------------------------------------------- per-sample rows
 
+@dataclass
+class StageClock:
+    """Seconds spent in each stage of one process's run, over `samples` samples: where the time goes besides the
+    model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and summary.md."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def line(self) -> str:
+        ranked = sorted(self.seconds.items(), key=lambda item: -item[1])
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ranked)
+
+
 def _flatten_metadata(section: str, values: dict) -> dict:
     return {f"{section}.{key}": value for key, value in values.items()}
 
@@ -125,19 +149,22 @@ def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hid
 
 
 def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata_workers: int = 0,
-                  timing: ModelPassTiming | None = None, on_batch=None) -> None:
+                  timing: ModelPassTiming | None = None, on_batch=None, clock: StageClock | None = None) -> None:
     """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file) and
-    then calling `on_batch()`.
+    then calling `on_batch()`. `clock` gets the seconds of each stage.
 
-    The metadata of a batch is computed in `metadata_workers` threads while the model runs on it (0: in line).
+    The metadata of a batch is computed in `metadata_workers` threads while the model runs on it (0: in line; with
+    workers, the clock's "metadata" is the wait for them).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from code_loader.contract.datasetclasses import PreprocessResponse
-    from code_loader.contract.enums import DataStateType
+    clock = clock or StageClock()
+    with clock.stage("start-up"):
+        from code_loader.contract.datasetclasses import PreprocessResponse
+        from code_loader.contract.enums import DataStateType
 
-    import leap_binder as binder
-    from librispeech import data
+        import leap_binder as binder
+        from librispeech import data
 
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
                                   state=DataStateType(split.subset), sample_id_type=str)
@@ -147,26 +174,37 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     pool = ThreadPoolExecutor(metadata_workers) if metadata_workers > 0 else None
     try:
         for batch in batches:
-            waveforms = [split.audio(sample_id) for sample_id in batch.ids]
-            metadata = ([pool.submit(metadata_row, sample_id, response) for sample_id in batch.ids] if pool else None)
-            audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
-            lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
-            labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+            with clock.stage("audio and labels"):
+                waveforms = [split.audio(sample_id) for sample_id in batch.ids]
+                metadata = [pool.submit(metadata_row, sample_id, response) for sample_id in batch.ids] if pool else None
+                audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
+                lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
+                labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
             started = time.perf_counter()
             logits, hidden = model_pass(audio, lengths)
+            seconds = time.perf_counter() - started
+            clock.add("model pass", seconds)
             if timing is not None:
-                timing.add(time.perf_counter() - started, float(lengths.sum()) / config.sample_rate, len(batch.ids))
-            losses = binder.ctc_loss(logits, labels)
-            rates = binder.error_rates(logits, labels)
+                timing.add(seconds, float(lengths.sum()) / config.sample_rate, len(batch.ids))
+            with clock.stage("CTC loss"):
+                losses = binder.ctc_loss(logits, labels)
+            with clock.stage("error rates"):
+                rates = binder.error_rates(logits, labels)
             for j, sample_id in enumerate(batch.ids):
-                row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
-                                 model_pass.num_frames(int(lengths[j, 0])),
-                                 losses[j], {key: values[j] for key, values in rates.items()},
-                                 metadata[j].result() if pool else metadata_row(sample_id, response))
-                row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
-                row.update(word_report.sample_fields(binder, logits[j], labels[j]))
+                with clock.stage("metadata"):
+                    metadata_values = metadata[j].result() if pool else metadata_row(sample_id, response)
+                with clock.stage("rows"):
+                    row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
+                                     model_pass.num_frames(int(lengths[j, 0])),
+                                     losses[j], {key: values[j] for key, values in rates.items()}, metadata_values)
+                with clock.stage("LM decoding"):
+                    row.update(lm_report.lm_columns(row["reference"], row["hypothesis"],
+                                                    logits[j].astype(np.float16)))
+                with clock.stage("words"):
+                    row.update(word_report.sample_fields(binder, logits[j], labels[j]))
                 sink.write(json.dumps(row) + "\n")
             sink.flush()
+            clock.samples += len(batch.ids)
             if on_batch is not None:
                 on_batch()
             progress.update(len(batch.ids))
@@ -236,7 +274,11 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
              f"- evaluation time (after start-up): {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
              + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
-                if model_pass and model_pass.samples != len(table) else ""), ""]
+                if model_pass and model_pass.samples != len(table) else "")]
+    if run_info.stages:
+        lines.append(f"- time by stage ({run_info.stages.samples} samples; more in {RUN_INFO_FILE}): "
+                     f"{run_info.stages.line()}")
+    lines.append("")
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
                               table["records.speaker_name"].fillna("(name unknown)").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
@@ -325,21 +367,23 @@ class RunInfo:
     timing: ModelPassTiming
     seconds: float
     made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
+    stages: StageClock | None = None  # the last process's (or, merged, the shards' summed); None in older files
 
     @classmethod
     def of(cls, split, label: str, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
-           made_by: dict | None = None) -> "RunInfo":
+           made_by: dict | None = None, stages: StageClock | None = None) -> "RunInfo":
         return cls(label, split.subset, split.source,
                    [Excluded(e.id, e.reason, e.detail) for e in split.excluded],
                    model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
-                   seconds, made_by)
+                   seconds, made_by, stages)
 
     def to_json(self) -> dict:
         return {"split": self.split, "subset": self.subset, "source": self.source,
                 "excluded": [[e.id, e.reason, e.detail] for e in self.excluded], "model": self.model,
                 "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
-                "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by}
+                "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by,
+                "stages": dataclasses.asdict(self.stages) if self.stages else None}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -352,7 +396,8 @@ class RunInfo:
         timing = ModelPassTiming(**{"samples": values["samples"], **values["model_pass"]})
         return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
                    values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
-                   timing, values["seconds"], values.get("made_by"))
+                   timing, values["seconds"], values.get("made_by"),
+                   StageClock(**values["stages"]) if values.get("stages") else None)
 
 
 def same_run_key(made_by: dict | None) -> dict:
@@ -413,8 +458,14 @@ def merge(folders: list[Path], out: Path) -> Path:
     for info in infos[1:]:
         known = {(e.id, e.reason) for e in excluded}
         excluded += [e for e in info.excluded if (e.id, e.reason) not in known]
+    stages = StageClock()
+    for info in infos:
+        for name, seconds in (info.stages.seconds if info.stages else {}).items():
+            stages.add(name, seconds)
+        stages.samples += info.stages.samples if info.stages else 0
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
-                     sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None)
+                     sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
+                     stages if stages.samples else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
@@ -456,6 +507,7 @@ class Shard:
 def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int,
         fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
         shard: Shard | None = None, engine: str = "auto") -> Path:
+    run_started = time.perf_counter()
     from tqdm import tqdm
 
     from librispeech.model_file import ModelFileError, require_model_file
@@ -506,6 +558,8 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     timing = timing or ModelPassTiming()
     timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
+    clock = StageClock()
+    clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
 
     def save_progress():
         write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing)
@@ -515,16 +569,17 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         progress.update(len(done))
         save_progress()
         try:
-            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing, save_progress)
+            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing, save_progress, clock)
         except KeyboardInterrupt:
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
-    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by)
+    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock)
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else f"{config.hf_dataset}, config {config.hf_config}")
-    overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+    with clock.stage("report"):  # in run.json; summary.md is written within it
+        overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
     # last: a run.json marks a finished report (--merge takes only those)
     (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "

@@ -116,6 +116,16 @@ def test_summary_reports_the_model_pass(real_lengths):
     audio_seconds = sum(evaluate.load_selection(project_config(), "test", LIMIT).utterances[i].num_samples
                         for i in table["id"]) / project_config().sample_rate
     assert "model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
+    # where the time went, stage by stage
+    info = json.loads((out / "run.json").read_text())
+    stages = info["stages"]["seconds"]
+    assert info["stages"]["samples"] == LIMIT
+    assert set(stages) == {"start-up", "audio and labels", "model pass", "CTC loss", "error rates", "metadata", "rows",
+                           "LM decoding", "words", "report"} and min(stages.values()) >= 0
+    assert stages["model pass"] == pytest.approx(info["model_pass"]["seconds"])
+    assert sum(stages.values()) - stages["start-up"] - stages["report"] <= info["seconds"]
+    line = next(line for line in summary.splitlines() if line.startswith("- time by stage"))
+    assert f"({LIMIT} samples; more in run.json): " in line and "LM decoding " in line and "report" not in line
 
 
 def test_real_length_input_is_the_platform_input_without_its_padding():
@@ -170,6 +180,11 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     merged = pd.read_csv(tmp_path / "merged" / "samples.csv")
     pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-4, rtol=0)
     assert "model pass: " in (tmp_path / "merged" / "summary.md").read_text()
+    shard_stages = [json.loads((folder / "run.json").read_text())["stages"] for folder in shards]
+    merged_stages = json.loads((tmp_path / "merged" / "run.json").read_text())["stages"]
+    assert merged_stages["samples"] == len(whole) == sum(stage["samples"] for stage in shard_stages)
+    assert merged_stages["seconds"]["model pass"] == pytest.approx(sum(s["seconds"]["model pass"]
+                                                                       for s in shard_stages))
 
     with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
         evaluate.merge(shards[:1], tmp_path / "bad")
