@@ -20,6 +20,9 @@ with this project installed as the README says (no torch). The corpus (espeak-ng
 librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the first run and
 reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
 
+On a GPU: `--recipe-device cuda` runs the recipe there, and evaluate runs where Keras' backend puts the model (e.g.
+KERAS_BACKEND=jax with jax's CUDA plugin; TensorFlow need not be installed); benchmarks/GPU_RESULTS.md has a run.
+
 It also prints the arithmetic: the corpus's float32 forward work (librispeech_tools/flops.py), the GFLOP/s each model
 pass and the recipe's model calls reached, numpy's float32 matmul rate on this machine before and after the rounds,
 and two ceilings: `model_pass_ceiling_vs_recipe`, how much faster than the recipe's model calls any float32 engine
