@@ -33,16 +33,23 @@ def ctc_loss(logits, labels):
     """
     from keras import backend
 
-    if backend.backend() == "jax":
-        return _jax_ctc_loss()(logits, labels)
-    return _ctc_loss(logits, labels)
+    if backend.backend() != "jax":
+        return _ctc_loss(logits, labels)
+    import jax
+
+    if isinstance(logits, np.ndarray):  # numpy in (the platform's calls, evaluate's): computed on the host's CPU
+        with jax.default_device(jax.devices("cpu")[0]):
+            return _jax_ctc_loss()(logits, labels)
+    return _jax_ctc_loss()(logits, labels)  # inside a traced training step: where the step runs
 
 
 @functools.cache
 def _jax_ctc_loss():
     """_ctc_loss as one jax.jit, compiled once per input shape. Called op by op, keras.ops.ctc_loss's lax.scan over
-    a closure made at each call is traced and compiled again at every call: 0.19 s a call on CPU against 0.004 s
-    jitted, and far more on a GPU, where evaluate spent most of its time in it."""
+    a closure made at each call is traced and compiled again at every call: 0.19 s a call on a CPU against 0.004 s
+    jitted (0.4 s per new shape). Numpy inputs stay on the CPU even where a GPU is the default device: the scan's
+    hundreds of small sequential steps suit it, and XLA compiles for a GPU far more slowly (on an H200, evaluate
+    spent most of its 220 s in this loss when it ran there op by op: benchmarks/GPU_RESULTS.md)."""
     import jax
 
     return jax.jit(_ctc_loss)

@@ -160,7 +160,8 @@ def test_label_padding_width_does_not_change_the_loss():
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
 def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm():
     """On JAX the loss is one jax.jit (keras.ops.ctc_loss op by op recompiles its scan at every call): two calls of
-    one shape and one of another compile twice, with the forward algorithm's values and 0 for non-finite logits."""
+    one shape and one of another compile twice, with the forward algorithm's values and 0 for non-finite logits;
+    numpy inputs are computed on the CPU."""
     rng = np.random.default_rng(1)
     logits = [rng.normal(size=(2, frames, 32)).astype(np.float32) * 3 for frames in (30, 30, 45)]
     logits[1][1, 4, 7] = np.nan
@@ -171,7 +172,9 @@ def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm()
         "from librispeech import metrics\n"
         "logits, labels = json.loads(sys.stdin.read())\n"
         "losses = [np.asarray(metrics.ctc_loss(np.array(x, np.float32), np.array(labels))).tolist() for x in logits]\n"
-        "print(json.dumps({'losses': losses, 'compiled': metrics._jax_ctc_loss()._cache_size()}))\n"
+        "placed = {d.platform for d in metrics.ctc_loss(np.array(logits[0], np.float32), np.array(labels)).devices()}\n"
+        "print(json.dumps({'losses': losses, 'compiled': metrics._jax_ctc_loss()._cache_size(),\n"
+        "                  'placed': sorted(placed)}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], input=json.dumps([[x.tolist() for x in logits],
                                                                              labels.tolist()]),
@@ -179,7 +182,7 @@ def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm()
                             env={**os.environ, "KERAS_BACKEND": "jax", "TL_DISABLE_ANALYTICS": "true"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["compiled"] == 2
+    assert report["compiled"] == 2 and report["placed"] == ["cpu"]  # numpy in: the host's CPU, even beside a GPU
     for call, losses in zip(logits, report["losses"]):
         for sample in range(2):
             ids = [int(i) for i in labels[sample] if i]
