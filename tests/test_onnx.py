@@ -308,7 +308,8 @@ def test_export_checks_run_in_full_float32(tmp_path, monkeypatch):
     states = {}
 
     def recording(name):
-        return lambda *args, **kwargs: states.setdefault(name, tf.config.experimental.tensor_float_32_execution_enabled())
+        tf32_enabled = tf.config.experimental.tensor_float_32_execution_enabled
+        return lambda *args, **kwargs: states.setdefault(name, tf32_enabled())
 
     monkeypatch.setattr(export_module, "check_export", recording("h5"))
     monkeypatch.setattr(export_module, "check_onnx_export", recording("onnx"))
