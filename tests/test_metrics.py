@@ -161,7 +161,7 @@ def test_label_padding_width_does_not_change_the_loss():
 def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm():
     """On JAX the loss is one jax.jit (keras.ops.ctc_loss op by op recompiles its scan at every call): two calls of
     one shape and one of another compile twice, with the forward algorithm's values and 0 for non-finite logits;
-    numpy inputs are computed on the CPU."""
+    numpy inputs are computed on the CPU, or on the default device where JAX_PLATFORMS leaves the CPU out."""
     rng = np.random.default_rng(1)
     logits = [rng.normal(size=(2, frames, 32)).astype(np.float32) * 3 for frames in (30, 30, 45)]
     logits[1][1, 4, 7] = np.nan
@@ -173,8 +173,13 @@ def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm()
         "logits, labels = json.loads(sys.stdin.read())\n"
         "losses = [np.asarray(metrics.ctc_loss(np.array(x, np.float32), np.array(labels))).tolist() for x in logits]\n"
         "placed = {d.platform for d in metrics.ctc_loss(np.array(logits[0], np.float32), np.array(labels)).devices()}\n"
-        "print(json.dumps({'losses': losses, 'compiled': metrics._jax_ctc_loss()._cache_size(),\n"
-        "                  'placed': sorted(placed)}))\n"
+        "compiled = metrics._jax_ctc_loss()._cache_size()\n"
+        "import jax\n"
+        "def no_cpu(backend=None):  # as with JAX_PLATFORMS=cuda\n"
+        "    raise RuntimeError('Unknown backend cpu')\n"
+        "jax.devices = no_cpu\n"
+        "assert np.allclose(metrics.ctc_loss(np.array(logits[0], np.float32), np.array(labels)), losses[0])\n"
+        "print(json.dumps({'losses': losses, 'compiled': compiled, 'placed': sorted(placed)}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], input=json.dumps([[x.tolist() for x in logits],
                                                                              labels.tolist()]),
