@@ -1,6 +1,7 @@
 """CTC loss (TensorFlow's kernel, else keras.ops; shared by the integration and training) and jiwer error rates."""
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jiwer
@@ -37,14 +38,14 @@ def ctc_loss(logits, labels):
         return _ctc_loss(logits, labels)
     import jax
 
-    if isinstance(logits, np.ndarray):  # numpy in (the platform's calls, evaluate's): computed on the host's CPU
+    placement = contextlib.nullcontext()  # traced (a training step): where the step runs
+    if isinstance(logits, np.ndarray):  # numpy in (the platform's calls, evaluate's): on the host's CPU
         try:
-            cpu = jax.devices("cpu")[0]
-        except RuntimeError:  # JAX_PLATFORMS leaves the CPU out: the default device it is
-            return _jax_ctc_loss()(logits, labels)
-        with jax.default_device(cpu):
-            return _jax_ctc_loss()(logits, labels)
-    return _jax_ctc_loss()(logits, labels)  # inside a traced training step: where the step runs
+            placement = jax.default_device(jax.devices("cpu")[0])
+        except RuntimeError:  # JAX_PLATFORMS leaves the CPU out: the default device
+            pass
+    with placement:
+        return _jax_ctc_loss()(logits, labels)
 
 
 @functools.cache
