@@ -120,9 +120,9 @@ def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool, device: s
     return result
 
 
-def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: float | None, xla: bool,
+def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growth: float | None, xla: bool,
                    engine: str) -> dict:
-    """evaluate's model pass alone, on the same inputs: the dynamic-length model over length buckets."""
+    """evaluate's model pass alone, on the same inputs and batches (unless `growth` asks for other buckets)."""
     import librispeech  # noqa: F401  telemetry guard
     import numpy as np
 
@@ -131,21 +131,24 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int, growth: floa
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla)
-    # as evaluate: one utterance per call needs no buckets unless the engine compiles each shape
-    buckets = None if growth is None or (batch_size == 1 and not engine_pass.compiles_each_shape) else \
-        model_pass.bucket_lengths(559280, 16000, growth)
-    batches = model_pass.plan_batches({k: len(w) for k, w in waveforms.items()}, batch_size, buckets)
+    num_samples = {k: len(w) for k, w in waveforms.items()}
+    batch_size = batch_size or model_pass.default_batch_size(engine_pass, max(num_samples.values()), 16000)
+    if growth == model_pass.BUCKET_GROWTH:  # as evaluate
+        batches = model_pass.plan_model_batches(num_samples, batch_size, engine_pass, 559280, 16000)
+    else:
+        buckets = None if growth is None else model_pass.bucket_lengths(559280, 16000, growth)
+        batches = model_pass.plan_batches(num_samples, batch_size, buckets)
     timing, first_call = model_pass.ModelPassTiming(), None
     for batch in batches:
         audio = np.stack([data.model_input(waveforms[i], 1e-7, batch.length) for i in batch.ids])
         lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
         started = time.perf_counter()
-        engine_pass(audio, lengths)
+        model_pass.call_batch(engine_pass, audio, lengths, batch.rows)
         timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000, len(batch.ids))
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
             "engine": engine_pass.engine, "first_call": first_call,
-            "padded_seconds": sum(b.length * len(b.ids) for b in batches) / 16000}
+            "padded_seconds": sum(b.length * max(b.rows, len(b.ids)) for b in batches) / 16000}
 
 
 # ---------------------------------------------------------------- the side-by-side run
@@ -220,9 +223,9 @@ def compare(args) -> None:
         print(f"  recipe: {seconds:.1f} s", file=sys.stderr, flush=True)
         details["recipe"] = last_json(stdout)
         for engine, model in models.items():
-            _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--batch-size",
-                                      str(args.batch_size), "--engine", ENGINES[engine][2]]
-                              + (["--xla"] if args.xla else []))
+            _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--engine",
+                                      ENGINES[engine][2]] + (["--xla"] if args.xla else [])
+                              + (["--batch-size", str(args.batch_size)] if args.batch_size else []))
             details[f"model pass {engine}"] = last_json(stdout)
             results[f"model pass {engine}"].append(details[f"model pass {engine}"]["model_seconds"])
         _, stdout = timed(recipe_command + ["--model-calls-only"])
@@ -312,9 +315,9 @@ def main(argv=None) -> None:
     model_pass = commands.add_parser("model-pass")
     model_pass.add_argument("--model", type=Path, required=True)
     model_pass.add_argument("--corpus", type=Path, required=True)
-    model_pass.add_argument("--batch-size", type=int, default=1)
+    model_pass.add_argument("--batch-size", type=int, help="default: evaluate's")
     model_pass.add_argument("--growth", type=float, default=1.1,
-                            help="bucket growth for batches or XLA; 0: no buckets (exact lengths)")
+                            help="bucket growth; 1.1 (default): evaluate's batches; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
     model_pass.add_argument("--engine", default="auto", help="evaluate's --engine")
     for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
@@ -327,7 +330,7 @@ def main(argv=None) -> None:
         command.add_argument("--utterances", type=int, default=24)
         command.add_argument("--seed", type=int, default=14)
         command.add_argument("--rounds", type=int, default=3)
-        command.add_argument("--batch-size", type=int, default=1, help="for the model-pass process")
+        command.add_argument("--batch-size", type=int, help="for the model-pass process (default: evaluate's)")
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
         command.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["onnxruntime-h5"],
                              help="evaluate's model and engine: keras (.h5 in Keras), onnxruntime-h5 (.h5 converted "

@@ -25,8 +25,9 @@ import numpy as np
 
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
-from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, bucket_lengths,
-                                          load_model_pass, plan_batches, plan_fixed_length)
+from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
+                                          default_batch_size,
+                                          load_model_pass, plan_fixed_length, plan_model_batches)
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
@@ -181,7 +182,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
                 lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
                 labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
             started = time.perf_counter()
-            logits, hidden = model_pass(audio, lengths)
+            logits, hidden = call_batch(model_pass, audio, lengths, batch.rows)
             seconds = time.perf_counter() - started
             clock.add("model pass", seconds)
             if timing is not None:
@@ -477,7 +478,6 @@ def merge(folders: list[Path], out: Path) -> Path:
 
 # ---------------------------------------------------------------- command line
 
-DEFAULT_BATCH_SIZE = 1        # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
 # Threads computing metadata while the model runs. On the 2-core CPU they slow the run (they contend with TF's own
 # threads: 58.8 s vs 43.6 s in line, benchmarks/EVALUATE_RESULTS.md), so the default is in line; try it where the
 # model leaves cores idle.
@@ -504,7 +504,7 @@ class Shard:
         return sorted(sample_ids)[self.index - 1::self.count]
 
 
-def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int,
+def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int | None,
         fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
         shard: Shard | None = None, engine: str = "auto") -> Path:
     run_started = time.perf_counter()
@@ -546,15 +546,13 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
                               f"{unknown[0]}); use another --out, or delete the folder to start again")
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
     done = {row["id"] for row in done_rows}
-    todo = [sample_id for sample_id in split.utterances if sample_id not in done]
+    num_samples = {i: split.utterances[i].num_samples for i in split.utterances if i not in done}
+    batch_size = batch_size or default_batch_size(model_pass, fixed_samples if fixed_length else max(
+        num_samples.values(), default=1), config.sample_rate)
     if fixed_length:
-        batches = plan_fixed_length(todo, batch_size, fixed_samples)
+        batches = plan_fixed_length(list(num_samples), batch_size, fixed_samples)
     else:
-        # one utterance per call needs no padding at all (ONNX Runtime and TF's traced graph take any length).
-        # Batches, and engines that compile each shape (XLA, JAX), get length buckets.
-        buckets = None if batch_size == 1 and not model_pass.compiles_each_shape else bucket_lengths(
-            config.max_samples, config.sample_rate)
-        batches = plan_batches({i: split.utterances[i].num_samples for i in todo}, batch_size, buckets)
+        batches = plan_model_batches(num_samples, batch_size, model_pass, config.max_samples, config.sample_rate)
     timing = timing or ModelPassTiming()
     timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
@@ -698,8 +696,9 @@ def main(argv=None) -> None:
     parser.add_argument("--model", type=Path, help=".h5 or .onnx export (default: WAV2VEC_MODEL or the demo model)")
     parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>[-onnx][-limit-N]"
                                                  "[-shard-i-of-n]); a rerun into it resumes the same run")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"utterances per model call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=int,
+                        help="utterances per model call (default: 1 on CPU; on a GPU with JAX or XLA, up to 8, "
+                             "all in one shape)")
     parser.add_argument("--fixed-length", action="store_true",
                         help="pad every input to the platform's fixed length (slow; the platform's exact path)")
     parser.add_argument("--engine", choices=ENGINES, default="auto",
@@ -717,7 +716,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         if args.merge:

@@ -56,6 +56,8 @@ FRAME_STRIDE_SAMPLES = math.prod(Wav2Vec2Config().conv_stride)
 class Batch:
     length: int                # samples every input of the batch is zero-padded to
     ids: tuple[str, ...]
+    rows: int = 0              # rows the model gets: the ids' inputs, then copies of the last one up to `rows`, so
+                               # that a short last batch reuses the compiled shape (0: just the ids)
 
 
 @dataclass
@@ -96,8 +98,10 @@ def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GR
     return sorted(set(lengths) - {max_samples} | {max_samples})
 
 
-def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None) -> list[Batch]:
-    """Batches of utterances of similar length, each padded to its bucket (None: to the batch's longest)."""
+def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None,
+                 pad_rows: bool = False) -> list[Batch]:
+    """Batches of utterances of similar length, each padded to its bucket (None: to the batch's longest), and with
+    `pad_rows` to batch_size rows."""
     order = sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
     groups: dict[int, list[str]] = {}
     for sample_id in order:
@@ -113,8 +117,53 @@ def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int
     for bucket, ids in groups.items():
         for start in range(0, len(ids), batch_size):
             chunk = tuple(ids[start:start + batch_size])
-            batches.append(Batch(bucket or max(num_samples[i] for i in chunk), chunk))
+            batches.append(Batch(bucket or max(num_samples[i] for i in chunk), chunk, batch_size if pad_rows else 0))
     return batches
+
+
+# On an accelerator the model pass is bound by compiling, not by computing: on an H200 each bucket shape took
+# 2.5-3.4 s to compile and a call 8 ms (benchmarks/GPU_RESULTS.md), so 12 buckets cost 34 s for 0.2 s of model
+# time. There every batch gets one shape: the bucket of the longest utterance, ACCELERATOR_BATCH_SIZE rows (8 x 15 s
+# per call ran at 1.6x PyTorch there), fewer where the bucket is long, so that a call holds at most
+# ACCELERATOR_AUDIO_PER_CALL seconds of padded audio (the memory of the measured 8 x 15 s).
+ACCELERATOR_BATCH_SIZE = 8
+ACCELERATOR_AUDIO_PER_CALL = 120.0
+CPU_BATCH_SIZE = 1  # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
+
+
+def default_batch_size(model_pass, longest_samples: int, sample_rate: int) -> int:
+    """Utterances per call when --batch-size is not given."""
+    if not (model_pass.on_accelerator and model_pass.compiles_each_shape):
+        return CPU_BATCH_SIZE
+    return max(1, min(ACCELERATOR_BATCH_SIZE, int(ACCELERATOR_AUDIO_PER_CALL * sample_rate // longest_samples)))
+
+
+def plan_model_batches(num_samples: dict[str, int], batch_size: int, model_pass, max_samples: int,
+                       sample_rate: int) -> list[Batch]:
+    """The batches of a real-length model pass. One utterance per call needs no padding at all (ONNX Runtime and
+    TF's traced graph take any length); batches, and engines that compile each shape, get length buckets; on an
+    accelerator that compiles each shape, every batch gets the one shape of the longest utterance's bucket."""
+    if not num_samples:
+        return []
+    buckets = bucket_lengths(max_samples, sample_rate)
+    if model_pass.compiles_each_shape and model_pass.on_accelerator:
+        longest = max(num_samples.values())
+        return plan_batches(num_samples, batch_size, [next((b for b in buckets if b >= longest), buckets[-1])],
+                            pad_rows=True)
+    if batch_size == 1 and not model_pass.compiles_each_shape:
+        buckets = None
+    return plan_batches(num_samples, batch_size, buckets)
+
+
+def call_batch(model_pass, audio: np.ndarray, lengths: np.ndarray, rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`model_pass` on a batch whose rows are padded to `rows` (Batch.rows) with copies of its last input: the
+    outputs of those copies are dropped."""
+    extra = max(0, rows - len(audio))
+    if extra:
+        audio = np.concatenate([audio, np.repeat(audio[-1:], extra, axis=0)])
+        lengths = np.concatenate([lengths, np.repeat(lengths[-1:], extra, axis=0)])
+    logits, hidden = model_pass(audio, lengths)
+    return logits[:len(audio) - extra], hidden[:len(audio) - extra]
 
 
 def plan_fixed_length(sample_ids: list[str], batch_size: int, max_samples: int) -> list[Batch]:
@@ -139,7 +188,7 @@ class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
     Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
-    __call__, num_frames, precision, engine, fixed_samples and compiles_each_shape.
+    __call__, num_frames, precision, engine, fixed_samples, compiles_each_shape and on_accelerator.
     """
 
     precision = "float32"
@@ -156,6 +205,7 @@ class KerasModelPass:
         # JAX compiles every input shape (so inputs go to length buckets). There the model runs as one jax.jit of
         # stateless_call: predict_on_batch's Python path cost ~6 ms a call on an H200 (benchmarks/GPU_RESULTS.md).
         self.compiles_each_shape = jit_compile or keras.backend.backend() == "jax"
+        self.on_accelerator = keras_sees_an_accelerator()
         self._jax_forward = None
         if keras.backend.backend() == "jax":
             import jax
@@ -185,6 +235,7 @@ class OnnxModelPass:
 
     engine = "onnxruntime"
     compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
+    on_accelerator = False       # its sessions run on the CPU
 
     def __init__(self, model_path: Path | None = None, converted=None):
         if converted is None:  # the runtime's file checks (one-line errors), then the session with the hidden state

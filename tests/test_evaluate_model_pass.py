@@ -169,6 +169,71 @@ def test_plan_batches_covers_each_sample_once_in_its_bucket():
         model_pass.plan_batches({"long": 559281}, 1, buckets)
 
 
+def engine_pass(compiles_each_shape: bool, on_accelerator: bool):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(compiles_each_shape=compiles_each_shape, on_accelerator=on_accelerator)
+
+
+def test_batches_by_where_the_model_runs():
+    rng = np.random.default_rng(1)
+    lengths = {f"u{i}": int(n) for i, n in enumerate(rng.integers(16000, 16000 * 15, 21))}
+    ladder = model_pass.bucket_lengths(559280, 16000)
+    # CPU, any length: one utterance per call, unpadded; batches of more get buckets
+    exact = model_pass.plan_model_batches(lengths, 1, engine_pass(False, False), 559280, 16000)
+    assert [(b.length, b.ids, b.rows) for b in exact] == [(lengths[b.ids[0]], b.ids, 0) for b in exact]
+    assert model_pass.plan_model_batches(lengths, 4, engine_pass(False, False), 559280, 16000) == \
+        model_pass.plan_batches(lengths, 4, ladder)
+    # compiled per shape on CPU (JAX, XLA): buckets, each batch as long as it is
+    assert model_pass.plan_model_batches(lengths, 1, engine_pass(True, False), 559280, 16000) == \
+        model_pass.plan_batches(lengths, 1, ladder)
+    # compiled per shape on an accelerator: one shape for every batch, the longest utterance's bucket
+    batches = model_pass.plan_model_batches(lengths, 8, engine_pass(True, True), 559280, 16000)
+    longest_bucket = next(b for b in ladder if b >= max(lengths.values()))
+    assert {(b.length, b.rows) for b in batches} == {(longest_bucket, 8)}
+    assert [len(b.ids) for b in batches] == [8, 8, 5]
+    assert sorted(i for b in batches for i in b.ids) == sorted(lengths)
+    assert model_pass.plan_model_batches({}, 8, engine_pass(True, True), 559280, 16000) == []
+    # the default batch size: 1 on CPU; on an accelerator 8, fewer where 8 would pass 120 s of audio a call
+    assert model_pass.default_batch_size(engine_pass(True, False), 16000 * 10, 16000) == 1
+    assert model_pass.default_batch_size(engine_pass(False, True), 16000 * 10, 16000) == 1
+    assert model_pass.default_batch_size(engine_pass(True, True), 16000 * 10, 16000) == 8
+    assert model_pass.default_batch_size(engine_pass(True, True), 559280, 16000) == 3
+    assert model_pass.default_batch_size(engine_pass(True, True), 16000 * 200, 16000) == 1
+
+
+def test_call_batch_pads_rows_with_the_last_input_and_drops_their_outputs():
+    calls = []
+
+    def model(audio, lengths):
+        calls.append((audio.copy(), lengths.copy()))
+        return audio * 2, audio + lengths
+
+    audio, lengths = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[3.0], [2.0]], dtype=np.float32)
+    logits, hidden = model_pass.call_batch(model, audio, lengths, rows=4)
+    np.testing.assert_array_equal(calls[0][0], audio[[0, 1, 1, 1]])
+    np.testing.assert_array_equal(calls[0][1], lengths[[0, 1, 1, 1]])
+    np.testing.assert_array_equal(logits, audio * 2)
+    np.testing.assert_array_equal(hidden, audio + lengths)
+    model_pass.call_batch(model, audio, lengths)  # no rows asked: the batch as it is
+    assert calls[1][0].shape == (2, 3)
+
+
+def test_one_shape_plan_rows_equal_the_fixed_length_path(fixed_length, tmp_path, monkeypatch):
+    """The accelerator's plan (every batch the longest utterance's bucket, rows padded to the batch size), run here by
+    Keras with XLA on the CPU: the same rows as the platform's fixed-length path."""
+    monkeypatch.setattr(model_pass, "keras_sees_an_accelerator", lambda: True)
+    out = tmp_path / "one-shape"
+    dynamic = run(out, engine="keras", jit_compile=True, metadata_workers=0)
+    # 8 samples in batches of 3 of one shape: 3 + 3 + 2 (+ 1 copy); length buckets would make 5 batches
+    assert f"{-(-LIMIT // 3)} batches, Keras)" in (out / "summary.md").read_text()
+    fixed = fixed_length[1]
+    assert dynamic["hypothesis"].tolist() == fixed["hypothesis"].tolist()
+    numeric = fixed.select_dtypes("number").columns
+    difference = (dynamic[numeric] - fixed[numeric]).abs().max()
+    assert difference.max() <= 1e-4, difference.sort_values().tail()
+
+
 def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     out, whole = real_lengths
     shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
