@@ -26,8 +26,7 @@ import numpy as np
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
-                                          default_batch_size,
-                                          load_model_pass, plan_fixed_length, plan_model_batches)
+                                          default_batch_size, load_model_pass, plan_fixed_length, plan_model_batches)
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")

@@ -1,8 +1,9 @@
 """The model pass of `evaluate`: the export run on each utterance's real length, by Keras or ONNX Runtime.
 
 The platform needs the fixed 34.955 s input; locally the model runs on each utterance's own length (it is
-padding-invariant), in batches of similar lengths padded to one of a fixed set of bucket lengths, so that compiled
-functions (XLA, or an ONNX Runtime session) see few distinct shapes.
+padding-invariant): on CPU one unpadded utterance a call, or batches of similar lengths padded to one of a fixed set
+of bucket lengths, so that compiled functions (XLA, JAX) see few distinct shapes; on an accelerator that compiles
+each shape, where compiling costs far more than padding, every batch in one shape (plan_model_batches).
 """
 from __future__ import annotations
 
