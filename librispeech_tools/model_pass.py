@@ -132,9 +132,14 @@ ACCELERATOR_AUDIO_PER_CALL = 120.0
 CPU_BATCH_SIZE = 1  # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
 
 
+def runs_in_one_shape(model_pass) -> bool:
+    """Whether `model_pass` gets every batch in one shape: it compiles each shape, on an accelerator."""
+    return model_pass.compiles_each_shape and model_pass.on_accelerator
+
+
 def default_batch_size(model_pass, longest_samples: int, sample_rate: int) -> int:
     """Utterances per call when --batch-size is not given."""
-    if not (model_pass.on_accelerator and model_pass.compiles_each_shape):
+    if not runs_in_one_shape(model_pass):
         return CPU_BATCH_SIZE
     return max(1, min(ACCELERATOR_BATCH_SIZE, int(ACCELERATOR_AUDIO_PER_CALL * sample_rate // longest_samples)))
 
@@ -147,7 +152,7 @@ def plan_model_batches(num_samples: dict[str, int], batch_size: int, model_pass,
     if not num_samples:
         return []
     buckets = bucket_lengths(max_samples, sample_rate)
-    if model_pass.compiles_each_shape and model_pass.on_accelerator:
+    if runs_in_one_shape(model_pass):
         longest = max(num_samples.values())
         return plan_batches(num_samples, batch_size, [next((b for b in buckets if b >= longest), buckets[-1])],
                             pad_rows=True)
