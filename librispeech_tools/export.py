@@ -17,7 +17,6 @@ for the .h5, up to 21 s for the .onnx).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -33,6 +32,7 @@ import numpy as np
 
 from librispeech.wav2vec2.convert_hf import (
     TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, convert_to_keras, load_checkpoint, resolve_checkpoint)
+from librispeech_tools.precision import full_float32
 
 logger = logging.getLogger("librispeech_tools.export")
 
@@ -46,41 +46,6 @@ class ExportCheckError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------------
 
 CHECK_FRAMES = 1500  # 30 s of wav2vec2-base's 20 ms frames
-
-
-@contextlib.contextmanager
-def full_float32():
-    """Keras' float32 matmuls and convs in full float32 for the checks. On a GPU, JAX and TensorFlow run them in TF32
-    by default (Ampere and later), ~1e-3 off: an H200 failed the PyTorch check by that (2.4e-3 > 1e-3 * 2.1), which
-    measures the card's mode, not the conversion. The PyTorch reference runs on the CPU, in float32."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        with jax.default_matmul_precision("highest"):
-            yield
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        enabled = tf.config.experimental.tensor_float_32_execution_enabled()
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-        try:
-            yield
-        finally:
-            tf.config.experimental.enable_tensor_float_32_execution(enabled)
-    elif backend == "torch":
-        import torch
-
-        enabled = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = enabled
-    else:
-        yield
 
 
 def _check_input(num_samples: int, sample_rate: int) -> np.ndarray:

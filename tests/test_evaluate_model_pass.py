@@ -219,6 +219,22 @@ def test_call_batch_pads_rows_with_the_last_input_and_drops_their_outputs():
     assert calls[1][0].shape == (2, 3)
 
 
+def test_keras_model_pass_runs_in_full_float32(monkeypatch):
+    """A GPU's default TF32 moves the logits by ~3e-3 (benchmarks/GPU_RESULTS.md): the Keras model pass switches it
+    off for its calls and restores it after, so the rows do not depend on the card."""
+    import tensorflow as tf
+
+    tf32_enabled = tf.config.experimental.tensor_float_32_execution_enabled
+    keras_pass = model_pass.load_model_pass(project_config().model_path, "keras")
+    seen, predict = [], keras_pass.model.predict_on_batch
+    monkeypatch.setattr(keras_pass.model, "predict_on_batch", lambda inputs: seen.append(tf32_enabled())
+                        or predict(inputs))
+    before = tf32_enabled()
+    logits, _ = keras_pass(np.zeros((1, 16000), np.float32), np.array([[16000.0]], np.float32))
+    assert seen == [False] and before and tf32_enabled()
+    assert logits.shape == (1, keras_pass.num_frames(16000), 32)
+
+
 def test_one_shape_plan_rows_equal_the_fixed_length_path(fixed_length, tmp_path, monkeypatch):
     """The accelerator's plan (every batch the longest utterance's bucket, rows padded to the batch size), run here by
     Keras with XLA on the CPU: the same rows as the platform's fixed-length path."""
