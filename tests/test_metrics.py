@@ -158,12 +158,14 @@ def test_label_padding_width_does_not_change_the_loss():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
-def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm():
-    """On JAX the loss is one jax.jit (keras.ops.ctc_loss op by op recompiles its scan at every call): two calls of
-    one shape and one of another compile twice, with the forward algorithm's values and 0 for non-finite logits;
-    numpy inputs are computed on the CPU, or on the default device where JAX_PLATFORMS leaves the CPU out."""
+def test_jax_ctc_loss_compiles_once_per_frame_step_and_equals_the_forward_algorithm():
+    """On JAX the loss is one jax.jit (keras.ops.ctc_loss op by op recompiles its scan at every call), its numpy
+    logits padded to a multiple of LOSS_FRAME_STEP frames and masked: 30, 30 and 45 frames share one compiled shape,
+    100 frames makes a second, with the forward algorithm's values at the real lengths (the unpadded jit's within
+    1e-6 relative) and 0 for non-finite logits; numpy inputs are computed on the CPU, or on the default device where
+    JAX_PLATFORMS leaves the CPU out."""
     rng = np.random.default_rng(1)
-    logits = [rng.normal(size=(2, frames, 32)).astype(np.float32) * 3 for frames in (30, 30, 45)]
+    logits = [rng.normal(size=(2, frames, 32)).astype(np.float32) * 3 for frames in (30, 30, 45, 100)]
     logits[1][1, 4, 7] = np.nan
     labels = np.stack([label_of("CAT"), label_of("A DOG")])
     script = (
@@ -174,6 +176,8 @@ def test_jax_ctc_loss_compiles_once_per_shape_and_equals_the_forward_algorithm()
         "losses = [np.asarray(metrics.ctc_loss(np.array(x, np.float32), np.array(labels))).tolist() for x in logits]\n"
         "placed = {d.platform for d in metrics.ctc_loss(np.array(logits[0], np.float32), np.array(labels)).devices()}\n"
         "compiled = metrics._jax_ctc_loss()._cache_size()\n"
+        "unpadded = [np.asarray(metrics._jax_ctc_loss()(np.array(x, np.float32), np.array(labels))) for x in logits]\n"
+        "assert np.allclose(unpadded, losses, rtol=1e-6, atol=0), (unpadded, losses)\n"
         "import jax\n"
         "def no_cpu(backend=None):  # as with JAX_PLATFORMS=cuda\n"
         "    raise RuntimeError('Unknown backend cpu')\n"
