@@ -224,8 +224,8 @@ class KerasModelPass:
             self.model.compile(jit_compile=jit_compile)
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # in full float32 on a GPU too, whose default TF32 moves the logits by ~3e-3: the rows must not depend on the
-        # card (the calls took 2.2x longer on an H200, ~0.06 s for 8 x 15 s, far below the rest of a run)
+        # in full float32 on a GPU too, whose default TF32 moved 11 of 24 hypotheses on an H200: the rows must not
+        # depend on the card. It cost the first compile there (39 s instead of 12 s), not the calls (1.1 s either way)
         with full_float32():
             if self._jax_forward is not None:
                 logits, hidden = self._jax_forward([v.value for v in self.model.trainable_variables],
