@@ -450,6 +450,29 @@ def exceeds_protobuf_limit(proto) -> bool:
     return weight_bytes(proto) + GRAPH_ALLOWANCE_BYTES > PROTOBUF_LIMIT_BYTES
 
 
+IN_MEMORY_WEIGHT_BYTES = 1024  # smaller initializers (shapes, axes, scalars) stay in the graph for shape inference
+
+
+def without_weights(proto) -> tuple[bytes, list[str], list[np.ndarray]]:
+    """`proto` serialised without its weights, which ONNX Runtime takes from memory instead (add_external_initializers,
+    each initializer marked external): serialising the base model's 360 MiB of weights took 2.3 s of evaluate's
+    start-up, the small graph takes ~1 ms, and a model over protobuf's 2 GiB needs no file. Empties `proto`'s
+    weights."""
+    onnx = _onnx()
+    names, weights = [], []
+    for tensor in proto.graph.initializer:
+        if len(tensor.raw_data) < IN_MEMORY_WEIGHT_BYTES:
+            continue
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        weights.append(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(tuple(tensor.dims)))
+        names.append(tensor.name)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        tensor.external_data.add(key="location", value="in-memory")  # replaced before ONNX Runtime reads it
+    return proto.SerializeToString(), names, weights
+
+
 def save_onnx(model, path: str | Path, max_samples: int | None = None, int8: bool = False) -> Path:
     """Write `model` as ONNX at `path` (one file, what `leap push -m` uploads; the base model is about 360 MiB). A
     model over protobuf's 2 GiB cannot be one file: OnnxExportError, naming the .h5 and --int8 instead.
@@ -532,8 +555,8 @@ class OnnxWithHiddenState:
 
     @classmethod
     def from_keras(cls, model) -> "OnnxWithHiddenState":
-        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes); only a model over 2 GiB
-        is written, to a temporary folder (see _start)."""
+        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes), whatever its size:
+        nothing is written (see without_weights)."""
         converted = cls.__new__(cls)
         converted._start(to_onnx(model, hidden_state_output=True, check=False))
         return converted
@@ -543,24 +566,10 @@ class OnnxWithHiddenState:
 
         self.wav2vec2_config = exported_config(proto)
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
-        if not exceeds_protobuf_limit(proto):
-            self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-            return
-        # Over 2 GiB (a checked run: benchmarks/EVALUATE_RESULTS.md): the weights go to an external-data file beside
-        # the graph, which ONNX Runtime reads while it builds the session.
-        import tempfile
-
-        gib = weight_bytes(proto) / 2**30
-        with tempfile.TemporaryDirectory(prefix="wav2vec2-onnx-") as folder:
-            path = Path(folder) / "model.onnx"
-            try:
-                _onnx().save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                                   location="weights.bin")
-            except OSError as error:  # e.g. a small /tmp
-                raise OnnxExportError(f"cannot write the model's {gib:.2f} GiB of weights to {folder} for ONNX "
-                                      f"Runtime ({error.strerror or error}); point TMPDIR at a larger disk, or run "
-                                      f"the model in Keras (--engine keras)") from None
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        graph, names, weights = without_weights(proto)
+        options = onnxruntime.SessionOptions()
+        options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(w) for w in weights])
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def predict_on_batch(self, inputs: list[Any]) -> list[np.ndarray]:
         audio, audio_length = (np.asarray(x, np.float32) for x in inputs)

@@ -1,7 +1,8 @@
-"""Check by hand, on a real model over protobuf's 2 GiB, what tests/test_onnx.py shows with the limit lowered:
-evaluate's in-memory ONNX Runtime conversion runs it from an external-data file, and export-model refuses to write it
-as one .onnx file. The model: wav2vec2-large's shape (stable layer norm, 1024 wide) with 48 layers, random weights,
-618 M parameters (2.30 GiB in float32). Needs ~15 GB of memory; nothing is written outside a temporary folder.
+"""Check by hand, on a real model over protobuf's 2 GiB, what tests/test_onnx.py cannot show on a tiny one: evaluate's
+in-memory ONNX Runtime conversion runs it (the graph without its weights, which ONNX Runtime takes from memory), and
+export-model refuses to write it as one .onnx file. The model: wav2vec2-large's shape (stable layer norm, 1024 wide)
+with 48 layers, random weights, 618 M parameters (2.30 GiB in float32). Needs ~15 GB of memory; writes nothing but a
+temporary folder.
 
     .venv/bin/python scripts/check_onnx_over_2gib.py
 """
@@ -42,7 +43,7 @@ def main() -> None:
 
     started = time.perf_counter()
     runner = onnx_wav2vec2.OnnxWithHiddenState.from_keras(model)
-    print(f"ONNX Runtime session from external data: {time.perf_counter() - started:.1f} s")
+    print(f"ONNX Runtime session, weights from memory: {time.perf_counter() - started:.1f} s")
     audio = np.random.default_rng(1).standard_normal((1, 32000)).astype(np.float32)
     lengths = np.array([[audio.shape[1]]], np.float32)
     logits, _ = runner.predict_on_batch([audio, lengths])
