@@ -7,7 +7,9 @@ import signal
 import pytest
 
 import librispeech  # noqa: F401  telemetry guard first
+from conftest import make_config
 from librispeech import data
+from librispeech.config import project_config
 from librispeech_tools.metadata_processes import (MetadataProcesses, MetadataWorkerError, metadata_row,
                                                   split_response)
 
@@ -19,16 +21,29 @@ def bundled_split():
     return split
 
 
-def test_worker_rows_equal_the_registered_functions_in_line(bundled_split):
-    sample_ids = sorted(bundled_split.utterances)[:3]
-    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+def hf_split(tmp_path):
+    """The bundled test split as an HF datasets copy (save_to_disk): the worker gets its Dataset too."""
+    from test_data import _hf_dataset
+
+    pytest.importorskip("datasets")
+    location = tmp_path / "hf"
+    _hf_dataset(project_config().root, "test-clean", "test").save_to_disk(str(location))
+    return data.load_split("test", make_config(data__source="huggingface", data__hf_dataset=str(location)))
+
+
+@pytest.mark.parametrize("source", ["openslr", "huggingface"])
+def test_worker_rows_equal_the_registered_functions_in_line(source, bundled_split, tmp_path):
+    split = bundled_split if source == "openslr" else hf_split(tmp_path)
+    assert split.source == source
+    sample_ids = sorted(split.utterances)[:3]
+    workers = MetadataProcesses(split, sample_ids, workers=1)
     try:
         rows = [workers.row(sample_id) for sample_id in reversed(sample_ids)]  # any order
         worker_pids = {process.pid for process in multiprocessing.active_children()}
     finally:
         workers.close()
     assert worker_pids and os.getpid() not in worker_pids
-    response = split_response(bundled_split)
+    response = split_response(split)
     in_line = [metadata_row(sample_id, response) for sample_id in reversed(sample_ids)]
     assert rows == in_line
     assert {"speech.rms_std", "text.word_count", "readability.dale_chall_readability_score", "records.sex",
