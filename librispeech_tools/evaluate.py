@@ -25,8 +25,7 @@ import numpy as np
 
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
-from librispeech_tools.metadata_processes import (MetadataProcesses, MetadataWorkerError, metadata_row,
-                                                  split_response)
+from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
                                           default_batch_size, load_model_pass, plan_fixed_length, plan_model_batches)
 
@@ -168,7 +167,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
             rates = binder.error_rates(logits, labels)
         for j, sample_id in enumerate(batch.ids):
             with clock.stage("metadata"):
-                metadata_values = metadata.row(sample_id) if metadata else metadata_row(sample_id, response)
+                metadata_values = metadata.row(sample_id, response) if metadata else metadata_row(sample_id, response)
             with clock.stage("rows"):
                 row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
                                  model_pass.num_frames(int(lengths[j, 0])),
@@ -717,7 +716,7 @@ def main(argv=None) -> None:
         else:
             run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
                 args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard, args.engine)
-    except (EvaluationError, ModelPassError, MetadataWorkerError, ConfigError) as error:
+    except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
 
 

