@@ -212,10 +212,10 @@ def compare(args) -> None:
             print(f"  evaluate {engine}: {seconds:.1f} s", file=sys.stderr, flush=True)  # in case a round is cut off
             details[f"evaluate {engine}"] = {**json.loads((out / "run.json").read_text()),
                                              "summary": stdout.strip().splitlines()[-1]}
-            if args.ablation:  # the same run with the metadata computed alongside the model (default: in line)
+            if args.ablation:  # the same run with the metadata in line (default: in a worker process)
                 shutil.rmtree(out)
-                seconds, _ = timed(command + ["--metadata-workers", "1"], env)
-                results.setdefault(f"evaluate {engine}, metadata in 1 worker thread", []).append(seconds)
+                seconds, _ = timed(command + ["--metadata-workers", "0"], env)
+                results.setdefault(f"evaluate {engine}, metadata in line", []).append(seconds)
         recipe_command = torch_script + ["recipe", "--checkpoint", str(checkpoint), "--corpus", str(corpus),
                                          "--device", args.recipe_device]
         seconds, stdout = timed(recipe_command)
@@ -340,7 +340,7 @@ def main(argv=None) -> None:
                              help="where the recipe runs PyTorch: cpu or cuda (evaluate runs where Keras' backend "
                                   "puts it: e.g. KERAS_BACKEND=jax with jax's CUDA plugin)")
         command.add_argument("--ablation", action="store_true",
-                             help="also time evaluate with --metadata-workers 1 (metadata alongside the model)")
+                             help="also time evaluate with --metadata-workers 0 (metadata in line)")
         command.add_argument("--evaluate-args", nargs=argparse.REMAINDER, default=[],
                              help="extra arguments for evaluate (last)")
     args = parser.parse_args(argv)

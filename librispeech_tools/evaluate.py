@@ -3,7 +3,8 @@
 Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
 runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
 the platform's fixed-length path, `--fixed-length`), one utterance per call by default, run by ONNX Runtime on a CPU
-and by Keras where Keras has a GPU (model_pass.py). Rows are appended to samples.jsonl as batches finish, so an
+and by Keras where Keras has a GPU (model_pass.py); the metadata in a worker process started before the model
+loads (metadata_processes.py). Rows are appended to samples.jsonl as batches finish, so an
 interrupted run keeps its work and a rerun skips what is done. Then: samples.csv / samples.parquet, summary.md and
 the plots. `--shard i/n` runs a part; `--merge` joins the parts.
 The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
@@ -449,7 +450,7 @@ def merge(folders: list[Path], out: Path) -> Path:
 # ---------------------------------------------------------------- command line
 
 # Processes computing the metadata from the start of the run (MetadataProcesses). One: it works while the model
-# loads, when a core is idle; on the 2-core CPU it took 1.5-1.8 s off a 26 s run of 24 utterances
+# loads, when a core is idle; on the 2-core CPU it took 3.3-5.4 s off 32-36 s runs of 24 utterances
 # (benchmarks/EVALUATE_RESULTS.md). Threads were slower than in line there (both sides hold the GIL).
 DEFAULT_METADATA_WORKERS = 1
 

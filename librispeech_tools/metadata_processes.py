@@ -48,7 +48,7 @@ class MetadataProcesses:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawned, not forked: a fork of this process would copy its threads' state (tqdm's, ONNX Runtime's) half-way
+        # spawned, not forked: this process already runs threads (numpy's BLAS pool), which a fork does not copy
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_metadata_worker, initargs=(split,))
         self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
