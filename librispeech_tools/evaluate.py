@@ -3,10 +3,10 @@
 Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
 runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
 the platform's fixed-length path, `--fixed-length`), one utterance per call by default, run by ONNX Runtime on a CPU
-and by Keras where Keras has a GPU (model_pass.py); the metadata in a worker process started before the model
-loads (metadata_processes.py). Rows are appended to samples.jsonl as batches finish, so an
-interrupted run keeps its work and a rerun skips what is done. Then: samples.csv / samples.parquet, summary.md and
-the plots. `--shard i/n` runs a part; `--merge` joins the parts.
+and by Keras where Keras has a GPU (model_pass.py); the metadata in a worker process started before the model loads
+(metadata_processes.py). Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work
+and a rerun skips what is done. Then: samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a
+part; `--merge` joins the parts.
 The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
 the LM-decoded second hypothesis in lm_report.py.
 """
