@@ -37,8 +37,8 @@ def test_worker_rows_equal_the_registered_functions_in_line(source, bundled_spli
     sample_ids = sorted(split.utterances)[:3]
     workers = MetadataProcesses(split, sample_ids, workers=1)
     try:
+        worker_pids = {process.pid for process in multiprocessing.active_children()}  # before the last row ends it
         rows = [workers.row(sample_id, None) for sample_id in reversed(sample_ids)]  # any order; no in-line response
-        worker_pids = {process.pid for process in multiprocessing.active_children()}
     finally:
         workers.close()
     assert worker_pids and os.getpid() not in worker_pids
