@@ -40,38 +40,44 @@ class MetadataProcesses:
     `row` waits for one.
 
     The workers are spawned, so a script that starts a run needs multiprocessing's `if __name__ == "__main__":`
-    guard. Where a worker cannot start or stops (no guard, killed, out of memory), the rest of the metadata is
-    computed in line, with a warning: the run goes on with the same rows.
+    guard. Where a worker cannot start or stops (no guard, no /dev/shm, killed, out of memory), the rest of the
+    metadata is computed in line, with a warning: the run goes on with the same rows.
     """
 
     def __init__(self, split, sample_ids: list[str], workers: int):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawned, not forked: this process already runs threads (numpy's BLAS pool), which a fork does not copy
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_metadata_worker, initargs=(split,))
-        self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
-        self.in_line = False
+        self.pool, self.futures, self.in_line = None, {}, False
+        try:
+            # spawned, not forked: this process already runs threads (numpy's BLAS pool), which a fork does not copy
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_metadata_worker, initargs=(split,))
+            self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
+        except OSError as error:  # no process can start here (no /dev/shm for its locks, a process limit)
+            self._go_in_line(f"could not start ({error})")
 
     def row(self, sample_id: str, response) -> dict:
         from concurrent.futures.process import BrokenProcessPool
 
         future = self.futures.pop(sample_id, None)
-        if not self.futures:  # the last row: the worker's exit (~1.5 s with TensorFlow loaded) overlaps the report
-            self.pool.shutdown(wait=False)
+        if not self.futures and self.pool is not None:
+            self.pool.shutdown(wait=False)  # the last row: the worker's exit (~1.5 s with TF) overlaps the report
         if future is not None and not self.in_line:
             try:
                 return future.result()
             except BrokenProcessPool:
-                self.in_line = True
-                print("evaluate: the metadata worker process stopped (killed, out of memory, or started from a script "
-                      "without the `if __name__ == \"__main__\":` guard); the rest of the metadata is computed in "
-                      "line", file=sys.stderr)
+                self._go_in_line("stopped (killed, out of memory, or started from a script without the "
+                                 "`if __name__ == \"__main__\":` guard)")
         return metadata_row(sample_id, response)
 
+    def _go_in_line(self, what: str) -> None:
+        self.in_line = True
+        print(f"evaluate: the metadata worker process {what}; the metadata is computed in line", file=sys.stderr)
+
     def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 _worker_response = None  # in a metadata worker process: the split it computes the metadata of

@@ -65,3 +65,20 @@ def test_a_stopped_worker_leaves_the_metadata_to_this_process(bundled_split, cap
     assert rows == [metadata_row(sample_id, response) for sample_id in sample_ids]
     warning = capsys.readouterr().err
     assert warning.count("metadata worker process stopped") == 1 and "computed in line" in warning
+
+
+def test_a_worker_that_cannot_start_leaves_the_metadata_to_this_process(bundled_split, capsys, monkeypatch):
+    import concurrent.futures
+
+    def no_processes(*args, **kwargs):  # as where /dev/shm is missing: multiprocessing cannot make its locks
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_processes)
+    sample_ids = sorted(bundled_split.utterances)[:2]
+    response = split_response(bundled_split)
+    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+    rows = [workers.row(sample_id, response) for sample_id in sample_ids]
+    workers.close()
+    assert rows == [metadata_row(sample_id, response) for sample_id in sample_ids]
+    assert "metadata worker process could not start ([Errno 38] Function not implemented); the metadata is computed " \
+           "in line" in capsys.readouterr().err
