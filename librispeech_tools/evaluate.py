@@ -28,7 +28,8 @@ from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, p
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
-                                          default_batch_size, load_model_pass, plan_fixed_length, plan_model_batches)
+                                          default_batch_size, length_order, load_model_pass, plan_fixed_length,
+                                          plan_model_batches)
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
@@ -515,9 +516,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     done_rows, seconds_before, timing = resume(out, made_by, rows_path)  # a refusal comes before the model loads
     fixed_samples = config.max_samples
     done = {row["id"] for row in done_rows}
-    pending = [i for i in split.utterances if i not in done]
-    if not fixed_length:  # the real-length plans' order (plan_batches)
-        pending.sort(key=lambda i: (split.utterances[i].num_samples, i))
+    pending = [i for i in split.utterances if i not in done]  # in the order the model pass will take them
+    if not fixed_length:
+        pending = length_order({i: split.utterances[i].num_samples for i in pending})
     metadata = None
     if metadata_workers > 0 and pending:
         metadata = MetadataProcesses(split, pending, metadata_workers)

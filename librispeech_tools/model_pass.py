@@ -100,11 +100,16 @@ def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GR
     return sorted(set(lengths) - {max_samples} | {max_samples})
 
 
+def length_order(num_samples: dict[str, int]) -> list[str]:
+    """The order in which a real-length model pass takes the utterances: by length, then id."""
+    return sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
+
+
 def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None,
                  pad_rows: bool = False) -> list[Batch]:
     """Batches of utterances of similar length, each padded to its bucket (None: to the batch's longest), and with
     `pad_rows` to batch_size rows."""
-    order = sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
+    order = length_order(num_samples)
     groups: dict[int, list[str]] = {}
     for sample_id in order:
         length = num_samples[sample_id]
