@@ -1,7 +1,8 @@
 """Tensorleap integration of wav2vec2 (greedy CTC) on LibriSpeech: every registered function delegates to librispeech/."""
-import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
+import librispeech  # first: its telemetry guard runs before anything imports code_loader
 
 import importlib.util
+import os
 from typing import List
 
 import numpy as np
@@ -15,14 +16,16 @@ from code_loader.inner_leap_binder.leapbinder_decorators import (
 from librispeech import (
     audio_features, data, lm_decoding, metrics, noise, pace, text_features, tokenizer, visualizers, words)
 from librispeech.config import project_config
-from librispeech.wav2vec2.model import CUSTOM_LAYERS
 
 SUBSET_STATES = {"training": DataStateType.training, "validation": DataStateType.validation,
                  "test": DataStateType.test}
 
 # So the platform can load the .h5's own layers. code-loader checks them against tf.keras, so this needs TensorFlow,
-# which the platform has; Keras on JAX without it (evaluate on a GPU image) has no platform to register them for.
-if importlib.util.find_spec("tensorflow") is not None:
+# which the platform has; Keras on JAX without it (evaluate on a GPU image) has no platform to register them for,
+# nor has a local run that loads no Keras model (evaluate on ONNX Runtime, which sets WITHOUT_KERAS_ENV).
+if not os.environ.get(librispeech.WITHOUT_KERAS_ENV) and importlib.util.find_spec("tensorflow") is not None:
+    from librispeech.wav2vec2.model import CUSTOM_LAYERS
+
     for _layer_name, _layer_class in CUSTOM_LAYERS.items():
         tensorleap_custom_layer(_layer_name)(_layer_class)
 

@@ -9,3 +9,7 @@ console scripts, the tests) imports this package before code-loader, so that not
 import os
 
 os.environ.setdefault("TL_DISABLE_ANALYTICS", "true")
+
+# Set by a local run that loads no Keras model (evaluate on ONNX Runtime), for itself and its worker processes:
+# leap_binder then skips registering the .h5's Keras layers, which imports TensorFlow (~3 s)
+WITHOUT_KERAS_ENV = "LIBRISPEECH_WITHOUT_KERAS"

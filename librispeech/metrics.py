@@ -1,12 +1,13 @@
-"""CTC loss (TensorFlow's kernel, else keras.ops; shared by the integration and training) and jiwer error rates."""
+"""CTC loss (numpy on numpy input; on tensors TensorFlow's kernel, else keras.ops: shared by the integration and
+training) and jiwer error rates."""
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import jiwer
 import numpy as np
 
+from librispeech.ctc import ctc_negative_log_likelihood
 from librispeech.tokenizer import BLANK_ID, decode_greedy, decode_reference
 
 # Rates and error counts go down as the model improves; word information preserved and hits go up.
@@ -17,9 +18,6 @@ ERROR_RATE_KEYS = (
 )
 HIGHER_IS_BETTER = frozenset({"wip", "word_hits", "char_hits"})
 INFEASIBLE_LOSS = 0.0  # ctc_loss of a sample with no finite CTC loss (HF's ctc_zero_infinity)
-# JAX compiles the loss per shape: numpy logits are padded to a multiple of this many frames (1.28 s of wav2vec2's
-# 20 ms frames), so test-clean's ~2,600 lengths (up to 1,747 frames) share 28 compiled shapes instead of one each
-LOSS_FRAME_STEP = 64
 
 
 def ctc_loss(logits, labels):
@@ -34,40 +32,38 @@ def ctc_loss(logits, labels):
     ctc_zero_infinity does; with TensorFlow its gradient is 0 too. That happens when no CTC path fits the audio's
     real frames (fewer frames than the label needs; preprocessing excludes such utterances and reports them) or when
     the logits themselves are not finite.
+
+    numpy in (the platform's calls, evaluate's): computed in numpy (librispeech.ctc), on the CPU, without importing
+    a Keras backend. Tensors (a training step): with the backend, where the step runs.
     """
+    if isinstance(logits, np.ndarray):
+        return _numpy_ctc_loss(logits, np.asarray(labels))
     from keras import backend
 
     if backend.backend() != "jax":
         return _ctc_loss(logits, labels)
-    import jax
+    return _jax_ctc_loss()(logits, labels)
 
-    if not isinstance(logits, np.ndarray):  # traced (a training step): where the step runs
-        return _jax_ctc_loss()(logits, labels)
-    # numpy in (the platform's calls, evaluate's): on the host's CPU, and with the frames padded up to a multiple of
-    # LOSS_FRAME_STEP and masked as padding, so that utterances of any length share a few compiled shapes
-    frames = logits.shape[1]
-    padded = np.pad(logits, ((0, 0), (0, -frames % LOSS_FRAME_STEP), (0, 0)))
-    try:
-        placement = jax.default_device(jax.devices("cpu")[0])
-    except RuntimeError:  # JAX_PLATFORMS leaves the CPU out: the default device
-        placement = contextlib.nullcontext()
-    with placement:
-        return _jax_ctc_loss()(padded, labels, np.int32(frames))
+
+def _numpy_ctc_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    logits, labels = as_batch(logits, 2), np.rint(as_batch(labels, 1).astype(np.float32)).astype(np.int64)
+    finite_logits = np.isfinite(logits).all(axis=(1, 2))
+    loss = ctc_negative_log_likelihood(np.where(finite_logits[:, None, None], logits, 0),
+                                       [label[label != BLANK_ID] for label in labels])
+    return np.where(finite_logits & np.isfinite(loss), loss, INFEASIBLE_LOSS).astype(np.float32)
 
 
 @functools.cache
 def _jax_ctc_loss():
     """_ctc_loss as one jax.jit, compiled once per input shape. Called op by op, keras.ops.ctc_loss's lax.scan over
     a closure made at each call is traced and compiled again at every call: 0.19 s a call on a CPU against 0.004 s
-    jitted (0.4 s per new shape). Numpy inputs stay on the CPU even where a GPU is the default device: the scan's
-    hundreds of small sequential steps suit it, and XLA compiles for a GPU far more slowly (on an H200, evaluate
-    spent most of its 220 s in this loss when it ran there op by op: benchmarks/GPU_RESULTS.md)."""
+    jitted (0.4 s per new shape)."""
     import jax
 
     return jax.jit(_ctc_loss)
 
 
-def _ctc_loss(logits, labels, logit_length=None):
+def _ctc_loss(logits, labels):
     from keras import backend, ops
 
     logits = ops.cast(logits, "float32")
@@ -80,8 +76,7 @@ def _ctc_loss(logits, labels, logit_length=None):
     else:
         batch, frames = ops.shape(logits)[0], ops.shape(logits)[1]
         label_lengths = ops.sum(ops.cast(ops.not_equal(labels, BLANK_ID), "int32"), axis=-1)
-        # frames past logit_length are padding: the scan carries its state over them unchanged
-        logit_lengths = ops.full((batch,), frames if logit_length is None else logit_length, dtype="int32")
+        logit_lengths = ops.full((batch,), frames, dtype="int32")
         loss = ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=BLANK_ID)
     return ops.where(ops.logical_and(finite_logits, ops.isfinite(loss)), loss, ops.full_like(loss, INFEASIBLE_LOSS))
 

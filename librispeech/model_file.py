@@ -145,13 +145,14 @@ def load_keras_h5(path: Path):
 
 
 def check_finite_weights(path: Path, model) -> None:
-    """HDF5 keeps no checksums: overwritten weight bytes load silently, and often as NaN or inf."""
+    """HDF5 keeps no checksums: overwritten weight bytes load silently, and often as NaN or inf. `model`: a Keras
+    model, or its weights by Keras path."""
     import numpy as np
 
-    for weight in model.weights:
-        if not np.isfinite(weight.numpy()).all():
-            raise ModelFileError(f"{path}: weight {weight.path} has NaN or infinite values; the file is damaged, "
-                                 f"{MAKE_ONE}")
+    named = model.items() if isinstance(model, dict) else ((weight.path, weight.numpy()) for weight in model.weights)
+    for name, values in named:
+        if not np.isfinite(values).all():
+            raise ModelFileError(f"{path}: weight {name} has NaN or infinite values; the file is damaged, {MAKE_ONE}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+import librispeech
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
 from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
                                           default_batch_size, length_order, load_model_pass, plan_fixed_length,
-                                          plan_model_batches)
+                                          plan_model_batches, resolve_engine)
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
@@ -716,8 +717,12 @@ def main(argv=None) -> None:
                 raise EvaluationError(f"--merge takes only the shard folders and --out, not {', '.join(ignored)}")
             merge(args.merge, args.out)
         else:
-            run(args.split, args.limit, (args.model or project_config().model_path).resolve(), args.out,
-                args.batch_size, args.fixed_length, args.xla, args.metadata_workers, args.shard, args.engine)
+            model_path = (args.model or project_config().model_path).resolve()
+            if resolve_engine(args.engine, model_path, args.fixed_length, args.xla) == "onnxruntime":
+                # no Keras model to load, here or in the metadata workers: leap_binder needs no TensorFlow
+                os.environ[librispeech.WITHOUT_KERAS_ENV] = "1"
+            run(args.split, args.limit, model_path, args.out, args.batch_size, args.fixed_length, args.xla,
+                args.metadata_workers, args.shard, args.engine)
     except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
 

@@ -7,6 +7,7 @@ each shape, where compiling costs far more than padding, every batch in one shap
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import sys
@@ -26,7 +27,6 @@ class ModelPassError(Exception):
 def load_model_with_latent(model_path: Path):
     """The model, returning logits and the transformer's last hidden state."""
     from librispeech.model_file import ModelFileError, load_wav2vec2
-    from librispeech.wav2vec2 import model as wav2vec2_model
 
     try:
         model = load_wav2vec2(model_path)
@@ -34,6 +34,8 @@ def load_model_with_latent(model_path: Path):
         raise ModelPassError(str(error)) from None
     if model_path.suffix.lower() == ".onnx":
         return model, load_onnx_with_latent(model_path)
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
     return model, wav2vec2_model.with_hidden_states(model)
 
 
@@ -288,7 +290,10 @@ ENGINE_NAMES = {"keras": "Keras", "onnxruntime": "ONNX Runtime"}
 
 
 def keras_sees_an_accelerator() -> bool:
-    """Whether Keras' backend has a GPU (or other accelerator) to place the model on."""
+    """Whether Keras' backend has a GPU (or other accelerator) to place the model on. Where the machine shows no
+    accelerator driver, it has none, and Keras (with TensorFlow, ~3 s) is not imported to ask."""
+    if not accelerator_driver_present():
+        return False
     import keras
 
     backend = keras.backend.backend()
@@ -305,6 +310,18 @@ def keras_sees_an_accelerator() -> bool:
 
         return torch.cuda.is_available()
     return False
+
+
+# what a Keras backend reaches an accelerator through on Linux: NVIDIA's driver, AMD ROCm's, WSL's GPU, a TPU's
+ACCELERATOR_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg", "/dev/vfio")
+
+
+def accelerator_driver_present() -> bool:
+    """Whether this machine may have an accelerator for Keras: an accelerator driver's device or /proc entry on
+    Linux (TPUs also show /dev/accel*); elsewhere (macOS with Metal) always, so Keras is asked."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(path) for path in ACCELERATOR_DRIVER_PATHS) or bool(glob.glob("/dev/accel*"))
 
 
 def resolve_engine(engine: str, model_path: Path, fixed_length: bool, jit_compile: bool) -> str:
@@ -337,8 +354,34 @@ def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool =
         return OnnxModelPass(model_path)
     if fixed_length:
         return KerasModelPass(load_model_with_latent(model_path)[0], jit_compile)
-    model = load_dynamic_length_model(model_path)
-    return OnnxModelPass.from_keras(model) if engine == "onnxruntime" else KerasModelPass(model, jit_compile)
+    if engine == "onnxruntime":
+        return onnx_model_pass_of_h5(model_path)
+    return KerasModelPass(load_dynamic_length_model(model_path), jit_compile)
+
+
+def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
+    """The .h5 converted in memory for ONNX Runtime from its weights as h5py reads them (h5_layers: no Keras, no
+    TensorFlow), after the runtime's file checks. What that cannot read or convert (weights stored under other
+    paths, a damaged file) goes through Keras (load_dynamic_length_model), which converts it or reports it."""
+    from librispeech.model_file import ModelFileError, check_conv_stack, check_finite_weights
+    from librispeech_tools.h5_layers import read_h5_layers
+
+    if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
+        load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
+    try:
+        layers = read_h5_layers(model_path, name=model_path.stem)
+        check_conv_stack(model_path, layers.config.to_dict())
+        check_finite_weights(model_path, layers.weights)
+    except ModelFileError as error:
+        raise ModelPassError(str(error)) from None
+    except Exception:  # noqa: BLE001  not readable without Keras: Keras reads or reports it
+        return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
+    try:
+        return OnnxModelPass.from_keras(layers)
+    except ModelPassError:
+        raise
+    except Exception:  # noqa: BLE001  e.g. weights of shapes the config does not give: Keras reports those
+        return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
 
 
 def load_dynamic_length_model(model_path: Path):

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from librispeech.model_file import ENCODER_LAYER_NAME
 from librispeech.model_file import ONNX_CONFIG_KEY as CONFIG_KEY  # metadata key of the Wav2Vec2Config (JSON)
+from librispeech.wav2vec2.configuration import LARGE_NEGATIVE, as_config
 
 OPSET = 16  # the highest opset Tensorleap's importer reads
 IR_VERSION = 8  # the highest IR version onnx 1.13 (the importer's) reads
@@ -371,8 +373,6 @@ def encoder_layer(g: GraphBuilder, hidden: str, attention_bias: str, layer) -> s
 
 def encoder(g: GraphBuilder, hidden: str, frame_mask: str, layer, output: str | None = None) -> str:
     """layers.Wav2Vec2Encoder: the last hidden state, zero on padded frames."""
-    from librispeech.wav2vec2.layers import LARGE_NEGATIVE
-
     mask_3d = g.op("Unsqueeze", frame_mask, g.int64([2], "axes"))  # [batch, frames, 1]
     hidden = g.op("Mul", hidden, mask_3d)  # padded frames must not enter the positional conv
     bias = g.op("Mul", g.op("Sub", g.const(1.0, "one"), frame_mask), g.const(LARGE_NEGATIVE, "large_negative"))
@@ -403,15 +403,13 @@ def blank_padded_frames(g: GraphBuilder, logits: str, frame_mask: str, layer, vo
 
 def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_state_output: bool = False,
             check: bool = True):
-    """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export). Batch is dynamic;
-    samples are dynamic when max_samples is None, else fixed (the frames follow). int8: see save_onnx.
-    hidden_state_output: last_hidden_state is a second output (for a local session, not for a file the platform
-    reads). check: run onnx's full checker (ONNX Runtime validates a graph it loads anyway); it serialises the
-    model, so a model over protobuf's 2 GiB is not checked."""
+    """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export, or an .h5's layers
+    read without Keras: h5_layers.read_h5_layers). Batch is dynamic; samples are dynamic when max_samples is None,
+    else fixed (the frames follow). int8: see save_onnx. hidden_state_output: last_hidden_state is a second output
+    (for a local session, not for a file the platform reads). check: run onnx's full checker (ONNX Runtime
+    validates a graph it loads anyway); it serialises the model, so a model over protobuf's 2 GiB is not checked."""
     onnx = _onnx()
-    from librispeech.wav2vec2.model import ENCODER_LAYER_NAME, model_config
-
-    config = model_config(model)
+    config = as_config(model.get_layer(ENCODER_LAYER_NAME).config)  # librispeech.wav2vec2.model.model_config
     g = GraphBuilder()
     features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"), int8)
     frame_mask = length_mask(g, lengths, features, 1)  # layers.Wav2Vec2FrameMask
@@ -555,8 +553,8 @@ class OnnxWithHiddenState:
 
     @classmethod
     def from_keras(cls, model) -> "OnnxWithHiddenState":
-        """A Keras Wav2Vec2ForCTC converted in memory (float32, dynamic batch and time axes), whatever its size:
-        nothing is written (see without_weights)."""
+        """A Keras Wav2Vec2ForCTC (or an .h5's layers: h5_layers) converted in memory (float32, dynamic batch and
+        time axes), whatever its size: nothing is written (see without_weights)."""
         converted = cls.__new__(cls)
         converted._start(to_onnx(model, hidden_state_output=True, check=False))
         return converted

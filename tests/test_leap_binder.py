@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import librispeech
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -179,3 +181,30 @@ def test_leap_binder_imports_without_tensorflow():
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["layers"] == 0 and report["metrics"] >= 5
+
+
+@pytest.mark.parametrize("without_keras", [False, True])
+def test_a_run_without_keras_models_imports_no_tensorflow(without_keras):
+    """evaluate on ONNX Runtime loads no Keras model and sets WITHOUT_KERAS_ENV: leap_binder then registers everything
+    but the custom layers and imports neither Keras nor TensorFlow (~3 s). Unset (the platform, leap_test), the
+    custom layers are registered."""
+    script = (
+        "import sys, json\n"
+        "import leap_binder\n"
+        "from code_loader import leap_binder as registry\n"
+        "container = registry.setup_container\n"
+        "print(json.dumps({'layers': len(container.custom_layers), 'metrics': len(container.metrics),\n"
+        "                  'imported': sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)}))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != librispeech.WITHOUT_KERAS_ENV}
+    if without_keras:
+        environment[librispeech.WITHOUT_KERAS_ENV] = "1"
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["metrics"] >= 5
+    if without_keras:
+        assert report["layers"] == 0 and report["imported"] == []
+    else:
+        assert report["layers"] > 0 and report["imported"] == ["keras", "tensorflow"]

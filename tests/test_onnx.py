@@ -495,3 +495,90 @@ def test_a_model_fixed_at_another_length_is_refused_where_the_platform_length_is
         with pytest.raises(ModelFileError, match="takes 16000 samples of audio, but the integration feeds "
                                                  "max_samples = 559280"):
             load_wav2vec2(path, input_samples=559280)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# An .h5's layers read without Keras (h5_layers: what evaluate converts for ONNX Runtime)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("int8", [False, True])
+def test_h5_layers_give_the_graph_of_the_keras_model(name, int8, tmp_path):
+    """The graph converted from the file's weights as h5py reads them equals the one converted from the Keras model:
+    node for node and weight for weight (group and layer norm conv stacks, post- and pre-LN encoders, conv bias
+    or none, the int8 variant too)."""
+    from librispeech_tools.h5_layers import read_h5_layers
+
+    _, _, audio, _, _ = golden(name)
+    model = golden_model(name, audio.size)
+    path = tmp_path / "model.h5"
+    model.save(path)
+    layers_from_h5 = read_h5_layers(path)
+    assert layers_from_h5.name == model.name
+    from_keras = onnx_export.to_onnx(model, int8=int8, hidden_state_output=True)
+    from_h5 = onnx_export.to_onnx(layers_from_h5, int8=int8, hidden_state_output=True)
+    assert from_h5.graph.node == from_keras.graph.node
+    assert [(t.name, t.raw_data) for t in from_h5.graph.initializer] == [
+        (t.name, t.raw_data) for t in from_keras.graph.initializer]
+    assert from_h5.metadata_props == from_keras.metadata_props
+
+
+def tiny_base_stack_h5(path, seed: int = 7):
+    """An .h5 with evaluate's base conv stack (TINY_CONFIG, random weights), and the logits Keras gives on audio."""
+    from conftest import TINY_CONFIG
+
+    keras.utils.set_random_seed(seed)
+    model = randomize(build_wav2vec2_for_ctc(TINY_CONFIG, None), seed)
+    model.save(path)
+    audio = random(1, 24000, seed=seed)
+    return audio, np.asarray(model.predict_on_batch([audio, np.array([[audio.shape[1]]], np.float32)]))[0]
+
+
+def test_an_h5_runs_in_onnx_runtime_without_keras_or_tensorflow(tmp_path):
+    """evaluate's default engine on an .h5: read, checked, converted and run with no Keras and no TensorFlow imported
+    (TensorFlow's import alone took ~2.8 s of the start-up), with the Keras model's logits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "model.h5"
+    audio, expected = tiny_base_stack_h5(path)
+    np.save(tmp_path / "audio.npy", audio)
+    script = ("import sys, numpy as np\n"
+              "from pathlib import Path\n"
+              "import librispeech\n"
+              "from librispeech_tools.model_pass import load_model_pass\n"
+              f"model_pass = load_model_pass(Path({str(path)!r}))\n"
+              f"audio = np.load({str(tmp_path / 'audio.npy')!r})\n"
+              "logits, hidden = model_pass(audio, np.array([[audio.shape[1]]], np.float32))\n"
+              f"np.save({str(tmp_path / 'logits.npy')!r}, logits[0])\n"
+              "print(model_pass.engine, sorted(m for m in ('keras', 'tensorflow', 'torch') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "onnxruntime []"
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=TOLERANCE)
+
+
+def test_an_h5_whose_weights_h5py_cannot_place_goes_through_keras(tmp_path, monkeypatch):
+    """Weights stored under other paths than this Keras version's (an .h5 from elsewhere) are left to Keras, which
+    loads them by order: the same model pass, converted from the Keras model."""
+    import h5py
+
+    from librispeech_tools import model_pass as model_pass_module
+
+    path = tmp_path / "model.h5"
+    audio, expected = tiny_base_stack_h5(path)
+    with h5py.File(path, "r+") as handle:
+        group = handle["model_weights"]["lm_head"]
+        for name in group.attrs["weight_names"]:
+            group.move(name, name.replace("lm_head/", "lm_head/old_"))
+        group.attrs["weight_names"] = [name.replace("lm_head/", "lm_head/old_") for name in group.attrs["weight_names"]]
+    through_keras = []
+    load_dynamic = model_pass_module.load_dynamic_length_model
+    monkeypatch.setattr(model_pass_module, "load_dynamic_length_model",
+                        lambda model_path: through_keras.append(model_path) or load_dynamic(model_path))
+    model_pass = model_pass_module.load_model_pass(path, engine="onnxruntime")
+    logits, _ = model_pass(audio, np.array([[audio.shape[1]]], np.float32))
+    assert through_keras == [path]
+    np.testing.assert_allclose(logits[0], expected, atol=TOLERANCE)

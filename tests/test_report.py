@@ -197,3 +197,22 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
     assert {line.replace("\\|", "").count("|") for line in rows} == {6}  # five columns each
     assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 5 more (all in run.json)" in summary
+
+
+def test_evaluate_on_onnx_runtime_imports_no_tensorflow(tiny_model, tmp_path):
+    """The default engine on a CPU runs the .h5 with ONNX Runtime: `evaluate` then imports neither Keras nor
+    TensorFlow (~3 s of its start-up, ~1 s of its exit), here or in its metadata worker (which inherits
+    WITHOUT_KERAS_ENV); --engine keras does."""
+    script = ("import sys, os\n"
+              "import librispeech\n"
+              "from librispeech_tools import evaluate\n"
+              "evaluate.main(sys.argv[1:])\n"
+              "print(os.environ.get(librispeech.WITHOUT_KERAS_ENV),\n"
+              "      sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))\n")
+    for engine, expected in (("auto", "1 []"), ("keras", "None ['keras', 'tensorflow']")):
+        result = subprocess.run([sys.executable, "-c", script, "--split", "test-clean", "--limit", "2", "--model",
+                                 str(tiny_model), "--out", str(tmp_path / engine), "--engine", engine], cwd=REPO,
+                                capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().splitlines()[-1] == expected

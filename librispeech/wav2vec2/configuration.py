@@ -19,6 +19,17 @@ def conv_output_length(length, kernel_size: int, stride: int):
     return (length - kernel_size) // stride + 1
 
 
+def positional_conv_padding(kernel: int) -> tuple[int, int]:
+    """The positional conv's (left, right) zero padding: HF pads kernel // 2 on both sides and then drops the last
+    output of an even kernel, which is the same as padding (kernel // 2, kernel // 2 - 1)."""
+    return kernel // 2, kernel // 2 - (1 if kernel % 2 == 0 else 0)
+
+
+# Constants of this implementation, not of a checkpoint (here, not in layers.py, so that the ONNX converter reads
+# them without importing Keras)
+BLANK_LOGIT = 1e4  # logit of the pad/blank id on padded frames (every other logit there is 0)
+TORCH_NORM_EPS = 1e-5  # torch's nn.GroupNorm / nn.LayerNorm default, used by the conv feature encoder
+LARGE_NEGATIVE = -1e9  # attention score bias of padded keys
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -91,6 +102,14 @@ class Wav2Vec2Config:
     @property
     def num_feat_extract_layers(self) -> int:
         return len(self.conv_dim)
+
+    @property
+    def conv_norms(self) -> list[str | None]:
+        """Each conv layer's norm: "group" on the first only (Wav2Vec2GroupNormConvLayer, then no norm), or "layer"
+        on every one (Wav2Vec2LayerNormConvLayer)."""
+        if self.feat_extract_norm == "group":
+            return ["group"] + [None] * (self.num_feat_extract_layers - 1)
+        return ["layer"] * self.num_feat_extract_layers
 
     def num_frames(self, num_samples: int) -> int:
         """Output frames of the conv feature encoder for `num_samples` samples (0 when shorter than one window)."""

@@ -21,12 +21,10 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import ops
 
-from librispeech.wav2vec2.configuration import SUPPORTED_ACTIVATIONS, Wav2Vec2Config, as_config, conv_output_length
+from librispeech.wav2vec2.configuration import (BLANK_LOGIT, LARGE_NEGATIVE, SUPPORTED_ACTIVATIONS, TORCH_NORM_EPS,
+                                               Wav2Vec2Config, as_config, conv_output_length, positional_conv_padding)
 
 PACKAGE = "librispeech"  # the registered names in saved models ("librispeech>Wav2Vec2Encoder"): keep it stable
-BLANK_LOGIT = 1e4  # logit of the pad/blank id on padded frames (every other logit there is 0)
-TORCH_NORM_EPS = 1e-5  # torch's nn.GroupNorm / nn.LayerNorm default, used by the conv feature encoder
-LARGE_NEGATIVE = -1e9  # attention score bias of padded keys
 # oneDNN's bfloat16 convolution in TensorFlow 2.21 on a CPU with AMX-BF16 returns wrong values, not merely coarse ones
 # (mean error ~100%), for an even number of input channels below 16 when channels x kernel width is a multiple of 32
 # (e.g. 8 channels, width 16; measured with plain keras.ops.conv, tests/test_model.py). Positional-conv groups
@@ -177,11 +175,9 @@ class Wav2Vec2FeatureEncoder(FloatLengthInputs, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = as_config(config)
         c = self.config
-        norms = ["group"] + [None] * (c.num_feat_extract_layers - 1) if c.feat_extract_norm == "group" \
-            else ["layer"] * c.num_feat_extract_layers
         self.conv_layers = [
-            Wav2Vec2ConvLayer(c.conv_dim[i], c.conv_kernel[i], c.conv_stride[i], use_bias=c.conv_bias, norm=norms[i],
-                              activation=c.feat_extract_activation, name=f"conv_layers_{i}")
+            Wav2Vec2ConvLayer(c.conv_dim[i], c.conv_kernel[i], c.conv_stride[i], use_bias=c.conv_bias,
+                              norm=c.conv_norms[i], activation=c.feat_extract_activation, name=f"conv_layers_{i}")
             for i in range(c.num_feat_extract_layers)]
 
     def build(self, audio_shape, audio_length_shape=None):
@@ -273,9 +269,7 @@ class Wav2Vec2PositionalConvEmbedding(keras.layers.Layer):
         self.activation = get_activation(activation)
         self.conv = keras.layers.Conv1D(self.hidden_size, self.num_conv_pos_embeddings, padding="valid",
                                         groups=self.num_conv_pos_embedding_groups, name="conv")
-        # padding k//2 on both sides then removing the last output of an even kernel == padding (k//2, k//2 - 1)
-        kernel = self.num_conv_pos_embeddings
-        self.padding = (kernel // 2, kernel // 2 - (1 if kernel % 2 == 0 else 0))
+        self.padding = positional_conv_padding(self.num_conv_pos_embeddings)
 
     def build(self, hidden_states_shape):
         self.conv.build((hidden_states_shape[0], None, hidden_states_shape[-1]))
