@@ -75,8 +75,8 @@ class H5Layers:
             final_layer_norm=self._norm(f"{path}/final_layer_norm", c.layer_norm_eps),
             attention=SimpleNamespace(
                 num_heads=c.num_attention_heads, head_dim=head_dim, scaling=head_dim ** -0.5,
-                hidden_size=c.hidden_size,
-                **{name: self._dense(f"{path}/attention/{name}") for name in ("q_proj", "k_proj", "v_proj", "out_proj")}),
+                hidden_size=c.hidden_size, **{name: self._dense(f"{path}/attention/{name}")
+                                              for name in ("q_proj", "k_proj", "v_proj", "out_proj")}),
             feed_forward=SimpleNamespace(
                 intermediate_dense=self._dense(f"{path}/feed_forward/intermediate_dense"),
                 output_dense=self._dense(f"{path}/feed_forward/output_dense"), activation_name=c.hidden_act))
