@@ -7,6 +7,7 @@ each shape, where compiling costs far more than padding, every batch in one shap
 """
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -336,15 +337,21 @@ def resolve_engine(engine: str, model_path: Path, fixed_length: bool, jit_compil
                               "Keras")
     if engine != "auto":
         return engine
-    if fixed_length or jit_compile or keras_sees_an_accelerator():
+    if fixed_length or jit_compile or keras_sees_an_accelerator() or not onnx_converter_available():
         return "keras"
+    return "onnxruntime"
+
+
+@functools.cache
+def onnx_converter_available() -> bool:
+    """Whether onnx (the project's dev extra), which the converter builds the graph with, is installed; said once."""
     try:
-        import onnx  # noqa: F401  the converter builds the graph with it (the project's dev extra)
+        import onnx  # noqa: F401
     except ImportError:
         print("evaluate: onnx is not installed, so the model pass runs in Keras (install the dev extra for the "
               "faster ONNX Runtime engine)", file=sys.stderr)
-        return "keras"
-    return "onnxruntime"
+        return False
+    return True
 
 
 def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False):

@@ -102,9 +102,14 @@ def test_engine_choice(monkeypatch, capsys):
         with pytest.raises(model_pass.ModelPassError):
             model_pass.resolve_engine(engine, path, fixed, xla)
     monkeypatch.setattr(model_pass, "keras_sees_an_accelerator", lambda: False)
-    monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so
-    assert model_pass.resolve_engine("auto", h5, False, False) == "keras"
-    assert "onnx is not installed" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnx", None)  # not installed: Keras, and it says so, once
+    model_pass.onnx_converter_available.cache_clear()
+    try:
+        assert model_pass.resolve_engine("auto", h5, False, False) == "keras"
+        assert model_pass.resolve_engine("auto", h5, False, False) == "keras"
+        assert capsys.readouterr().err.count("onnx is not installed") == 1
+    finally:
+        model_pass.onnx_converter_available.cache_clear()
     # asked for anyway
     with pytest.raises(model_pass.ModelPassError, match="the ONNX Runtime engine: .*`onnx` package"):
         model_pass.load_model_pass(project_config().model_path, "onnxruntime")
@@ -370,3 +375,24 @@ def test_resume_compares_what_an_older_run_did_not_record(tmp_path):
     assert [row["id"] for row in rows] == ["a"] and seconds == 3.0
     with pytest.raises(evaluate.EvaluationError, match="hf_config was not recorded, now 'clean'"):
         evaluate.resume(tmp_path, {**old, "hf_config": "clean"}, tmp_path / "samples.jsonl")
+
+
+def test_no_accelerator_driver_means_no_keras_import_to_ask(monkeypatch):
+    """On Linux, Keras reaches an accelerator only through a driver (NVIDIA's, ROCm's, WSL's, a TPU's): with none of
+    their device or /proc entries, `auto` does not import Keras (and TensorFlow, ~3 s) to ask; elsewhere it asks."""
+    from librispeech_tools import model_pass
+
+    present: set[str] = set()
+    monkeypatch.setattr(model_pass.sys, "platform", "linux")
+    monkeypatch.setattr(model_pass.os.path, "exists", lambda path: path in present)
+    monkeypatch.setattr(model_pass.glob, "glob",
+                        lambda pattern: sorted(path for path in present if path.startswith("/dev/accel")))
+    monkeypatch.setitem(sys.modules, "keras", None)  # importing it would raise
+    assert not model_pass.accelerator_driver_present() and model_pass.keras_sees_an_accelerator() is False
+    for path in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd", "/dev/accel0"):
+        present.clear()
+        present.add(path)
+        assert model_pass.accelerator_driver_present(), path
+    present.clear()
+    monkeypatch.setattr(model_pass.sys, "platform", "darwin")  # Metal: Keras is asked
+    assert model_pass.accelerator_driver_present()
