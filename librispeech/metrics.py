@@ -25,7 +25,8 @@ def ctc_loss(logits, labels):
 
     logits [batch, frames, vocab] over the full fixed-length input: frames past the audio are a certain blank,
     so they add ~0 and no output lengths are needed. labels [batch, max_label_length]: token ids padded with the
-    blank (0); a label's length is its number of non-zero ids. float16 inputs are computed in float32.
+    blank (0); a label's length is its number of non-zero ids. float16 inputs are computed in float32 (numpy
+    input: float64).
     Differentiable: the demo model trains with this same function.
 
     Never inf or NaN: a sample whose loss is not finite gets 0 (INFEASIBLE_LOSS), as Hugging Face's

@@ -4,6 +4,9 @@ output and loading it (no torch needed)."""
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import functools
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -537,10 +540,6 @@ def tiny_base_stack_h5(path, seed: int = 7):
 def test_an_h5_runs_in_onnx_runtime_without_keras_or_tensorflow(tmp_path):
     """evaluate's default engine on an .h5: read, checked, converted and run with no Keras and no TensorFlow imported
     (TensorFlow's import alone took ~2.8 s of the start-up), with the Keras model's logits."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     path = tmp_path / "model.h5"
     audio, expected = tiny_base_stack_h5(path)
     np.save(tmp_path / "audio.npy", audio)
