@@ -43,13 +43,7 @@ def load_wav2vec2(path: str | Path, input_samples: int | None = None):
     require_model_file(path)
     if path.suffix.lower() == ".onnx":
         session = load_onnx_session(path)
-        recorded = onnx_wav2vec2_config(path, session)
-        if recorded:
-            check_conv_stack(path, recorded)
-            check_vocabulary(path, recorded)
-        else:
-            check_onnx_frames(path, session)
-        check_input_length(path, session.get_inputs()[0].shape[1], input_samples)
+        check_onnx_export(path, session, input_samples)
         return session
     if path.suffix.lower() in (".h5", ".hdf5"):
         encoder_config = check_keras_h5(path)
@@ -175,12 +169,26 @@ def load_onnx_session(path: Path):
         session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # ORT raises its own exception types for a truncated or foreign file
         raise ModelFileError(f"cannot load {path} as an ONNX model ({first_line(error)[:200]}): {MAKE_ONE}") from None
-    inputs = [node.name for node in session.get_inputs()]
-    outputs = [node.name for node in session.get_outputs()]
+    check_onnx_io(path, [node.name for node in session.get_inputs()], [node.name for node in session.get_outputs()])
+    return session
+
+
+def check_onnx_io(path: Path, inputs: list[str], outputs: list[str]) -> None:
     if tuple(inputs) != INPUT_NAMES or len(outputs) != 1:
         raise ModelFileError(f"{path} has inputs {inputs} and outputs {outputs}; the integration needs inputs "
                              f"{list(INPUT_NAMES)} and one output (logits): {MAKE_ONE}")
-    return session
+
+
+def check_onnx_export(path: Path, session, input_samples: int | None = None) -> None:
+    """The conv stack and vocabulary of an ONNX export's session (from export-model's recorded config, else by
+    running it once), and its input length (see check_input_length)."""
+    recorded = onnx_wav2vec2_config(path, session)
+    if recorded:
+        check_conv_stack(path, recorded)
+        check_vocabulary(path, recorded)
+    else:
+        check_onnx_frames(path, session)
+    check_input_length(path, session.get_inputs()[0].shape[1], input_samples)
 
 
 def check_onnx_frames(path: Path, session) -> None:

@@ -42,13 +42,29 @@ def load_model_with_latent(model_path: Path):
 
 def load_onnx_with_latent(model_path: Path):
     """An ONNX export run by ONNX Runtime with its inner last_hidden_state as a second output (the export's one
-    output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name)."""
-    from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
+    output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name),
+    after the runtime's file checks on that same session (a second session for them took ~1 s of the base model's
+    start-up). A file it cannot open gets the runtime's one-line error (load_wav2vec2)."""
+    from librispeech.model_file import (ModelFileError, check_onnx_export, check_onnx_io, first_line, load_wav2vec2,
+                                        require_model_file)
+    from librispeech_tools.onnx_wav2vec2 import HIDDEN_STATE, OnnxExportError, OnnxWithHiddenState
 
     try:
-        return OnnxWithHiddenState(model_path)
-    except OnnxExportError as error:
-        raise ModelPassError(f"{error}; re-export it with export-model for the latent-space plots") from None
+        require_model_file(model_path)
+        try:
+            converted = OnnxWithHiddenState(model_path)
+        except Exception as error:  # noqa: BLE001  unreadable, foreign, or refused by ONNX Runtime
+            load_wav2vec2(model_path)  # what the runtime says of the file, where it refuses it
+            said = str(error) if isinstance(error, OnnxExportError) else (
+                f"cannot run {model_path} with its hidden state ({first_line(error)})")
+            raise ModelPassError(f"{said}; re-export it with export-model for the latent-space plots") from None
+        session = converted.session
+        check_onnx_io(model_path, [node.name for node in session.get_inputs()],
+                      [node.name for node in session.get_outputs() if node.name != HIDDEN_STATE])
+        check_onnx_export(model_path, session)
+    except ModelFileError as error:
+        raise ModelPassError(str(error)) from None
+    return converted
 
 
 BUCKET_GROWTH = 1.1  # each bucket length is 10% above the previous one: at most 10% padding, ~5% on average
@@ -257,8 +273,8 @@ class OnnxModelPass:
     on_accelerator = False       # its sessions run on the CPU
 
     def __init__(self, model_path: Path | None = None, converted=None):
-        if converted is None:  # the runtime's file checks (one-line errors), then the session with the hidden state
-            converted = load_model_with_latent(model_path)[1]
+        if converted is None:  # the session with the hidden state, and the runtime's file checks (one-line errors)
+            converted = load_onnx_with_latent(model_path)
         self.model = converted
         self.config = self.model.wav2vec2_config
         self.precision = self.model.precision

@@ -581,3 +581,36 @@ def test_an_h5_whose_weights_h5py_cannot_place_goes_through_keras(tmp_path, monk
     logits, _ = model_pass(audio, np.array([[audio.shape[1]]], np.float32))
     assert through_keras == [path]
     np.testing.assert_allclose(logits[0], expected, atol=TOLERANCE)
+
+
+def test_evaluate_opens_one_session_of_an_onnx_export_and_keeps_the_runtimes_errors(tmp_path, monkeypatch):
+    """evaluate's model pass of an .onnx runs the runtime's file checks on its own session (a second session for them
+    took ~1 s of the base model's start-up), with the runtime's one-line errors for a file it refuses."""
+    from conftest import TINY_CONFIG
+
+    from librispeech_tools.model_pass import ModelPassError, OnnxModelPass
+
+    good = tmp_path / "good.onnx"
+    onnx_export.save_onnx(build_wav2vec2_for_ctc(TINY_CONFIG, None), good)
+    opened, open_session = [], onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession",
+                        lambda *args, **options: opened.append(args[0]) or open_session(*args, **options))
+    model_pass = OnnxModelPass(good)
+    assert len(opened) == 1 and model_pass.fixed_samples is None and model_pass.precision == "float32"
+    monkeypatch.setattr(onnxruntime, "InferenceSession", open_session)
+
+    other_vocabulary = tmp_path / "other-vocabulary.onnx"
+    onnx_export.save_onnx(build_wav2vec2_for_ctc({**TINY_CONFIG, "vocab_size": 40}, None), other_vocabulary)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    foreign = tmp_path / "foreign.onnx"
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8), str(foreign))
+    for path, says in ((other_vocabulary, "the model has 40 output tokens with the CTC blank at id 0"),
+                       (truncated, f"cannot load {truncated} as an ONNX model"),
+                       (foreign, r"has inputs \['x'\] and outputs \['y'\]; the integration needs"),
+                       (tmp_path / "missing.onnx", "no wav2vec2 model at")):
+        with pytest.raises(ModelPassError, match=says):
+            OnnxModelPass(path)
