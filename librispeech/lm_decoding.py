@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from librispeech.config import project_config
+from librispeech.ctc import log_softmax
 from librispeech.metrics import ERROR_RATE_KEYS, as_batch, error_rates_of_pair, transcription_pairs
 from librispeech.tokenizer import BLANK_ID, WORD_DELIMITER, decode_reference, vocabulary_tokens
 
@@ -177,11 +178,6 @@ class LMDecoder:
             return ""
         words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0]
         return " ".join(words).upper()
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def decoded_frames(log_probabilities: np.ndarray) -> int:
