@@ -26,8 +26,7 @@ class H5Layers:
     """`get_layer(name)` and `name`, as the converter calls them on a keras.Model, over `weights` keyed by Keras
     path ("encoder/layers_0/attention/q_proj/kernel"). KeyError names a weight the file does not hold."""
 
-    def __init__(self, name: str, encoder_config: Mapping, weights: Mapping[str, np.ndarray],
-                 blank_logit: float = BLANK_LOGIT):
+    def __init__(self, name: str, encoder_config: Mapping, weights: Mapping[str, np.ndarray]):
         self.name, self.weights = name, weights
         c = self.config = as_config(encoder_config)
         self._layers = {
@@ -50,7 +49,8 @@ class H5Layers:
                     activation_name=c.feat_extract_activation),
                 layers=[self._encoder_layer(f"{ENCODER_LAYER_NAME}/layers_{i}") for i in range(c.num_hidden_layers)]),
             "lm_head": self._dense("lm_head"),
-            LOGITS_LAYER_NAME: SimpleNamespace(blank_id=c.pad_token_id, blank_logit=blank_logit),
+            # the constant every export has (build_wav2vec2_for_ctc's; load_dynamic_length_model rebuilds with it too)
+            LOGITS_LAYER_NAME: SimpleNamespace(blank_id=c.pad_token_id, blank_logit=BLANK_LOGIT),
         }
 
     def get_layer(self, name: str):
@@ -94,9 +94,7 @@ def read_h5_layers(path: Path, name: str | None = None) -> H5Layers:
         weights = {_text(weight_name): np.asarray(group[_text(layer_name)][_text(weight_name)])
                    for layer_name in group.attrs["layer_names"]
                    for weight_name in group[_text(layer_name)].attrs["weight_names"]}
-    layers = {layer.get("name") or layer["config"]["name"]: layer for layer in model_config["config"]["layers"]}
-    blank_logit = layers.get(LOGITS_LAYER_NAME, {}).get("config", {}).get("blank_logit", BLANK_LOGIT)
-    return H5Layers(name or model_config["config"].get("name", path.stem), encoder_config, weights, blank_logit)
+    return H5Layers(name or model_config["config"].get("name", path.stem), encoder_config, weights)
 
 
 def _text(name) -> str:

