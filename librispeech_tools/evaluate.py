@@ -512,7 +512,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
     label = split_label(config, split.split)
     out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
-    prepare_folder(out)
+    if prepare_folder(out):  # a run that stops before its first row leaves no empty folder behind
+        cleanup.callback(remove_if_empty, out)
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)
     done_rows, seconds_before, timing = resume(out, made_by, rows_path)  # a refusal comes before the model loads
@@ -543,7 +544,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         batches = plan_model_batches(num_samples, batch_size, model_pass, config.max_samples, config.sample_rate)
     threading.Thread(target=import_report_libraries, daemon=True).start()
     timing = timing or ModelPassTiming()
-    timing.continue_with(model_pass.engine, model_pass.precision)
+    if batches:  # a finished report rewritten names only the engines that made its rows
+        timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
     clock = StageClock()
     clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
@@ -577,14 +579,23 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
 PROGRESS_FILE = "progress.json"  # what made the rows of samples.jsonl, and the time spent on them so far
 
 
-def prepare_folder(out: Path) -> None:
-    """The report folder, made now: a path that cannot hold it stops the run in one line, before the model loads."""
+def prepare_folder(out: Path) -> bool:
+    """The report folder, made now: a path that cannot hold it stops the run in one line, before the model loads.
+    True when this call made it."""
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise EvaluationError(f"cannot make the report folder {out}: {error.strerror or error}") from None
     if not os.access(out, os.W_OK):
         raise EvaluationError(f"cannot write into the report folder {out}")
+    return made
+
+
+def remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:

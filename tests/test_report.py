@@ -46,6 +46,15 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert set(words["id"]) <= set(table["id"]) and set(words["kind"]) <= {"correct", "substitution", "insertion",
                                                                             "deletion"}
 
+    # Rerun on the finished report with another engine: nothing is evaluated, and the report still names only the
+    # engine that made its rows.
+    engine = json.loads((out / "run.json").read_text())["model_pass"]["engine"]
+    other = "keras" if engine == "onnxruntime" else "onnxruntime"
+    rerun = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
+                     "--engine", other)
+    assert rerun.returncode == 0 and "0 evaluated" in rerun.stdout, rerun.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["model_pass"]["engine"] == engine
+
     # An interrupted run keeps its rows: drop one, cut one mid-line and damage one in the middle, then rerun: only
     # those three are computed again, and the two unreadable lines are named.
     lines = (out / "samples.jsonl").read_text().splitlines()
@@ -114,6 +123,16 @@ def test_bad_requests_are_one_line_errors(arguments, environment, message):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate: ") and message in last
+
+
+def test_a_run_that_fails_before_its_first_row_leaves_no_folder(tmp_path):
+    out = tmp_path / "reports" / "report"
+    result = evaluate("--limit", "1", "--model", str(REPO / "README.md"), "--out", str(out))
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("evaluate: ")
+    assert not out.exists()
+    out.mkdir()  # a folder the user made stays
+    assert evaluate("--limit", "1", "--model", str(REPO / "README.md"), "--out", str(out)).returncode != 0
+    assert out.is_dir()
 
 
 def test_empty_selection_is_a_one_line_error(tmp_path, tiny_model):
