@@ -512,7 +512,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
     label = split_label(config, split.split)
     out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
-    if prepare_folder(out):  # a run that stops before its first row leaves no empty folder behind
+    if prepare_folder(out):  # a run that stops before its model pass leaves no empty folder behind
         cleanup.callback(remove_if_empty, out)
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)

@@ -125,7 +125,7 @@ def test_bad_requests_are_one_line_errors(arguments, environment, message):
     assert last.startswith("evaluate: ") and message in last
 
 
-def test_a_run_that_fails_before_its_first_row_leaves_no_folder(tmp_path):
+def test_a_run_that_fails_before_its_model_pass_leaves_no_folder(tmp_path):
     out = tmp_path / "reports" / "report"
     result = evaluate("--limit", "1", "--model", str(REPO / "README.md"), "--out", str(out))
     assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("evaluate: ")
