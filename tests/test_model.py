@@ -380,8 +380,25 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch):
         raise OSError("no network")
     monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-base-960h'"):
+    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-base-960h'.*HF_HUB_OFFLINE=1"):
         load_checkpoint("facebook/wav2vec2-base-960h")
+
+
+def test_offline_hub_id_is_read_from_the_local_cache(tmp_path, monkeypatch):
+    """huggingface_hub itself, offline: a snapshot in its cache layout is found; one not cached is a clear error."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--facebook--wav2vec2-base-960h"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(GOLDEN / "group", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    config, weights = load_checkpoint("facebook/wav2vec2-base-960h")
+    assert config == json.loads((GOLDEN / "group" / "config.json").read_text()) and "lm_head.weight" in weights
+    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-large-960h'"):
+        load_checkpoint("facebook/wav2vec2-large-960h")
 
 
 @pytest.mark.parametrize("change, says", [

@@ -62,7 +62,8 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
             return Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True))
         except Exception:
             raise CheckpointError(f"cannot download {repo_id!r} from the Hugging Face hub and it is not cached: "
-                                  f"{error}") from error
+                                  f"{error} (without a network, HF_HUB_OFFLINE=1 reads the cache at once, "
+                                  "without the hub's retries)") from error
     available = _preferred_weight_files([name for name in WEIGHT_FILES if name in files])
     if not available:
         raise CheckpointError(f"{repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
