@@ -175,14 +175,21 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-def _table_rows(path: Path, fields: int) -> Iterable[list[str]]:
-    """Rows of a LibriSpeech '|' table; the last field keeps any further '|' (some names contain one)."""
+def _table_rows(path: Path, fields: int, numbered: bool = True) -> Iterable[list[str]]:
+    """Rows of a LibriSpeech '|' table; the last field keeps any further '|' (some names contain one). A row with
+    fewer fields, or (`numbered`) whose first field is not a number, is skipped and counted in one warning."""
+    skipped = []
     for line in read_lines(path):
         if line.startswith(";") or not line.strip():
             continue
         parts = [part.strip() for part in line.split("|", fields - 1)]
-        if len(parts) == fields:
+        if len(parts) == fields and (parts[0].isdigit() or not numbered):
             yield parts
+        else:
+            skipped.append(line.strip())
+    if skipped:
+        logger.warning("%s: %d row(s) skipped, not %d '|'-separated fields%s; e.g. %r", path, len(skipped), fields,
+                       " starting with a number" if numbered else "", skipped[0])
 
 
 def _as_float(text: str) -> float | None:
@@ -196,18 +203,16 @@ def read_corpus_info(root: Path) -> CorpusInfo:
     speakers, chapters, books = {}, {}, {}
     if (root / "SPEAKERS.TXT").is_file():
         for speaker, sex, subset, minutes, name in _table_rows(root / "SPEAKERS.TXT", 5):
-            if speaker.isdigit():
-                speakers[int(speaker)] = SpeakerInfo(sex or None, subset or None, _as_float(minutes), name or None)
+            speakers[int(speaker)] = SpeakerInfo(sex or None, subset or None, _as_float(minutes), name or None)
     if (root / "CHAPTERS.TXT").is_file():
         for chapter, reader, minutes, subset, _project, book, titles in _table_rows(root / "CHAPTERS.TXT", 7):
-            if chapter.isdigit():
-                # "CH. TITLE | PROJECT TITLE": a chapter title may itself contain '|', so split on the last one.
-                title, _, project_title = titles.rpartition("|") if "|" in titles else (titles, "", "")
-                chapters[int(chapter)] = ChapterInfo(
-                    int(reader) if reader.isdigit() else None, _as_float(minutes), subset or None,
-                    book or None, title.strip() or None, project_title.strip() or None)
+            # "CH. TITLE | PROJECT TITLE": a chapter title may itself contain '|', so split on the last one.
+            title, _, project_title = titles.rpartition("|") if "|" in titles else (titles, "", "")
+            chapters[int(chapter)] = ChapterInfo(
+                int(reader) if reader.isdigit() else None, _as_float(minutes), subset or None,
+                book or None, title.strip() or None, project_title.strip() or None)
     if (root / "BOOKS.TXT").is_file():
-        for book, rest in _table_rows(root / "BOOKS.TXT", 2):
+        for book, rest in _table_rows(root / "BOOKS.TXT", 2, numbered=False):
             books[book] = rest.split("|")[0].strip() or None
     return CorpusInfo(speakers, chapters, books)
 

@@ -103,12 +103,13 @@ def reliability(words) -> tuple[list[dict], float]:
     spoken = words[words.kind != "deletion"]
     confidence = spoken["confidence"].astype(float).to_numpy()
     correct = (spoken.kind == "correct").to_numpy()
-    index = np.minimum((confidence * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
+    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
+    index = np.searchsorted(edges[1:-1], confidence)  # scikit-learn's calibration_curve bins: (low, high]
     bins = []
     for b in range(RELIABILITY_BINS):
         chosen = index == b
         if chosen.any():
-            bins.append({"low": b / RELIABILITY_BINS, "high": (b + 1) / RELIABILITY_BINS, "count": int(chosen.sum()),
+            bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(chosen.sum()),
                          "confidence": float(confidence[chosen].mean()), "correct": float(correct[chosen].mean())})
     total = sum(b["count"] for b in bins)
     ece = sum(b["count"] * abs(b["correct"] - b["confidence"]) for b in bins) / total if total else float("nan")

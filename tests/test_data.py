@@ -103,6 +103,18 @@ def test_latin_1_lines_are_read_as_latin_1_with_a_warning(corpus, caplog):
     assert "SPEAKERS.TXT: 1 line(s) are not UTF-8; read as Latin-1" in caplog.text
 
 
+
+def test_table_rows_that_cannot_be_read_are_skipped_with_a_warning(corpus, caplog):
+    (corpus / "SPEAKERS.TXT").write_text(";ID | SEX | SUBSET | MINUTES | NAME\n100 | F | train-clean-100 | 1.0 | Ann\n"
+                                         "101 | M | train-clean-100 | 2.0\nX7 | F | dev-clean | 3.0 | Eve\n\n")
+    (corpus / "BOOKS.TXT").write_text(";ID | TITLE\nB-12 | A Title | extra\nno bar here\n")
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        info = data.read_corpus_info(corpus)
+    assert list(info.speakers) == [100] and info.books == {"B-12": "A Title"}
+    assert ("SPEAKERS.TXT: 2 row(s) skipped, not 5 '|'-separated fields starting with a number; "
+            "e.g. '101 | M | train-clean-100 | 2.0'") in caplog.text
+    assert "BOOKS.TXT: 1 row(s) skipped, not 2 '|'-separated fields; e.g. 'no bar here'" in caplog.text
+
 def test_preprocess_loads_the_corpus_once_per_configuration(corpus, monkeypatch):
     """code-loader's integration test calls preprocess again after every sample."""
     monkeypatch.setenv("LIBRISPEECH_ROOT", str(corpus))
@@ -256,9 +268,9 @@ def test_hf_datasets_path_matches_openslr(corpus, tmp_path, layout):
         for utterance_id, utterance in from_tree.utterances.items():
             assert from_hf.utterances[utterance_id].transcript == utterance.transcript
             assert from_hf.utterances[utterance_id].num_samples == utterance.num_samples
-        np.testing.assert_array_equal(from_hf.audio(utterance_id), from_tree.audio(utterance_id))
-        # The HF copy has no SPEAKERS/CHAPTERS/BOOKS tables: records are all None.
-        assert set(data.record_fields(utterance, from_hf.corpus_info).values()) == {None}
+            np.testing.assert_array_equal(from_hf.audio(utterance_id), from_tree.audio(utterance_id))
+            # The HF copy has no SPEAKERS/CHAPTERS/BOOKS tables: records are all None.
+            assert set(data.record_fields(utterance, from_hf.corpus_info).values()) == {None}
     # The broken FLAC and the too-long one are left out on this path too.
     reasons = {e.reason for e in data.load_split("validation", hf).excluded}
     assert {data.UNREADABLE_AUDIO, data.TOO_LONG} <= reasons

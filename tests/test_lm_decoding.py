@@ -124,25 +124,30 @@ def test_demo_lm_gives_perfect_logits_their_reference():
         assert decoder.decode(spelled_logits(sentence, padding=100).astype(np.float16)) == sentence
 
 
-def test_demo_lm_text_never_holds_a_bundled_sentence():
+def test_demo_lm_text_never_holds_a_bundled_sentence(monkeypatch):
     import gzip
 
     from librispeech.config import project_config
-    from librispeech_tools.synthetic import sample_transcripts
+    from librispeech_tools import synthetic
 
     with gzip.open(project_config().lm_path, "rt", encoding="utf-8") as handle:
         text = handle.read()
     assert "\\2-grams:" in text and len(text) < 20_000_000
     assert project_config().lm_path.stat().st_size <= 10_000_000
-    # Not provable from n-grams alone; the script guarantees it (demo_lm_sentences), checked here on its output.
-    import importlib.util
-    from librispeech.config import REPO_ROOT
+    # Not provable from n-grams alone; the script guarantees it (demo_lm_sentences): given a generator that draws
+    # bundled sentences (random draws almost never do), none of them reaches the LM's text.
+    queued = sorted(synthetic.sample_transcripts())[:3]
+    draw = synthetic.training_sentence
 
-    spec = importlib.util.spec_from_file_location("make_demo_lm", REPO_ROOT / "scripts" / "make_demo_lm.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    sentences = {" ".join(words) for words in script.demo_lm_sentences(2000, 7_340_033)}
-    assert not sentences & sample_transcripts()
+    def bundled_first(rng, pools):
+        if queued:
+            sentence = queued.pop(0)
+            return sentence, sentence
+        return draw(rng, pools)
+
+    monkeypatch.setattr(synthetic, "training_sentence", bundled_first)
+    sentences = [" ".join(words) for words in _make_demo_lm_script().demo_lm_sentences(20, 7_340_033)]
+    assert not queued and len(sentences) == 20 and not set(sentences) & synthetic.sample_transcripts()
 
 
 def _make_demo_lm_script():

@@ -86,7 +86,7 @@ def test_reliability_bins_equal_scikit_learns_calibration_curve():
     from sklearn.calibration import calibration_curve
 
     rng = np.random.default_rng(0)
-    confidence = rng.uniform(0.2, 1.0, 500)
+    confidence = np.concatenate([rng.uniform(0.2, 1.0, 490), [0.3, 0.5, 0.5, 0.7, 0.8, 0.9, 0.9, 0.95, 1.0, 1.0]])
     correct = rng.uniform(size=500) < confidence ** 2  # over-confident, so the curve is not the diagonal
     kinds = np.where(correct, "correct", "substitution")
     words = pd.DataFrame({"kind": [*kinds, "deletion"], "confidence": [*confidence, np.nan]})
