@@ -14,7 +14,7 @@ from leap_binder import (
     metadata_readability, metadata_records, metadata_speech, metadata_text, preprocess, reference_visualizer,
     transcription_lm_visualizer, transcription_visualizer, waveform_visualizer, word_errors_visualizer)
 from librispeech.config import ConfigError, project_config
-from librispeech.data import SplitError
+from librispeech.data import AudioDecodeError, SplitError
 from librispeech.lm_decoding import LanguageModelError, lm_decoder
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
@@ -85,7 +85,7 @@ def main(argv=None) -> None:
     try:
         lm_decoder()  # a missing or broken LM stops the test here, not after the model has run
         count = run(args.samples)
-    except (FileNotFoundError, ConfigError, SplitError, ModelFileError, LanguageModelError) as error:
+    except (OSError, ConfigError, SplitError, ModelFileError, LanguageModelError, AudioDecodeError) as error:
         sys.exit(f"error: {error}")
     print(f"integration test passed on {count} samples (model: {project_config().model_path})")
 

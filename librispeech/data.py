@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import random
 import re
 from collections import Counter, OrderedDict
@@ -30,6 +31,11 @@ logger = logging.getLogger("librispeech")
 class SplitError(ValueError):
     """A configured split that has no usable utterance (every one left out, with the reasons)."""
 
+
+class AudioDecodeError(ValueError):
+    """A listed utterance's audio that fails to decode, or decodes to another length than its header gave. Listing
+    reads headers only, so a damaged body behind a good header (a truncated or corrupted file) shows here."""
+
 # Why an utterance was left out.
 MISSING_AUDIO = "missing audio file"
 MISSING_TRANSCRIPT = "audio file without a transcript line"
@@ -42,6 +48,7 @@ LABEL_TOO_LONG = "transcript longer than the label width (max_label_length)"
 TOO_SHORT_FOR_TRANSCRIPT = "audio too short for its transcript (fewer model frames than CTC needs)"
 REPEATED_ID = "utterance id given again (its first line or row decides)"
 NO_ID = "HF row without an utterance id"
+OUTSIDE_CHAPTER_FOLDER = "not in a SPLIT/SPEAKER/CHAPTER/ folder (the OpenSLR layout)"
 WARNING_IDS_SHOWN = 5
 
 
@@ -112,10 +119,14 @@ class SplitData:
             return self._audio_cache[sample_id]
         utterance = self.utterances[sample_id]
         if utterance.audio_path is not None:
-            source = utterance.audio_path
+            source, name = utterance.audio_path, f"{sample_id} ({utterance.audio_path})"
         else:
             source = io.BytesIO(_hf_audio_bytes(self.hf_dataset, utterance.hf_row))
-        waveform = decode_audio(source, self.sample_rate, name=sample_id)
+            name = f"{sample_id} (row {utterance.hf_row} of the HF dataset)"
+        waveform = decode_audio(source, self.sample_rate, name=name)
+        if len(waveform) != utterance.num_samples:  # the lengths and frame counts of preprocessing would be wrong
+            raise AudioDecodeError(f"audio of {name} decodes to {len(waveform)} samples, but its header gave "
+                                   f"{utterance.num_samples}: the file is damaged")
         self._audio_cache[sample_id] = waveform
         if len(self._audio_cache) > self.audio_cache_size:
             self._audio_cache.popitem(last=False)
@@ -128,7 +139,7 @@ def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt data
-        raise ValueError(f"cannot decode audio of {name or source}: {error}") from error
+        raise AudioDecodeError(f"cannot decode audio of {name or source}: {error}") from error
     if not (np.isfinite(samples).all() and np.abs(samples).max(initial=0.0) <= 1.0):
         # only float files can hold these; full scale is 1.0, as for integer PCM
         logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
@@ -326,7 +337,8 @@ def _chapter_candidates(chapter_dir: Path, first_transcripts: dict[str, str]
     candidates, problems, listed = [], [], set()
     # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
     flacs = {p.stem: p for p in chapter_dir.glob("*.flac") if not p.name.startswith(".")}
-    for transcript_file in sorted(p for p in chapter_dir.glob("*.trans.txt") if not p.name.startswith(".")):
+    for transcript_file in sorted(p for p in chapter_dir.glob("*.trans.txt")
+                                  if not p.name.startswith(".") and p.is_file()):
         for line in read_lines(transcript_file):
             if not line.strip():
                 continue
@@ -364,12 +376,38 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
         found, problems = _chapter_candidates(chapter_dir, first_transcripts)
         candidates += found
         structural += problems
+    structural += _outside_chapter_folders(split_dir)
 
     def header(candidate: _Candidate):
         return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)
 
-    return _finish(subset, split_name, config, candidates, structural, header,
-                   corpus_info if corpus_info is not None else read_corpus_info(config.root))
+    corpus_info = corpus_info if corpus_info is not None else read_corpus_info(config.root)
+    split = _finish(subset, split_name, config, candidates, structural, header, corpus_info)
+    _report_missing_records(split, config.root)
+    return split
+
+
+def _outside_chapter_folders(split_dir: Path) -> list[ExcludedUtterance]:
+    """Audio and transcript files the layout does not read: beside the speaker or chapter folders, or deeper."""
+    outside = []
+    for folder, subfolders, files in os.walk(split_dir):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        if len(Path(folder).relative_to(split_dir).parts) == 2:
+            continue  # a chapter folder: its files are the corpus
+        outside += [ExcludedUtterance(name.removesuffix(".flac"), OUTSIDE_CHAPTER_FOLDER, os.path.join(folder, name))
+                    for name in sorted(files) if name.endswith((".flac", ".trans.txt")) and not name.startswith(".")]
+    return outside
+
+
+def _report_missing_records(split: SplitData, root: Path) -> None:
+    """One warning when selected utterances have no SPEAKERS.TXT or CHAPTERS.TXT row: their `records` are None."""
+    utterances = split.utterances.values()
+    no_speaker = [u.id for u in utterances if u.speaker_id not in split.corpus_info.speakers]
+    no_chapter = [u.id for u in utterances if u.chapter_id not in split.corpus_info.chapters]
+    if no_speaker or no_chapter:
+        logger.warning("%s (%s): %d of %d utterances have no SPEAKERS.TXT row and %d no CHAPTERS.TXT row in %s "
+                       "(first: %s); their records fields are None", split.split, split.subset, len(no_speaker),
+                       len(utterances), len(no_chapter), root, (no_speaker or no_chapter)[0])
 
 
 # ---------------------------------------------------------------- HF datasets (openslr/librispeech_asr)

@@ -89,7 +89,7 @@ def load_selection(config: ProjectConfig, subset: str, limit: int | None):
     config = replace(config, samples_per_split=limit)  # None = every utterance of the split
     try:
         split = data.load_split(subset, config)
-    except FileNotFoundError as error:
+    except OSError as error:  # a split folder that is missing, a file that cannot be read
         raise EvaluationError(str(error)) from None
     except data.SplitError as error:
         raise EvaluationError(f"empty selection: {error}") from None
@@ -136,6 +136,23 @@ def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hid
             "latent": hidden[:max(1, real_frames)].mean(axis=0).astype(float).round(6).tolist()}
 
 
+def decoded_audio(split, sample_ids, metadata: MetadataProcesses | None) -> dict[str, np.ndarray]:
+    """The waveforms of a batch's samples. A sample whose audio fails to decode (listing reads headers only, so a
+    damaged body is found here) is left out of the run: said on stderr and listed with the split's left-out ones."""
+    from librispeech import data
+
+    waveforms = {}
+    for sample_id in sample_ids:
+        try:
+            waveforms[sample_id] = split.audio(sample_id)
+        except data.AudioDecodeError as error:
+            print(f"evaluate: left out {sample_id}: {error}", file=sys.stderr)
+            split.excluded.append(data.ExcludedUtterance(sample_id, data.UNREADABLE_AUDIO, str(error)))
+            if metadata is not None:
+                metadata.forget(sample_id)
+    return waveforms
+
+
 def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metadata: MetadataProcesses | None = None,
                   timing: ModelPassTiming | None = None, on_batch=None, clock: StageClock | None = None) -> None:
     """Compute the rows of `batches` (see plan_batches), appending each finished batch to `sink` (a text file) and
@@ -153,12 +170,18 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     # metadata computed in line reads the batch's audio again: keep it decoded
     split.audio_cache_size = max(split.audio_cache_size, max((len(b.ids) for b in batches), default=1))
     config = project_config()
-    for batch in batches:
+    for planned in batches:
         with clock.stage("audio and labels"):
-            waveforms = [split.audio(sample_id) for sample_id in batch.ids]
-            audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length) for w in waveforms])
-            lengths = np.array([[len(w)] for w in waveforms], dtype=np.float32)
-            labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+            waveforms = decoded_audio(split, planned.ids, metadata)
+            batch = replace(planned, ids=tuple(waveforms))
+            if batch.ids:
+                audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length)
+                                  for w in waveforms.values()])
+                lengths = np.array([[len(w)] for w in waveforms.values()], dtype=np.float32)
+                labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+        if not batch.ids:  # every sample of the batch left out
+            progress.update(len(planned.ids))
+            continue
         started = time.perf_counter()
         logits, hidden = call_batch(model_pass, audio, lengths, batch.rows)
         seconds = time.perf_counter() - started
@@ -185,7 +208,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
         clock.samples += len(batch.ids)
         if on_batch is not None:
             on_batch()
-        progress.update(len(batch.ids))
+        progress.update(len(planned.ids))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -565,6 +588,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     seconds = seconds_before + time.perf_counter() - started
     run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock)
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
+    if not rows:
+        raise EvaluationError(f"no sample could be evaluated: all {len(run_info.excluded)} were left out "
+                              f"({', '.join(sorted({e.reason for e in run_info.excluded}))})")
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else f"{config.hf_dataset}, config {config.hf_config}")
     with clock.stage("report"):  # in run.json; summary.md is written within it

@@ -93,6 +93,11 @@ class MetadataProcesses:
                 self._go_in_line(STOPPED)
         return metadata_row(sample_id, response)
 
+    def forget(self, sample_id: str) -> None:
+        """A sample left out of the run: its row is never asked for."""
+        self.futures.pop(sample_id, None)
+        self._submit(1)
+
     def _go_in_line(self, what: str) -> None:
         if self.in_line:
             return

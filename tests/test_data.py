@@ -27,8 +27,11 @@ def corpus(tmp_path):
     (dev / "110" / "7110" / f"{broken}.flac").write_bytes(b"this is not a flac file")
     write_utterance(root, "dev-clean", 110, 7110, 13, "FAR TOO LONG", tone(3.0))
     soundfile.write(dev / "110" / "7110" / "110-7110-0014.flac", tone(0.5), 16000)  # no transcript line
-    write_tables(root, {100: ("F", "Ada Reader"), 110: ("M", "Bob | Speaker")},
-                 {7100: (100, "42", "The First Chapter"), 7110: (110, "43", "A | B")},
+    # test-clean's speakers (120, 121) and chapters have no rows
+    write_tables(root, {100: ("F", "Ada Reader"), 101: ("M", "Al Reader"), 110: ("M", "Bob | Speaker"),
+                        111: ("F", "Bea Speaker")},
+                 {7100: (100, "42", "The First Chapter"), 7101: (101, "42", "Chapter Two"),
+                  7110: (110, "43", "A | B"), 7111: (111, "43", "C")},
                  {"42": "A Book Title", "43": "Another Book"})
     return root
 
@@ -94,6 +97,21 @@ def test_transcript_files_as_editors_write_them(tmp_path, caplog):
     assert "left out 4 of 8 utterances examined" in caplog.records[0].getMessage()
 
 
+def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_reported(corpus, caplog):
+    test = corpus / "test-clean"
+    (test / "120" / "stray.flac").write_bytes((test / "120" / "7120" / "120-7120-0000.flac").read_bytes())
+    (test / "120" / "7120" / "nested").mkdir()
+    (test / "120" / "7120" / "nested" / "120-7120.trans.txt").write_text("120-7120-0099 DEEPER\n")
+    (test / "120" / "7120" / "folder.trans.txt").mkdir()  # not a file: not read
+    config = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        split = data.load_openslr_split("test", config)
+    outside = {e.id: e.detail for e in split.excluded if e.reason == data.OUTSIDE_CHAPTER_FOLDER}
+    assert outside == {"stray": str(test / "120" / "stray.flac"),
+                       "120-7120.trans.txt": str(test / "120" / "7120" / "nested" / "120-7120.trans.txt")}
+    assert ("test-clean (test): 6 of 6 utterances have no SPEAKERS.TXT row and 6 no CHAPTERS.TXT row in "
+            f"{corpus} (first: 120-7120-0000); their records fields are None") in caplog.text
+
 def test_latin_1_lines_are_read_as_latin_1_with_a_warning(corpus, caplog):
     (corpus / "SPEAKERS.TXT").write_bytes("100  | F | train-clean-100 | 1.0 | Zoë Ångström\n".encode("latin-1")
                                           + "110  | M | train-clean-100 | 2.0 | Jürgen Ünal\n".encode("utf-8"))
@@ -136,7 +154,7 @@ def test_a_sample_reports_exclusions_out_of_the_headers_it_read(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         split = data.load_openslr_split("training", make_config(root, data__samples_per_split=3))
     assert len(split.utterances) == 3 and 0 < len(split.excluded) < 10
-    [line] = [r.getMessage() for r in caplog.records]
+    [line] = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]  # (and: no table rows)
     assert f"left out {len(split.excluded)} of 64 utterances examined" in line
 
 

@@ -178,6 +178,41 @@ def test_utterances_longer_than_a_fixed_length_onnx_are_left_out_and_listed(tiny
     assert "left out: 18" in summary and "longer than the .onnx model's fixed input (56000 samples)" in summary
 
 
+def damage_flac_bodies(folder: Path, count: int | None = None) -> list[str]:
+    """Cut the first `count` FLACs under `folder` (all: None) to half their bytes: the header still gives the full
+    length, as after an interrupted copy, so listing keeps them. Returns their ids."""
+    flacs = sorted(folder.rglob("*.flac"))[:count]
+    for flac in flacs:
+        flac.write_bytes(flac.read_bytes()[:flac.stat().st_size // 2])
+    return [flac.stem for flac in flacs]
+
+
+def test_audio_that_fails_to_decode_is_left_out_and_listed(tiny_model, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "LibriSpeech"
+    shutil.copytree(REPO / "data" / "LibriSpeech", corpus)
+    damaged = damage_flac_bodies(corpus / "test-clean", 2)
+    result = evaluate("--split", "test-clean", "--model", str(tiny_model), "--out", str(tmp_path / "out"),
+                      LIBRISPEECH_ROOT=str(corpus))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for sample_id in damaged:
+        assert f"evaluate: left out {sample_id}: cannot decode audio of {sample_id} (" in result.stderr
+    ids = pd.read_csv(tmp_path / "out" / "samples.csv")["id"].tolist()
+    assert len(ids) == 18 and not set(damaged) & set(ids)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "left out: 2" in summary and f"{damaged[0]}: unreadable audio (cannot decode audio of" in summary
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert sorted(e[0] for e in run["excluded"]) == sorted(damaged)
+
+    damage_flac_bodies(corpus / "test-clean")  # nothing left to evaluate: one line, no report
+    result = evaluate("--split", "test-clean", "--model", str(tiny_model), "--out", str(tmp_path / "none"),
+                      LIBRISPEECH_ROOT=str(corpus))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("evaluate: no sample could be evaluated: all 20 were left out "
+                                                      "(unreadable audio)")
+    assert not (tmp_path / "none" / "summary.md").exists()
+
 def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper

@@ -85,6 +85,23 @@ def test_hidden_files_are_ignored_and_a_flac_without_a_length_is_unreadable(tmp_
     assert "gives no length" in split.excluded[0].detail
 
 
+def test_audio_that_fails_to_decode_after_listing_names_its_file(tmp_path, monkeypatch):
+    """Listing reads headers only: a damaged body behind a good header, or audio that decodes to another length than
+    its header gave, is an AudioDecodeError naming the file when the sample is read."""
+    root = tmp_path / "LibriSpeech"
+    cut = write_utterance(root, "train-clean-100", 1, 2, 0, "HELLO", tone(2.0))
+    short = write_utterance(root, "train-clean-100", 1, 2, 1, "HELLO", tone(2.0))
+    flac = root / "train-clean-100" / "1" / "2" / f"{cut}.flac"
+    flac.write_bytes(flac.read_bytes()[:flac.stat().st_size // 2])
+    split = data.load_split("training", make_config(root, data__samples_per_split="all"))
+    assert set(split.utterances) == {cut, short}
+    with pytest.raises(data.AudioDecodeError, match=f"cannot decode audio of {cut} \\({re.escape(str(flac))}\\)"):
+        split.audio(cut)
+    decode = data.decode_audio
+    monkeypatch.setattr(data, "decode_audio", lambda *args, **kwargs: decode(*args, **kwargs)[:-1])
+    with pytest.raises(data.AudioDecodeError, match="decodes to 31999 samples, but its header gave 32000"):
+        split.audio(short)
+
 def test_preprocess_keeps_a_703_character_transcript_on_34_seconds(tmp_path):
     """Issue 12: valid CTC input (1,700+ frames for 703 labels) that the 630-wide label used to refuse."""
     root = tmp_path / "LibriSpeech"
@@ -271,3 +288,20 @@ def test_command_lines_report_a_truncated_model_in_one_line(broken_files, tmp_pa
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert str(path) in last and "truncated" in last
+
+
+
+def test_leap_test_names_audio_that_fails_to_decode_in_one_line(tmp_path):
+    import shutil
+
+    corpus = tmp_path / "LibriSpeech"
+    shutil.copytree(REPO / "data" / "LibriSpeech", corpus)
+    for flac in corpus.rglob("*.flac"):  # the header still gives the full length: listing keeps them
+        flac.write_bytes(flac.read_bytes()[:flac.stat().st_size // 2])
+    env = {**os.environ, "LIBRISPEECH_ROOT": str(corpus), "TL_DISABLE_ANALYTICS": "true", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "leap_test.py"), "--samples", "1"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: cannot decode audio of (\S+) \(.*/\1\.flac\): .+", last), last
