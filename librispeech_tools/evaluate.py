@@ -147,6 +147,7 @@ def decoded_audio(split, sample_ids, metadata: MetadataProcesses | None) -> dict
             waveforms[sample_id] = split.audio(sample_id)
         except data.AudioDecodeError as error:
             print(f"evaluate: left out {sample_id}: {error}", file=sys.stderr)
+            del split.utterances[sample_id]  # the run covers the others (run.json's samples, which --merge checks)
             split.excluded.append(data.ExcludedUtterance(sample_id, data.UNREADABLE_AUDIO, str(error)))
             if metadata is not None:
                 metadata.forget(sample_id)

@@ -203,7 +203,7 @@ def test_audio_that_fails_to_decode_is_left_out_and_listed(tiny_model, tmp_path)
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "left out: 2" in summary and f"{damaged[0]}: unreadable audio (cannot decode audio of" in summary
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert sorted(e[0] for e in run["excluded"]) == sorted(damaged)
+    assert sorted(e[0] for e in run["excluded"]) == sorted(damaged) and run["samples"] == 18
 
     damage_flac_bodies(corpus / "test-clean")  # nothing left to evaluate: one line, no report
     result = evaluate("--split", "test-clean", "--model", str(tiny_model), "--out", str(tmp_path / "none"),
