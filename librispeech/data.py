@@ -121,8 +121,11 @@ class SplitData:
         if utterance.audio_path is not None:
             source, name = utterance.audio_path, f"{sample_id} ({utterance.audio_path})"
         else:
-            source = io.BytesIO(_hf_audio_bytes(self.hf_dataset, utterance.hf_row))
             name = f"{sample_id} (row {utterance.hf_row} of the HF dataset)"
+            try:
+                source = io.BytesIO(_hf_audio_bytes(self.hf_dataset, utterance.hf_row))
+            except ValueError as error:  # its file went away after the listing
+                raise AudioDecodeError(f"cannot read audio of {name}: {error}") from None
         waveform = decode_audio(source, self.sample_rate, name=name)
         if len(waveform) != utterance.num_samples:  # the lengths and frame counts of preprocessing would be wrong
             raise AudioDecodeError(f"audio of {name} decodes to {len(waveform)} samples, but its header gave "
@@ -389,8 +392,12 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
 
 def _outside_chapter_folders(split_dir: Path) -> list[ExcludedUtterance]:
     """Audio and transcript files the layout does not read: beside the speaker or chapter folders, or deeper."""
-    outside = []
-    for folder, subfolders, files in os.walk(split_dir):
+    outside, walked = [], set()
+    for folder, subfolders, files in os.walk(split_dir, followlinks=True):  # as the listing's glob follows them
+        if os.path.realpath(folder) in walked:  # a link back up the tree
+            subfolders[:] = []
+            continue
+        walked.add(os.path.realpath(folder))
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         if len(Path(folder).relative_to(split_dir).parts) == 2:
             continue  # a chapter folder: its files are the corpus

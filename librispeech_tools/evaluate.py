@@ -446,6 +446,8 @@ def merge(folders: list[Path], out: Path) -> Path:
         seen |= {row["id"] for row in shard_rows}
         rows += shard_rows
     rows.sort(key=lambda row: row["id"])
+    if not rows:
+        raise EvaluationError(f"no shard has a row: every sample of the {count} shards was left out")
     timing = ModelPassTiming(sum(i.timing.seconds for i in infos), sum(i.timing.audio_seconds for i in infos),
                              sum(i.timing.batches for i in infos), first.timing.precision,
                              # float32 engines agree to 1e-5
@@ -534,6 +536,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             raise EvaluationError(f"shard {shard.index}/{shard.count} is empty: the selection has "
                                   f"{len(split.utterances)} samples, so use at most that many shards")
         split.utterances = {i: u for i, u in split.utterances.items() if i in keep}
+    listed = len(split.excluded)  # left out by the listing; the run may leave out more
     label = split_label(config, split.split)
     out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
     if prepare_folder(out):  # a run that stops before its model pass leaves no empty folder behind
@@ -590,8 +593,16 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock)
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     if not rows:
-        raise EvaluationError(f"no sample could be evaluated: all {len(run_info.excluded)} were left out "
-                              f"({', '.join(sorted({e.reason for e in run_info.excluded}))})")
+        reasons = ", ".join(sorted({e.reason for e in split.excluded[listed:]}))
+        if shard is None:
+            raise EvaluationError(f"no sample could be evaluated: the {len(split.excluded) - listed} selected were "
+                                  f"all left out ({reasons})")
+        # a shard without rows still takes part in --merge
+        (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
+        print(f"evaluate: shard {shard.index}/{shard.count}: no sample could be evaluated ("
+              f"{len(split.excluded) - listed} left out: {reasons}); {RUN_INFO_FILE} records it for --merge",
+              file=sys.stderr)
+        return out
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else f"{config.hf_dataset}, config {config.hf_config}")
     with clock.stage("report"):  # in run.json; summary.md is written within it

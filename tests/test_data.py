@@ -97,20 +97,32 @@ def test_transcript_files_as_editors_write_them(tmp_path, caplog):
     assert "left out 4 of 8 utterances examined" in caplog.records[0].getMessage()
 
 
-def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_reported(corpus, caplog):
+def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_reported(corpus, tmp_path, caplog):
     test = corpus / "test-clean"
     (test / "120" / "stray.flac").write_bytes((test / "120" / "7120" / "120-7120-0000.flac").read_bytes())
     (test / "120" / "7120" / "nested").mkdir()
     (test / "120" / "7120" / "nested" / "120-7120.trans.txt").write_text("120-7120-0099 DEEPER\n")
     (test / "120" / "7120" / "folder.trans.txt").mkdir()  # not a file: not read
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "linked.flac").write_bytes(b"")
+    (test / "linked").symlink_to(tmp_path / "elsewhere")  # followed, as the listing follows links
+    (test / "120" / "7120" / "up").symlink_to(test)  # a loop: walked once
     config = make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         split = data.load_openslr_split("test", config)
     outside = {e.id: e.detail for e in split.excluded if e.reason == data.OUTSIDE_CHAPTER_FOLDER}
-    assert outside == {"stray": str(test / "120" / "stray.flac"),
+    assert outside == {"stray": str(test / "120" / "stray.flac"), "linked": str(test / "linked" / "linked.flac"),
                        "120-7120.trans.txt": str(test / "120" / "7120" / "nested" / "120-7120.trans.txt")}
     assert ("test-clean (test): 6 of 6 utterances have no SPEAKERS.TXT row and 6 no CHAPTERS.TXT row in "
             f"{corpus} (first: 120-7120-0000); their records fields are None") in caplog.text
+
+def test_hf_audio_gone_after_the_listing_is_an_audio_decode_error():
+    utterance = data.Utterance("1-2-0003", 1, 2, "HELLO", 16000, 16000, 1, hf_row=0)
+    split = data.SplitData("training", "train.clean.100", "huggingface", {utterance.id: utterance}, [],
+                           data.CorpusInfo(), 16000, [{"audio": {"bytes": None, "path": "/gone/1-2-0003.flac"}}])
+    with pytest.raises(data.AudioDecodeError, match=r"cannot read audio of 1-2-0003 \(row 0 of the HF dataset\): "
+                                                    r"no audio bytes, and its path '/gone/1-2-0003.flac'"):
+        split.audio("1-2-0003")
 
 def test_latin_1_lines_are_read_as_latin_1_with_a_warning(corpus, caplog):
     (corpus / "SPEAKERS.TXT").write_bytes("100  | F | train-clean-100 | 1.0 | Zoë Ångström\n".encode("latin-1")

@@ -209,9 +209,16 @@ def test_audio_that_fails_to_decode_is_left_out_and_listed(tiny_model, tmp_path)
     result = evaluate("--split", "test-clean", "--model", str(tiny_model), "--out", str(tmp_path / "none"),
                       LIBRISPEECH_ROOT=str(corpus))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == ("evaluate: no sample could be evaluated: all 20 were left out "
-                                                      "(unreadable audio)")
+    assert result.stderr.strip().splitlines()[-1] == ("evaluate: no sample could be evaluated: the 20 selected were "
+                                                      "all left out (unreadable audio)")
     assert not (tmp_path / "none" / "summary.md").exists()
+    # a shard without rows still says so in run.json, so --merge can take it with the others
+    result = evaluate("--split", "test-clean", "--model", str(tiny_model), "--out", str(tmp_path / "shard"),
+                      "--shard", "3/20", LIBRISPEECH_ROOT=str(corpus))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("evaluate: shard 3/20: no sample could be evaluated (1 left out: unreadable audio); run.json records it "
+            "for --merge") in result.stderr
+    assert json.loads((tmp_path / "shard" / "run.json").read_text())["samples"] == 0
 
 def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
     import onnx
