@@ -36,6 +36,7 @@ class AudioDecodeError(ValueError):
     """A listed utterance's audio that fails to decode, or decodes to another length than its header gave. Listing
     reads headers only, so a damaged body behind a good header (a truncated or corrupted file) shows here."""
 
+
 # Why an utterance was left out.
 MISSING_AUDIO = "missing audio file"
 MISSING_TRANSCRIPT = "audio file without a transcript line"
