@@ -474,7 +474,15 @@ def open_hf_split(config: ProjectConfig, subset: str):
     if missing:
         raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has no column(s) "
                                 f"{', '.join(missing)} (openslr/librispeech_asr has {', '.join(sorted(HF_COLUMNS))})")
-    return dataset.cast_column("audio", datasets.Audio(decode=False))
+    text = dataset.features["text"]
+    if not (isinstance(text, datasets.Value) and text.dtype in ("string", "large_string")):
+        raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has a text column of "
+                                f"{text}, not strings")
+    try:
+        return dataset.cast_column("audio", datasets.Audio(decode=False))
+    except Exception as error:  # pyarrow: not an Audio column, nor paths or bytes it could be read from
+        raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has an audio column of "
+                                f"{dataset.features['audio']}, which is not audio ({first_line(error)})") from None
 
 
 def _check_shard_set(files: list[Path]) -> None:
@@ -488,6 +496,8 @@ def _check_shard_set(files: list[Path]) -> None:
 
 def _hf_audio_bytes(dataset, row: int) -> bytes:
     audio = dataset[int(row)]["audio"]
+    if not audio:
+        raise ValueError("its audio cell is empty")
     if audio.get("bytes"):
         return audio["bytes"]
     if audio.get("path") and Path(audio["path"]).is_file():
@@ -495,18 +505,26 @@ def _hf_audio_bytes(dataset, row: int) -> bytes:
     raise ValueError(f"no audio bytes, and its path {audio.get('path')!r} is not a readable file")
 
 
+def _whole_number(value) -> int | None:
+    """A speaker or chapter id as a number; None where it is missing or not a whole number."""
+    if isinstance(value, str):
+        value = value.strip()
+        return int(value) if value.isdigit() else None
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return int(value)
+    return None
+
+
 def _id_number(value) -> int:
     """A speaker or chapter id as a number; -1 where a row has none (as for an OpenSLR file name without one)."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
+    number = _whole_number(value)
+    return -1 if number is None else number
 
 
 def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
     dataset = open_hf_split(config, subset)
     columns = dataset.select_columns(["id", "text", "speaker_id", "chapter_id"]).to_dict()
-    candidates, structural, first_transcripts = [], [], {}
+    candidates, structural, first_transcripts, no_number = [], [], {}, []
     for row, (utterance_id, text, speaker, chapter) in enumerate(
             zip(columns["id"], columns["text"], columns["speaker_id"], columns["chapter_id"])):
         transcript = normalize_transcript(text or "")
@@ -519,8 +537,15 @@ def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
         elif not transcript:
             structural.append(ExcludedUtterance(str(utterance_id), EMPTY_TRANSCRIPT, f"row {row}"))
         else:
+            unreadable = [value for value in (speaker, chapter) if _whole_number(value) is None]
+            if unreadable:
+                no_number.append((row, unreadable[0]))
             candidates.append(_Candidate(str(utterance_id), transcript, _id_number(speaker), _id_number(chapter),
                                          hf_row=row))
+    if no_number:  # kept (the id and text are fine), said: the speaker tables would group them as one
+        logger.warning("%s (%s): %d row(s) have a speaker_id or chapter_id that is missing or not a whole number "
+                       "(first: row %d, %r); their speaker or chapter is -1", config.hf_splits[subset], subset,
+                       len(no_number), *no_number[0])
 
     def header(candidate: _Candidate):
         def read_info():

@@ -54,7 +54,11 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
         split = split.strip("/")
         if split.count("/") == 1:
             hf_config, split = split.split("/")
-            config = replace(config, hf_config=hf_config, hf_splits=config.hf_config_splits.get(hf_config, {}))
+            if hf_config not in config.hf_config_splits:
+                raise EvaluationError(f"unknown HF config {hf_config!r} in --split {hf_config}/{split}: "
+                                      f"data.hf_splits in librispeech/config.yaml lists "
+                                      f"{', '.join(config.hf_config_splits)}")
+            config = replace(config, hf_config=hf_config, hf_splits=config.hf_config_splits[hf_config])
     named = config.hf_splits if config.source == "huggingface" else config.splits
     for subset, name in named.items():
         if name == split:

@@ -325,7 +325,7 @@ def test_hf_single_saved_split_serves_only_its_own_name(corpus, tmp_path, caplog
     assert "no split name: it is used as split 'train.100'" in caplog.text
 
 
-def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
+def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path, caplog):
     """The hub's `all` config (split test.clean), a row without a speaker id and one whose bytes are not audio; a
     push_to_hub copy missing a shard and a copy without the hub's columns are one clear error each."""
     datasets = pytest.importorskip("datasets")
@@ -333,13 +333,19 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
     rows[0] = {**rows[0], "speaker_id": None}
     rows[1] = {**rows[1], "audio": {"bytes": b"not audio", "path": "x.flac"}}
     rows[2] = {**rows[2], "id": None}
+    rows[3] = {**rows[3], "audio": None}
     dataset = datasets.Dataset.from_list(rows, features=_hf_dataset(corpus, "test-clean").features)
     (tmp_path / "hub" / "all" / "test.clean").mkdir(parents=True)
     dataset.to_parquet(str(tmp_path / "hub" / "all" / "test.clean" / "0000.parquet"))
     config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hub"),
                          data__hf_config="all", data__samples_per_split="all")
-    test = data.load_split("test", config)
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        test = data.load_split("test", config)
     assert test.utterances[rows[0]["id"]].speaker_id == -1  # as an OpenSLR file name without one
+    assert ("test.clean (test): 1 row(s) have a speaker_id or chapter_id that is missing or not a whole number "
+            "(first: row 0, None); their speaker or chapter is -1") in caplog.text
+    empty = next(e for e in test.excluded if e.id == rows[3]["id"])
+    assert empty.reason == data.UNREADABLE_AUDIO and empty.detail == "ValueError: row 3: its audio cell is empty"
     unreadable = next(e for e in test.excluded if e.id == rows[1]["id"])
     assert unreadable.reason == data.UNREADABLE_AUDIO and "row 1: Error opening its audio" in unreadable.detail
     assert "BytesIO" not in unreadable.detail
@@ -355,6 +361,37 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path):
     bare = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "bare"))
     with pytest.raises(FileNotFoundError, match="has no column.s. chapter_id"):
         data.open_hf_split(bare, "test")
+
+
+@pytest.mark.parametrize("column, values, says", [
+    ("text", [7] * 20, "has a text column of Value.'int64'.*, not strings"),
+    ("audio", [7] * 20, "has an audio column of Value.'int64'.*, which is not audio"),
+])
+def test_hf_columns_of_another_type_are_one_clear_error(corpus, tmp_path, column, values, says):
+    datasets = pytest.importorskip("datasets")
+    dataset = _hf_dataset(corpus, "test-clean")
+    dataset = dataset.remove_columns([column]).add_column(column, values[:len(dataset)])
+    (tmp_path / "hub" / "clean" / "test").mkdir(parents=True)
+    dataset.to_parquet(str(tmp_path / "hub" / "clean" / "test" / "0000.parquet"))
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match=says):
+        data.load_split("test", config)
+
+
+def test_hf_speaker_ids_that_are_not_whole_numbers_are_minus_one_with_a_warning(corpus, tmp_path, caplog):
+    datasets = pytest.importorskip("datasets")
+    dataset = _hf_dataset(corpus, "test-clean")
+    speakers = [f"spk{value}" if index < 2 else str(value) for index, value in enumerate(dataset["speaker_id"])]
+    dataset = dataset.remove_columns(["speaker_id"]).add_column("speaker_id", speakers)
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "saved"),
+                         data__samples_per_split="all")
+    with caplog.at_level(logging.WARNING, logger="librispeech"):
+        test = data.load_split("test", config)
+    by_row = {u.hf_row: u.speaker_id for u in test.utterances.values()}
+    assert by_row[0] == by_row[1] == -1 and by_row[2] == int(speakers[2])
+    assert "2 row(s) have a speaker_id or chapter_id that is missing or not a whole number (first: row 0, 'spk" \
+        in caplog.text
 
 
 def test_hf_config_picks_its_split_names():

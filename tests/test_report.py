@@ -111,6 +111,8 @@ def test_default_report_folders_differ_for_runs_that_make_other_rows():
 
 @pytest.mark.parametrize("arguments, environment, message", [
     (["--split", "no-such-split"], {}, "unknown split 'no-such-split'"),
+    (["--split", "nope/test"], {"LIBRISPEECH_SOURCE": "huggingface"},
+     "unknown HF config 'nope' in --split nope/test: data.hf_splits in librispeech/config.yaml lists clean, other, all"),
     (["--model", "/nonexistent/model.h5"], {}, "no wav2vec2 model at /nonexistent/model.h5"),
     ([], {"LIBRISPEECH_SAMPLES_PER_SPLIT": "0"}, "(LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer"),
     ([], {"LIBRISPEECH_SOURCE": "s3"}, "(LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got 's3'"),
