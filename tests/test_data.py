@@ -368,7 +368,7 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path, caplog)
     ("audio", [7] * 20, "has an audio column of Value.'int64'.*, which is not audio"),
 ])
 def test_hf_columns_of_another_type_are_one_clear_error(corpus, tmp_path, column, values, says):
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     dataset = _hf_dataset(corpus, "test-clean")
     dataset = dataset.remove_columns([column]).add_column(column, values[:len(dataset)])
     (tmp_path / "hub" / "clean" / "test").mkdir(parents=True)
@@ -379,7 +379,7 @@ def test_hf_columns_of_another_type_are_one_clear_error(corpus, tmp_path, column
 
 
 def test_hf_speaker_ids_that_are_not_whole_numbers_are_minus_one_with_a_warning(corpus, tmp_path, caplog):
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     dataset = _hf_dataset(corpus, "test-clean")
     speakers = [f"spk{value}" if index < 2 else str(value) for index, value in enumerate(dataset["speaker_id"])]
     dataset = dataset.remove_columns(["speaker_id"]).add_column("speaker_id", speakers)

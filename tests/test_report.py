@@ -222,6 +222,7 @@ def test_audio_that_fails_to_decode_is_left_out_and_listed(tiny_model, tmp_path)
             "for --merge") in result.stderr
     assert json.loads((tmp_path / "shard" / "run.json").read_text())["samples"] == 0
 
+
 def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper

@@ -102,6 +102,7 @@ def test_audio_that_fails_to_decode_after_listing_names_its_file(tmp_path, monke
     with pytest.raises(data.AudioDecodeError, match="decodes to 31999 samples, but its header gave 32000"):
         split.audio(short)
 
+
 def test_preprocess_keeps_a_703_character_transcript_on_34_seconds(tmp_path):
     """Issue 12: valid CTC input (1,700+ frames for 703 labels) that the 630-wide label used to refuse."""
     root = tmp_path / "LibriSpeech"
@@ -288,7 +289,6 @@ def test_command_lines_report_a_truncated_model_in_one_line(broken_files, tmp_pa
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert str(path) in last and "truncated" in last
-
 
 
 def test_leap_test_names_audio_that_fails_to_decode_in_one_line(tmp_path):
