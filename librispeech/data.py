@@ -309,16 +309,18 @@ def _report(split: SplitData, examined: int) -> None:
                    ", ..." if len(split.excluded) > WARNING_IDS_SHOWN else "")
 
 
-def _repeat(first_transcripts: dict[str, str], utterance_id: str, transcript: str) -> ExcludedUtterance | None:
+def _repeat(first_transcripts: dict[str, str], utterance_id: str, transcript: str,
+            where: str) -> ExcludedUtterance | None:
     """An id given again (a transcript line repeated, a second .trans.txt, a repeated HF row) is left out, whatever
-    became of its first line or row (kept, or left out for its own reason); the detail says whether the texts
-    differ. `first_transcripts` records each id's first transcript."""
+    became of its first line or row (kept, or left out for its own reason); the detail names where the repeat is
+    (`where`: its file or row) and whether the texts differ. `first_transcripts` records each id's first
+    transcript."""
     if utterance_id not in first_transcripts:
         first_transcripts[utterance_id] = transcript
         return None
     first = first_transcripts[utterance_id]
-    return ExcludedUtterance(utterance_id, REPEATED_ID, "same transcript" if transcript == first
-                             else f"other transcript: {transcript[:60]!r}")
+    return ExcludedUtterance(utterance_id, REPEATED_ID, f"{where}: same transcript" if transcript == first
+                             else f"{where}: other transcript: {transcript[:60]!r}")
 
 
 def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: list[_Candidate],
@@ -350,7 +352,7 @@ def _chapter_candidates(chapter_dir: Path, first_transcripts: dict[str, str]
             listed.add(utterance_id)
             speaker, chapter = (utterance_id.split("-") + ["", ""])[:2]
             transcript = normalize_transcript(text)
-            repeat = _repeat(first_transcripts, utterance_id, transcript)
+            repeat = _repeat(first_transcripts, utterance_id, transcript, str(transcript_file))
             if repeat is not None:
                 problems.append(repeat)
             elif not transcript:
@@ -531,7 +533,7 @@ def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
         if utterance_id is None or not str(utterance_id).strip():
             structural.append(ExcludedUtterance(f"(row {row})", NO_ID, f"row {row}"))
             continue
-        repeat = _repeat(first_transcripts, str(utterance_id), transcript)
+        repeat = _repeat(first_transcripts, str(utterance_id), transcript, f"row {row}")
         if repeat is not None:
             structural.append(repeat)
         elif not transcript:

@@ -90,10 +90,10 @@ def test_transcript_files_as_editors_write_them(tmp_path, caplog):
     assert {u.id: u.transcript for u in dev.utterances.values()} == {
         "5-50-0000": "FIRST LINE", "5-50-0001": "A TAB", "5-50-0002": "TWICE", "5-50-0003": "ONLY HERE"}
     assert [(e.id, e.reason, e.detail) for e in dev.excluded] == [
-        ("5-50-0000", data.REPEATED_ID, "other transcript: 'ANOTHER TEXT'"),
-        ("5-50-0002", data.REPEATED_ID, "same transcript"),
+        ("5-50-0000", data.REPEATED_ID, f"{chapter / 'extra.trans.txt'}: other transcript: 'ANOTHER TEXT'"),
+        ("5-50-0002", data.REPEATED_ID, f"{chapter / '5-50.trans.txt'}: same transcript"),
         ("5-50-0004", data.EMPTY_TRANSCRIPT, str(chapter / "5-50.trans.txt")),
-        ("5-50-0004", data.REPEATED_ID, "other transcript: 'TOO LATE'")]
+        ("5-50-0004", data.REPEATED_ID, f"{chapter / '5-50.trans.txt'}: other transcript: 'TOO LATE'")]
     assert "left out 4 of 8 utterances examined" in caplog.records[0].getMessage()
 
 
@@ -334,6 +334,7 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path, caplog)
     rows[1] = {**rows[1], "audio": {"bytes": b"not audio", "path": "x.flac"}}
     rows[2] = {**rows[2], "id": None}
     rows[3] = {**rows[3], "audio": None}
+    rows[4] = {**rows[4], "id": rows[5]["id"], "text": rows[5]["text"]}  # row 5 repeats it
     dataset = datasets.Dataset.from_list(rows, features=_hf_dataset(corpus, "test-clean").features)
     (tmp_path / "hub" / "all" / "test.clean").mkdir(parents=True)
     dataset.to_parquet(str(tmp_path / "hub" / "all" / "test.clean" / "0000.parquet"))
@@ -346,6 +347,8 @@ def test_hf_configs_awkward_rows_and_incomplete_copies(corpus, tmp_path, caplog)
             "(first: row 0, None); their speaker or chapter is -1") in caplog.text
     empty = next(e for e in test.excluded if e.id == rows[3]["id"])
     assert empty.reason == data.UNREADABLE_AUDIO and empty.detail == "ValueError: row 3: its audio cell is empty"
+    assert (rows[5]["id"], data.REPEATED_ID, "row 5: same transcript") in {
+        (e.id, e.reason, e.detail) for e in test.excluded}
     unreadable = next(e for e in test.excluded if e.id == rows[1]["id"])
     assert unreadable.reason == data.UNREADABLE_AUDIO and "row 1: Error opening its audio" in unreadable.detail
     assert "BytesIO" not in unreadable.detail
