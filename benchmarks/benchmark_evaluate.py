@@ -18,7 +18,9 @@ run by ONNX Runtime: evaluate's default on CPU), `onnxruntime` (the float .onnx 
 --torch-python is a Python with torch and transformers (this project's tests never need torch); --evaluate-python one
 with this project installed as the README says (no torch). The corpus (espeak-ng speech from
 librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the first run and
-reused. The subcommands `corpus`, `checkpoint`, `recipe` and `model-pass` are the pieces it runs.
+reused. Without a subcommand it runs `compare`. `pinned` runs the two model passes at the same time, each on a core of
+its own with one thread, swapping cores between rounds. The subcommands `corpus`, `checkpoint`, `recipe` and
+`model-pass` are the pieces they run.
 
 On a GPU: `--recipe-device cuda` runs the recipe there, and evaluate runs where Keras' backend puts the model (e.g.
 KERAS_BACKEND=jax with jax's CUDA plugin; TensorFlow need not be installed); benchmarks/GPU_RESULTS.md has a run.

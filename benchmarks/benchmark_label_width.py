@@ -1,7 +1,9 @@
-"""ctc_loss time at the old (630) and the new (1747) label width, side by side in one run.
+"""ctc_loss time at the old (630) and the new (1747) label width, side by side in one run, on both of its paths:
+numpy arrays (the platform's calls and evaluate's: librispeech.ctc) and TensorFlow tensors (a training step:
+TensorFlow's kernel).
 
-The width is padding: TensorFlow's kernel gets sparse labels, so its cost follows the real label length, not the
-width. Run: .venv/bin/python benchmarks/benchmark_label_width.py [--repeats 10]
+The width is padding: both paths take only a label's own ids (the kernel gets sparse labels), so the cost follows
+the real label length, not the width. Run: .venv/bin/python benchmarks/benchmark_label_width.py [--repeats 10]
 """
 import argparse
 import sys
@@ -26,19 +28,24 @@ def main() -> None:
     args = parser.parse_args()
     frames = (project_config().max_samples - 400) // 320 + 1
     logits = np.random.default_rng(0).normal(size=(4, frames, 32)).astype(np.float16)  # as the platform passes them
-    results = {}
-    for width in (630, project_config().max_label_length):
-        labels = np.stack([tokenizer.encode_transcript(TEXT, width)] * 4).astype(np.float16)
-        loss = np.asarray(metrics.ctc_loss(logits, labels))  # warm-up
-        start = time.perf_counter()
-        for _ in range(args.repeats):
-            again = np.asarray(metrics.ctc_loss(logits, labels))
-        results[width] = (time.perf_counter() - start) / args.repeats
-        assert np.array_equal(loss, again)
-        print(f"width {width}: {results[width] * 1000:.0f} ms per batch of 4 ({frames} frames, "
-              f"{len(TEXT.strip())}-character labels); losses {loss.round(2).tolist()}")
-    widths = sorted(results)
-    print(f"ratio {widths[-1]}/{widths[0]}: {results[widths[-1]] / results[widths[0]]:.2f}")
+    import tensorflow as tf
+
+    paths = {"numpy": lambda array: array, "tensorflow": tf.constant}
+    for path, as_input in paths.items():
+        results = {}
+        for width in (630, project_config().max_label_length):
+            labels = np.stack([tokenizer.encode_transcript(TEXT, width)] * 4).astype(np.float16)
+            inputs = as_input(logits), as_input(labels)
+            loss = np.asarray(metrics.ctc_loss(*inputs))  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                again = np.asarray(metrics.ctc_loss(*inputs))
+            results[width] = (time.perf_counter() - start) / args.repeats
+            assert np.array_equal(loss, again)
+            print(f"{path}, width {width}: {results[width] * 1000:.0f} ms per batch of 4 ({frames} frames, "
+                  f"{len(TEXT.strip())}-character labels); losses {loss.round(2).tolist()}")
+        widths = sorted(results)
+        print(f"{path}: ratio {widths[-1]}/{widths[0]}: {results[widths[-1]] / results[widths[0]]:.2f}")
 
 
 if __name__ == "__main__":

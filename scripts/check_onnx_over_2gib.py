@@ -8,6 +8,7 @@ temporary folder.
 """
 from __future__ import annotations
 
+import argparse
 import resource
 import sys
 import tempfile
@@ -23,6 +24,8 @@ LARGE_48_LAYERS = {"hidden_size": 1024, "num_hidden_layers": 48, "num_attention_
 
 
 def main() -> None:
+    # no options; --help says what it does before ~15 GB are spent
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     import keras
     import numpy as np
 
