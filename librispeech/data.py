@@ -338,13 +338,12 @@ def _finish(subset: str, split_name: str, config: ProjectConfig, candidates: lis
 
 # ---------------------------------------------------------------- OpenSLR folder tree
 
-def _chapter_candidates(chapter_dir: Path, first_transcripts: dict[str, str]
+def _chapter_candidates(chapter_dir: Path, names: list[str], first_transcripts: dict[str, str]
                         ) -> tuple[list[_Candidate], list[ExcludedUtterance]]:
+    """The utterances of one SPEAKER/CHAPTER folder from its .flac and .trans.txt file names."""
     candidates, problems, listed = [], [], set()
-    # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
-    flacs = {p.stem: p for p in chapter_dir.glob("*.flac") if not p.name.startswith(".")}
-    for transcript_file in sorted(p for p in chapter_dir.glob("*.trans.txt")
-                                  if not p.name.startswith(".") and p.is_file()):
+    flacs = {name.removesuffix(".flac"): chapter_dir / name for name in names if name.endswith(".flac")}
+    for transcript_file in (chapter_dir / name for name in names if name.endswith(".trans.txt")):
         for line in read_lines(transcript_file):
             if not line.strip():
                 continue
@@ -376,13 +375,22 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder. "
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
-    candidates, structural, first_transcripts = [], [], {}
-    for chapter_dir in sorted(p for p in split_dir.glob("*/*") if p.is_dir() and not any(
-            part.startswith(".") for part in p.relative_to(split_dir).parts)):
-        found, problems = _chapter_candidates(chapter_dir, first_transcripts)
-        candidates += found
-        structural += problems
-    structural += _outside_chapter_folders(split_dir)
+    candidates, structural, first_transcripts, walked = [], [], {}, set()
+    for folder, subfolders, files in os.walk(split_dir, followlinks=True):  # one listing; linked folders too
+        if os.path.realpath(folder) in walked:  # a link back up the tree
+            subfolders[:] = []
+            continue
+        walked.add(os.path.realpath(folder))
+        # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        names = sorted(name for name in files if name.endswith((".flac", ".trans.txt")) and not name.startswith("."))
+        if len(Path(folder).relative_to(split_dir).parts) == 2:  # SPEAKER/CHAPTER: its files are the corpus
+            found, problems = _chapter_candidates(Path(folder), names, first_transcripts)
+            candidates += found
+            structural += problems
+        else:  # beside the speaker or chapter folders, or deeper: not read, so listed
+            structural += [ExcludedUtterance(name.removesuffix(".flac"), OUTSIDE_CHAPTER_FOLDER,
+                                             os.path.join(folder, name)) for name in names]
 
     def header(candidate: _Candidate):
         return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)
@@ -391,22 +399,6 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
     split = _finish(subset, split_name, config, candidates, structural, header, corpus_info)
     _report_missing_records(split, config.root)
     return split
-
-
-def _outside_chapter_folders(split_dir: Path) -> list[ExcludedUtterance]:
-    """Audio and transcript files the layout does not read: beside the speaker or chapter folders, or deeper."""
-    outside, walked = [], set()
-    for folder, subfolders, files in os.walk(split_dir, followlinks=True):  # as the listing's glob follows them
-        if os.path.realpath(folder) in walked:  # a link back up the tree
-            subfolders[:] = []
-            continue
-        walked.add(os.path.realpath(folder))
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        if len(Path(folder).relative_to(split_dir).parts) == 2:
-            continue  # a chapter folder: its files are the corpus
-        outside += [ExcludedUtterance(name.removesuffix(".flac"), OUTSIDE_CHAPTER_FOLDER, os.path.join(folder, name))
-                    for name in sorted(files) if name.endswith((".flac", ".trans.txt")) and not name.startswith(".")]
-    return outside
 
 
 def _report_missing_records(split: SplitData, root: Path) -> None:
