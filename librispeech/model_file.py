@@ -46,10 +46,8 @@ def load_wav2vec2(path: str | Path, input_samples: int | None = None):
         check_onnx_export(path, session, input_samples)
         return session
     if path.suffix.lower() in (".h5", ".hdf5"):
-        encoder_config = check_keras_h5(path)
-        check_conv_stack(path, encoder_config)
-        check_vocabulary(path, encoder_config)
-        model = load_keras_h5(path)
+        check_h5_export(path)
+        model = _load_checked_keras_h5(path)
         check_input_length(path, model.inputs[0].shape[1], input_samples)
         return model
     raise ModelFileError(f"{path}: unsupported model file type {path.suffix or '(no suffix)'!r}; expected a Keras "
@@ -94,6 +92,15 @@ def check_keras_h5(path: Path) -> dict:
     return encoder.get("config", {}).get("config", {}) or {}
 
 
+def check_h5_export(path: Path) -> dict:
+    """The runtime's checks of a Keras .h5 export before its weights are read (the file, its conv stack, its
+    vocabulary), for every engine that runs one; returns the encoder's Wav2Vec2Config dictionary."""
+    encoder_config = check_keras_h5(path)
+    check_conv_stack(path, encoder_config)
+    check_vocabulary(path, encoder_config)
+    return encoder_config
+
+
 def check_conv_stack(path: Path, encoder_config: dict) -> None:
     """Preprocessing counts frames with the base conv stack (librispeech.data.FRAME_CONFIG); a model with another
     stack would get utterances it cannot align."""
@@ -125,6 +132,11 @@ def load_keras_h5(path: Path):
     """A Keras .h5 wav2vec2 export with its file checks (not the runtime's base-conv-stack rule: export-model also
     converts exports of other stacks)."""
     check_keras_h5(path)
+    return _load_checked_keras_h5(path)
+
+
+def _load_checked_keras_h5(path: Path):
+    """The Keras model of an .h5 that check_keras_h5 accepted, its weights checked for NaN and inf."""
     import keras
 
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras

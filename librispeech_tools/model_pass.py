@@ -387,21 +387,23 @@ def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
     """The .h5 converted in memory for ONNX Runtime from its weights as h5py reads them (h5_layers: no Keras, no
     TensorFlow), after the runtime's file checks. What that cannot read or convert (weights stored under other
     paths, a damaged file) goes through Keras (load_dynamic_length_model), which converts it or reports it."""
-    from librispeech.model_file import ModelFileError, check_conv_stack, check_finite_weights
+    from librispeech.model_file import ModelFileError, check_finite_weights, check_h5_export, first_line
     from librispeech_tools.h5_layers import read_h5_layers
 
     if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
         load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
     try:
+        check_h5_export(model_path)
         layers = read_h5_layers(model_path, name=model_path.stem)
-        check_conv_stack(model_path, layers.config.to_dict())
         check_finite_weights(model_path, layers.weights)
         return OnnxModelPass.from_keras(layers)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
     except ModelPassError:
         raise
-    except Exception:  # noqa: BLE001  weights under other paths or of other shapes: Keras reads or reports them
+    except (KeyError, ValueError, TypeError, OSError) as error:  # weights under other paths or shapes, or damaged
+        print(f"evaluate: {model_path}: {first_line(error)} reading its weights without Keras; reading them through "
+              f"Keras instead", file=sys.stderr)
         return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
 
 
@@ -410,14 +412,13 @@ def load_dynamic_length_model(model_path: Path):
     from the .h5's model config, and its weights are loaded into the new model, without building the fixed-length
     model first (6.6 s instead of 17 s for the base model on the loaded 2-core machine). Weights Keras cannot load
     this way take the long way (load the export, then dynamic_length_model), which reports a damaged file."""
-    from librispeech.model_file import ModelFileError, check_conv_stack, check_finite_weights, check_keras_h5
+    from librispeech.model_file import ModelFileError, check_finite_weights, check_h5_export
     from librispeech.wav2vec2 import model as wav2vec2_model
 
     if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
         load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
     try:
-        encoder_config = check_keras_h5(model_path)
-        check_conv_stack(model_path, encoder_config)
+        encoder_config = check_h5_export(model_path)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras

@@ -559,9 +559,9 @@ def test_an_h5_runs_in_onnx_runtime_without_keras_or_tensorflow(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=TOLERANCE)
 
 
-def test_an_h5_whose_weights_h5py_cannot_place_goes_through_keras(tmp_path, monkeypatch):
+def test_an_h5_whose_weights_h5py_cannot_place_goes_through_keras(tmp_path, monkeypatch, capsys):
     """Weights stored under other paths than this Keras version's (an .h5 from elsewhere) are left to Keras, which
-    loads them by order: the same model pass, converted from the Keras model."""
+    loads them by order: the same model pass, converted from the Keras model, and a line that says so."""
     import h5py
 
     from librispeech_tools import model_pass as model_pass_module
@@ -580,6 +580,7 @@ def test_an_h5_whose_weights_h5py_cannot_place_goes_through_keras(tmp_path, monk
     model_pass = model_pass_module.load_model_pass(path, engine="onnxruntime")
     logits, _ = model_pass(audio, np.array([[audio.shape[1]]], np.float32))
     assert through_keras == [path]
+    assert "reading them through Keras instead" in capsys.readouterr().err
     np.testing.assert_allclose(logits[0], expected, atol=TOLERANCE)
 
 

@@ -266,6 +266,19 @@ def test_export_with_another_vocabulary_is_refused(tmp_path, change, says, suffi
         load_wav2vec2(path)
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "keras"])
+def test_evaluate_refuses_an_h5_with_another_vocabulary_on_every_engine(tmp_path, engine):
+    """evaluate's model passes read the .h5 without load_wav2vec2; they must refuse what it refuses."""
+    from conftest import TINY_CONFIG
+    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech_tools.model_pass import ModelPassError, load_model_pass
+
+    path = tmp_path / "other-vocabulary.h5"
+    wav2vec2_model.build_wav2vec2_for_ctc({**TINY_CONFIG, "vocab_size": 40}, 16000).save(path)
+    with pytest.raises(ModelPassError, match=re.escape("the model has 40 output tokens")):
+        load_model_pass(path, engine=engine)
+
+
 def test_demo_model_still_loads():
     model = load_wav2vec2(DEMO_MODEL)
     assert [tensor.name for tensor in model.inputs] == ["audio", "audio_length"]
