@@ -443,27 +443,9 @@ def open_hf_split(config: ProjectConfig, subset: str):
                                location, split_name, subset)
             dataset = loaded
         else:  # a parquet copy laid out as on the hub (folders per split, or push_to_hub's shard names)
-            patterns = [f"{config.hf_config}/{split_name}/*.parquet", f"{config.hf_config}/{split_name}-*.parquet",
-                        f"{split_name}/*.parquet", f"{split_name}-*.parquet", f"data/{split_name}-*.parquet"]
-            files = next((found for pattern in patterns if (found := sorted(
-                path for path in location.glob(pattern) if not path.name.startswith(".")))), [])  # not macOS ._*
-            if not files:
-                found = sorted({str(path.parent.relative_to(location)) for path in location.rglob("*.parquet")})
-                raise FileNotFoundError(
-                    f"no parquet files for split {split_name!r} of config {config.hf_config!r} under {location} "
-                    f"(expected one of {', '.join(patterns)}; folders with parquet files: "
-                    f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all (whose splits "
-                    f"are test.clean, ...): set LIBRISPEECH_HF_CONFIG")
-            _check_shard_set(files)
-            dataset = datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]},
-                                            split=split_name)
+            dataset = _load_parquet_split(location, config, split_name)
     else:
-        try:
-            dataset = datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
-        except Exception as error:  # offline, unknown id, config or split: datasets raises many kinds
-            raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
-                                    f"split {split_name!r}): {first_line(error)}. Without network, set "
-                                    f"LIBRISPEECH_HF_DATASET to a local copy") from None
+        dataset = _load_hub_split(config, split_name)
     missing = sorted(HF_COLUMNS - set(dataset.column_names))
     if missing:
         raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has no column(s) "
@@ -477,6 +459,58 @@ def open_hf_split(config: ProjectConfig, subset: str):
     except Exception as error:  # pyarrow: not an Audio column, nor paths or bytes it could be read from
         raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} split {split_name!r} has an audio column of "
                                 f"{dataset.features['audio']}, which is not audio ({first_line(error)})") from None
+
+
+def _parquet_patterns(hf_config: str, split_name: str) -> list[str]:
+    """Where a split's parquet files are, as the hub lays them out (folders per split, or push_to_hub's shards)."""
+    return [f"{hf_config}/{split_name}/*.parquet", f"{hf_config}/{split_name}-*.parquet",
+            f"{split_name}/*.parquet", f"{split_name}-*.parquet", f"data/{split_name}-*.parquet"]
+
+
+def _split_parquet_files(location: Path, patterns: list[str]) -> list[Path]:
+    """The files of the first pattern that matches any (not macOS's ._* copies)."""
+    return next((found for pattern in patterns if (found := sorted(
+        path for path in location.glob(pattern) if not path.name.startswith(".")))), [])
+
+
+def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str):
+    import datasets
+
+    patterns = _parquet_patterns(config.hf_config, split_name)
+    files = _split_parquet_files(location, patterns)
+    if not files:
+        found = sorted({str(path.parent.relative_to(location)) for path in location.rglob("*.parquet")})
+        raise FileNotFoundError(
+            f"no parquet files for split {split_name!r} of config {config.hf_config!r} under {location} "
+            f"(expected one of {', '.join(patterns)}; folders with parquet files: "
+            f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all (whose splits "
+            f"are test.clean, ...): set LIBRISPEECH_HF_CONFIG")
+    _check_shard_set(files)
+    return datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]}, split=split_name)
+
+
+def _load_hub_split(config: ProjectConfig, split_name: str):
+    """Only the split's parquet files are fetched, into huggingface_hub's cache (which HF_HUB_OFFLINE=1 then reads):
+    datasets' load_dataset(id, config, split=...) downloads and prepares every split of the config, ~30 GB for
+    clean's training sets when only test (350 MB) is asked for. A dataset not stored as parquet goes that way."""
+    import datasets
+    import huggingface_hub
+
+    patterns = _parquet_patterns(config.hf_config, split_name)
+    try:
+        folder = Path(huggingface_hub.snapshot_download(config.hf_dataset, repo_type="dataset",
+                                                        allow_patterns=patterns))
+        if not _split_parquet_files(folder, patterns):
+            logger.warning("the HF dataset %r has no parquet files for split %r of config %r (%s): loading it with "
+                           "datasets.load_dataset, which downloads and prepares every split of the config",
+                           config.hf_dataset, split_name, config.hf_config, ", ".join(patterns))
+            return datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
+    except Exception as error:  # offline, unknown id, config or split: huggingface_hub and datasets raise many kinds
+        raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
+                                f"split {split_name!r}): {first_line(error)}. Without network, HF_HUB_OFFLINE=1 "
+                                f"reads what an earlier run cached, or set LIBRISPEECH_HF_DATASET to a local "
+                                f"copy") from None
+    return _load_parquet_split(folder, config, split_name)
 
 
 def _check_shard_set(files: list[Path]) -> None:

@@ -410,6 +410,76 @@ def test_hf_config_picks_its_split_names():
         make_config(data__hf_splits={"training": "a", "validation": "b"})
 
 
+def _hub_shaped_copy(corpus, location) -> None:
+    """The hub's parquet layout of openslr/librispeech_asr: {config}/{split}/0000.parquet."""
+    for name, hf_split in {"train-clean-100": "train.100", "dev-clean": "validation", "test-clean": "test"}.items():
+        (location / "clean" / hf_split).mkdir(parents=True)
+        _hf_dataset(corpus, name).to_parquet(str(location / "clean" / hf_split / "0000.parquet"))
+
+
+def test_hf_hub_split_fetches_only_that_splits_files(corpus, tmp_path, monkeypatch, caplog):
+    """load_dataset(id, config, split=...) would download and prepare every split of the config (~30 GB for clean):
+    only the asked split's parquet files are fetched. A hub dataset without them goes through load_dataset."""
+    import fnmatch
+    import shutil
+
+    import datasets
+    import huggingface_hub
+
+    hub = tmp_path / "hub"
+    _hub_shaped_copy(corpus, hub)
+    calls = []
+
+    def snapshot_download(repo_id, repo_type, allow_patterns):
+        calls.append((repo_id, repo_type, allow_patterns))
+        cache = tmp_path / f"cache{len(calls)}"
+        for path in hub.rglob("*"):
+            name = path.relative_to(hub).as_posix()
+            if path.is_file() and any(fnmatch.fnmatch(name, pattern) for pattern in allow_patterns):
+                (cache / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, cache / name)
+        cache.mkdir(exist_ok=True)
+        return str(cache)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset="openslr/librispeech_asr",
+                         data__samples_per_split="all", audio__max_samples=32000)
+    from_hub = data.load_split("test", config)
+    from_tree = data.load_split("test", make_config(corpus, data__samples_per_split="all", audio__max_samples=32000))
+    assert list(from_hub.utterances) == list(from_tree.utterances)
+    assert calls[0][:2] == ("openslr/librispeech_asr", "dataset") and "clean/test/*.parquet" in calls[0][2]
+    assert [p.relative_to(tmp_path / "cache1").as_posix() for p in (tmp_path / "cache1").rglob("*.parquet")] == [
+        "clean/test/0000.parquet"]
+
+    loaded = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: loaded.append((args, kwargs)) or
+                        _hf_dataset(corpus, "test-clean"))
+    with caplog.at_level("WARNING", logger="librispeech"):
+        fallback = data.load_split("test", make_config(corpus, data__source="huggingface", data__hf_dataset="x/y",
+                                                       data__hf_config="other", data__samples_per_split="all",
+                                                       audio__max_samples=32000))
+    assert loaded == [(("x/y", "other"), {"split": "test"})] and list(fallback.utterances) == list(from_tree.utterances)
+    assert "has no parquet files for split 'test' of config 'other'" in caplog.text
+
+
+def test_hf_hub_split_offline_is_read_from_the_cache(corpus, tmp_path, monkeypatch):
+    """huggingface_hub itself, offline: a cached snapshot of the split is read; an uncached dataset is one line."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "cache" / "datasets--openslr--librispeech_asr"
+    _hub_shaped_copy(corpus, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset="openslr/librispeech_asr",
+                         data__samples_per_split="all", audio__max_samples=32000)
+    assert list(data.load_split("validation", config).utterances) == list(data.load_split(
+        "validation", make_config(corpus, data__samples_per_split="all", audio__max_samples=32000)).utterances)
+    with pytest.raises(FileNotFoundError, match=r"cannot load the HF dataset 'other/corpus' .*HF_HUB_OFFLINE=1"):
+        data.open_hf_split(make_config(data__source="huggingface", data__hf_dataset="other/corpus"), "test")
+
+
 def test_hf_missing_split_is_a_clear_error(tmp_path):
     (tmp_path / "clean").mkdir()
     config = make_config(data__source="huggingface", data__hf_dataset=str(tmp_path))
