@@ -30,14 +30,14 @@ def main(argv=None) -> None:
 
     import librispeech  # noqa: F401  telemetry guard first
     from librispeech import data
-    from librispeech.config import BUNDLED_CORPUS, SUBSETS, project_config
+    from librispeech.config import BUNDLED_CORPUS, project_config
     from librispeech.lm_decoding import DecoderSettings, LMDecoder
     from librispeech.model_file import load_wav2vec2
     from librispeech.tokenizer import decode_greedy, vocabulary_tokens
 
     config = replace(project_config(), root=BUNDLED_CORPUS, samples_per_split=None)
     utterances = []
-    for subset in SUBSETS:
+    for subset in config.subsets:
         split = data.load_openslr_split(subset, config)
         utterances += [(i, split) for i in split.utterances]
     utterances = sorted(utterances, key=lambda pair: pair[0])[:args.samples]

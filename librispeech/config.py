@@ -14,6 +14,7 @@ REPO_ROOT = PACKAGE_DIR.parent
 CONFIG_FILE = PACKAGE_DIR / "config.yaml"
 BUNDLED_CORPUS = REPO_ROOT / "data" / "LibriSpeech"
 SUBSETS = ("training", "validation", "test")
+REQUIRED_SUBSETS = ("training", "validation")  # code-loader's check needs both; test is optional
 
 
 class ConfigError(ValueError):
@@ -24,7 +25,7 @@ class ConfigError(ValueError):
 class ProjectConfig:
     source: str
     root: Path
-    splits: Mapping[str, str]
+    splits: Mapping[str, str]  # Tensorleap subset -> split folder, in SUBSETS order; no "test" when none is set
     hf_dataset: str
     hf_config: str
     hf_splits: Mapping[str, str]  # of hf_config
@@ -43,6 +44,11 @@ class ProjectConfig:
     beam_width: int
     lm_alpha: float
     lm_beta: float
+
+    @property
+    def subsets(self) -> tuple[str, ...]:
+        """The subsets that have a split (training and validation always; test where one is configured)."""
+        return tuple(self.hf_splits if self.source == "huggingface" else self.splits)
 
     @property
     def uses_bundled_corpus(self) -> bool:
@@ -78,7 +84,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
     return ProjectConfig(
         source=source,
         root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
-        splits=dict(data["splits"]),
+        splits=subset_splits(data["splits"], "data.splits"),
         hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
         **_hf_settings(data, environ),
         samples_per_split=parse_samples_per_split(
@@ -95,6 +101,25 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
     )
 
 
+def subset_splits(table: Any, where: str) -> dict[str, str]:
+    """Tensorleap subset -> split name, as given at `where` in config.yaml: training and validation are required,
+    test may be left out (absent or null: preprocess then has no test subset)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} in librispeech/config.yaml must map {', '.join(SUBSETS)} to split names, "
+                          f"got {table!r}")
+    unknown = [str(key) for key in table if key not in SUBSETS]
+    if unknown:
+        raise ConfigError(f"{where} in librispeech/config.yaml has unknown subset(s) {', '.join(unknown)} "
+                          f"(expected {', '.join(SUBSETS)})")
+    splits = {subset: str(table[subset]).strip() for subset in SUBSETS if table.get(subset) is not None}
+    missing = [subset for subset in REQUIRED_SUBSETS if not splits.get(subset)]
+    if missing or "" in splits.values():
+        raise ConfigError(f"{where} in librispeech/config.yaml names no split for "
+                          f"{', '.join(missing or [k for k, v in splits.items() if not v])} (training and "
+                          f"validation are required, test is optional)")
+    return splits
+
+
 def _hf_settings(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
     """The HF config (LIBRISPEECH_HF_CONFIG) and its split names. A config the table does not list needs its own
     entry under data.hf_splits."""
@@ -102,14 +127,10 @@ def _hf_settings(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
     table = data["hf_splits"]
     if all(isinstance(name, str) for name in table.values()):  # a config.yaml from before: its one config's names
         table = {data["hf_config"]: table}
-    table = {name: dict(splits) for name, splits in table.items()}
     if hf_config not in table:
         raise ConfigError(f"HF config (LIBRISPEECH_HF_CONFIG) {hf_config!r} has no split names under data.hf_splits "
                           f"in librispeech/config.yaml (it lists {', '.join(table)})")
-    missing = [subset for subset in SUBSETS if subset not in table[hf_config]]
-    if missing:
-        raise ConfigError(f"data.hf_splits.{hf_config} in librispeech/config.yaml names no split for "
-                          f"{', '.join(missing)}")
+    table = {name: subset_splits(splits, f"data.hf_splits.{name}") for name, splits in table.items()}
     return {"hf_config": hf_config, "hf_splits": table[hf_config], "hf_config_splits": table}
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import soundfile
 
-from librispeech.config import SUBSETS, ProjectConfig, project_config
+from librispeech.config import SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech.model_file import first_line
 from librispeech.tokenizer import label_length, min_ctc_frames, normalize_transcript
 from librispeech.wav2vec2.configuration import Wav2Vec2Config
@@ -591,6 +591,9 @@ def load_split(subset: str, config: ProjectConfig | None = None) -> SplitData:
     config = config or project_config()
     if subset not in SUBSETS:
         raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
+    if subset not in config.subsets:
+        raise ConfigError(f"no split is configured for the {subset} subset (data.splits / data.hf_splits in "
+                          f"librispeech/config.yaml)")
     if config.source == "huggingface":
         return load_hf_split(subset, config)
     return load_openslr_split(subset, config)
@@ -599,9 +602,9 @@ def load_split(subset: str, config: ProjectConfig | None = None) -> SplitData:
 def load_all_splits(config: ProjectConfig | None = None) -> dict[str, SplitData]:
     config = config or project_config()
     if config.source == "huggingface":
-        return {subset: load_hf_split(subset, config) for subset in SUBSETS}
+        return {subset: load_hf_split(subset, config) for subset in config.subsets}
     corpus_info = read_corpus_info(config.root)  # read the tables once for all splits
-    return {subset: load_openslr_split(subset, config, corpus_info) for subset in SUBSETS}
+    return {subset: load_openslr_split(subset, config, corpus_info) for subset in config.subsets}
 
 
 _configured_splits: tuple[ProjectConfig, dict[str, SplitData]] | None = None

@@ -49,6 +49,9 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
     if split is None:
         return "validation", config
     if split in SUBSETS:
+        if split not in config.subsets:
+            raise EvaluationError(f"no split is configured for the {split} subset (data.splits in "
+                                  f"librispeech/config.yaml): name a split instead")
         return split, config
     if config.source == "huggingface":
         split = split.strip("/")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.config import BUNDLED_CORPUS, REPO_ROOT, SUBSETS, project_config
+from librispeech.config import BUNDLED_CORPUS, REPO_ROOT, project_config
 
 # The base model's conv kernels and strides (so the same 20 ms frames) on a narrow stack; a small pre-LN
 # ("stable layer norm") transformer, which trains from scratch more reliably than post-LN.
@@ -73,7 +73,7 @@ def bundled_corpus():
 
     config = replace(project_config(), root=BUNDLED_CORPUS, samples_per_split=None)
     waveforms, references = [], []
-    for subset in SUBSETS:
+    for subset in config.subsets:
         split = data.load_openslr_split(subset, config)
         waveforms += [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
         references += [u.transcript for u in split.utterances.values()]

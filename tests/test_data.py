@@ -1,4 +1,5 @@
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -155,6 +156,36 @@ def test_preprocess_loads_the_corpus_once_per_configuration(corpus, monkeypatch)
 
     config_module.project_config.cache_clear()  # another configuration: loaded anew
     assert data.configured_splits() is not first
+
+
+@pytest.mark.parametrize("splits", [{"training": "train-clean-100", "validation": "dev-clean"},
+                                    {"training": "train-clean-100", "validation": "dev-clean", "test": None}])
+def test_the_test_subset_is_optional(corpus, splits):
+    """A root with only a training and a validation split (code-loader's check needs those two)."""
+    import shutil
+
+    from librispeech.config import ConfigError
+
+    shutil.rmtree(corpus / "test-clean")
+    config = make_config(corpus, data__splits=splits)
+    assert config.subsets == ("training", "validation")
+    assert list(data.load_all_splits(config)) == ["training", "validation"]
+    with pytest.raises(ConfigError, match="no split is configured for the test subset"):
+        data.load_split("test", config)
+
+
+@pytest.mark.parametrize("splits, says", [
+    ({"training": "train-clean-100", "test": "test-clean"}, "data.splits in librispeech/config.yaml names no split "
+                                                            "for validation"),
+    ({"training": "train-clean-100", "validation": ""}, "names no split for validation"),
+    ({"training": "a", "validation": "b", "dev": "c"}, "has unknown subset(s) dev"),
+    ("train-clean-100", "must map training, validation, test to split names"),
+])
+def test_a_bad_split_table_is_one_clear_error(splits, says):
+    from librispeech.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        make_config(data__splits=splits)
 
 
 def test_a_sample_reports_exclusions_out_of_the_headers_it_read(tmp_path, caplog):
@@ -406,8 +437,10 @@ def test_hf_config_picks_its_split_names():
         make_config(data__hf_config="nope")
     flat = {"training": "train.100", "validation": "validation", "test": "test"}  # a config.yaml from before
     assert make_config(data__hf_splits=flat).hf_splits == flat
-    with pytest.raises(config_module.ConfigError, match="names no split for test"):
-        make_config(data__hf_splits={"training": "a", "validation": "b"})
+    with pytest.raises(config_module.ConfigError, match="names no split for validation"):
+        make_config(data__hf_splits={"training": "a", "test": "b"})
+    assert make_config(data__source="huggingface", data__hf_splits={"training": "a", "validation": "b"}).subsets == (
+        "training", "validation")
 
 
 def _hub_shaped_copy(corpus, location) -> None:
