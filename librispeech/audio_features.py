@@ -78,13 +78,10 @@ def feature_matrices(audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarra
 
 
 def summarize(name: str, matrix: np.ndarray) -> dict[str, float]:
-    """min / max / mean / std of a whole feature matrix (mean and std accumulated in float64)."""
-    return {
-        f"{name}_min": float(np.min(matrix)),
-        f"{name}_max": float(np.max(matrix)),
-        f"{name}_mean": float(np.mean(matrix, dtype=np.float64)),
-        f"{name}_std": float(np.std(matrix, dtype=np.float64)),
-    }
+    """STATISTICS of a whole feature matrix (mean and std accumulated in float64)."""
+    values = {"min": np.min(matrix), "max": np.max(matrix), "mean": np.mean(matrix, dtype=np.float64),
+              "std": np.std(matrix, dtype=np.float64)}
+    return {f"{name}_{statistic}": float(values[statistic]) for statistic in STATISTICS}
 
 
 def _validated(audio: np.ndarray) -> np.ndarray:

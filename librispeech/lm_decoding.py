@@ -187,9 +187,9 @@ def decoded_frames(log_probabilities: np.ndarray) -> int:
 
 
 @functools.cache
-def lm_decoder(settings: DecoderSettings | None = None) -> LMDecoder:
+def lm_decoder() -> LMDecoder:
     """The configured decoder, built on first use and kept for the process (loading the LM is the slow part)."""
-    return LMDecoder(settings or DecoderSettings.from_config(), vocabulary_tokens())
+    return LMDecoder(DecoderSettings.from_config(), vocabulary_tokens())
 
 
 def decode_with_lm(logits: np.ndarray) -> list[str]:

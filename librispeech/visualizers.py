@@ -10,11 +10,11 @@ import numpy as np
 from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
 from code_loader.visualizers.default_visualizers import default_audio_visualizer
 
+from librispeech.audio_features import HOP_LENGTH, N_FFT  # librosa.feature.melspectrogram's defaults too
+from librispeech.lm_decoding import lm_decoder
 from librispeech.tokenizer import decode_greedy, decode_reference
 from librispeech.words import WORD_KINDS, align_words
 
-MEL_HOP_LENGTH = 512   # librosa.feature.melspectrogram defaults
-MEL_N_FFT = 2048
 MEL_BANDS = 128
 WAVEFORM_POINTS = 2000
 ALIGNMENT_LABELS = ["substitution", "insertion", "deletion"]  # mask 0 = correct character, i = ALIGNMENT_LABELS[i-1]
@@ -44,8 +44,6 @@ def transcription(logits: np.ndarray) -> LeapText:
 
 def transcription_lm(logits: np.ndarray) -> LeapText:
     """The beam-search hypothesis with the configured word LM (librispeech/lm_decoding.py)."""
-    from librispeech.lm_decoding import lm_decoder
-
     return LeapText(lm_decoder().decode(_sample(logits, 2)).split())
 
 
@@ -73,7 +71,7 @@ def alignment(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
 def _mel_db(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     import librosa
 
-    power = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=MEL_N_FFT, hop_length=MEL_HOP_LENGTH,
+    power = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=N_FFT, hop_length=HOP_LENGTH,
                                            n_mels=MEL_BANDS)
     return librosa.power_to_db(power, ref=np.max)
 
@@ -90,10 +88,10 @@ def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray) -> np.n
     """Map an attribution over the audio samples onto the spectrogram image: the mean |attribution| inside each
     STFT window (centred frames, as librosa), the same for every mel bin. Returns [mels, frames]."""
     heat = np.abs(real_audio(audio, audio_length))
-    frames = 1 + len(heat) // MEL_HOP_LENGTH
-    centres = np.arange(frames) * MEL_HOP_LENGTH
-    starts = np.clip(centres - MEL_N_FFT // 2, 0, len(heat))
-    ends = np.clip(centres + MEL_N_FFT // 2, 0, len(heat))
+    frames = 1 + len(heat) // HOP_LENGTH
+    centres = np.arange(frames) * HOP_LENGTH
+    starts = np.clip(centres - N_FFT // 2, 0, len(heat))
+    ends = np.clip(centres + N_FFT // 2, 0, len(heat))
     cumulative = np.concatenate([[0.0], np.cumsum(heat, dtype=np.float64)])
     per_frame = (cumulative[ends] - cumulative[starts]) / np.maximum(ends - starts, 1)
     return np.repeat(per_frame[None, :], MEL_BANDS, axis=0).astype(np.float32)

@@ -15,9 +15,9 @@ import jiwer
 import numpy as np
 
 from librispeech.config import project_config
+from librispeech.data import FRAME_CONFIG
 from librispeech.metrics import as_batch
 from librispeech.tokenizer import decode_reference, get_tokenizer, greedy_ids, spell_unknown
-from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 LOW_CONFIDENCE = 0.5   # below: a low-confidence word
 HIGH_CONFIDENCE = 0.9  # at or above, and wrong: a confident error
@@ -28,7 +28,7 @@ HIGHER_IS_BETTER = frozenset({"mean_word_confidence", "min_word_confidence"})
 
 
 def frame_seconds() -> float:
-    return math.prod(Wav2Vec2Config().conv_stride) / project_config().sample_rate
+    return math.prod(FRAME_CONFIG.conv_stride) / project_config().sample_rate
 
 
 @dataclass(frozen=True)

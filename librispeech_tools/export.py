@@ -53,9 +53,10 @@ def _check_input(num_samples: int, sample_rate: int) -> np.ndarray:
     input. Speech, not noise: noise hid a float32 drift of the ONNX graph's group norm on long inputs (2e-5 from
     Keras on 21 s of noise, 3.3e-4 on 21 s of speech). Without the corpus (a copy of the package alone), noise,
     with a warning."""
-    from librispeech.config import BUNDLED_CORPUS
+    from librispeech.config import BUNDLED_CORPUS, project_config
     from librispeech.data import decode_audio, normalize_audio
 
+    epsilon = project_config().normalize_epsilon
     pieces, total = [], 0
     for path in sorted((BUNDLED_CORPUS / "dev-clean").glob("*/*/*.flac")):
         if total >= num_samples:
@@ -63,10 +64,10 @@ def _check_input(num_samples: int, sample_rate: int) -> np.ndarray:
         pieces.append(decode_audio(str(path), sample_rate))
         total += pieces[-1].size
     if total >= num_samples:
-        return normalize_audio(np.concatenate(pieces)[:num_samples], 1e-7)
+        return normalize_audio(np.concatenate(pieces)[:num_samples], epsilon)
     print(f"export-model: warning: {BUNDLED_CORPUS} is missing, so the checks run on random noise, which is weaker",
           file=sys.stderr)
-    return normalize_audio(np.random.default_rng(0).normal(0.0, 1.0, num_samples), 1e-7)
+    return normalize_audio(np.random.default_rng(0).normal(0.0, 1.0, num_samples), epsilon)
 
 
 def _pad(audio: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +369,7 @@ def remap_ctc_head(config: dict, weights: dict, mapping: list[int | None]) -> tu
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,
-           sample_rate: int | None = None, verify: bool = True, int8: bool = False) -> list[Path]:
+           verify: bool = True, int8: bool = False) -> list[Path]:
     """Convert `checkpoint` (hub id, HF folder or .h5 export) to each output (.h5 and/or .onnx), write vocab.json
     next to each, and check the results. The .h5 input length is max_seconds (default: the project's max_samples);
     the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is checked in float,
@@ -379,7 +380,7 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     from librispeech_tools.onnx_wav2vec2 import save_onnx
 
     project = project_config()
-    sample_rate = sample_rate or project.sample_rate
+    sample_rate = project.sample_rate
     fixed_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
     outputs = [Path(path) for path in (output if isinstance(output, (list, tuple)) else [output])]
     for path in outputs:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech.wav2vec2.configuration import Wav2Vec2Config
+from librispeech.data import FRAME_CONFIG
 from librispeech_tools.precision import full_float32
 
 
@@ -71,7 +71,7 @@ def load_onnx_with_latent(model_path: Path):
 BUCKET_GROWTH = 1.1  # each bucket length is 10% above the previous one: at most 10% padding, ~5% on average
 SMALLEST_BUCKET_SECONDS = 1.0
 # bucket lengths are whole frames of the base conv stack (320 samples, 20 ms), which preprocessing counts with
-FRAME_STRIDE_SAMPLES = math.prod(Wav2Vec2Config().conv_stride)
+FRAME_STRIDE_SAMPLES = math.prod(FRAME_CONFIG.conv_stride)
 
 
 @dataclass(frozen=True)

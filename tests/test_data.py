@@ -246,10 +246,18 @@ def test_resampled_and_stereo_audio(tmp_path):
     assert split.audio("1-2-0001") is stereo  # decoded once, then cached
 
 
-def test_normalize_and_pad():
+def test_normalize_is_the_feature_extractors_and_pad():
+    """The model input as Wav2Vec2FeatureExtractor(do_normalize=True) makes it (transformers, no torch needed)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
+    rng = np.random.default_rng(3)
+    for audio in (rng.normal(0.1, 0.3, 16000).astype(np.float32), np.zeros(400, np.float32),
+                  np.full(800, 0.5, np.float32)):
+        expected = extractor(audio, sampling_rate=16000, return_tensors="np").input_values[0]
+        np.testing.assert_allclose(data.normalize_audio(audio, 1e-7), expected, rtol=1e-6, atol=1e-6)
     audio = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
     normalized = data.normalize_audio(audio, 1e-7)
-    np.testing.assert_allclose(normalized, (audio - 2.5) / np.sqrt(1.25 + 1e-7), rtol=1e-6)
     padded = data.pad_to(normalized, 6)
     assert padded.dtype == np.float32 and padded.tolist()[4:] == [0.0, 0.0]
     with pytest.raises(ValueError, match="do not fit"):

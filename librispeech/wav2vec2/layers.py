@@ -256,8 +256,9 @@ class Wav2Vec2FeatureProjection(keras.layers.Layer):
 
 @register
 class Wav2Vec2PositionalConvEmbedding(keras.layers.Layer):
-    """Relative positions from a wide grouped convolution over time: pad kernel//2 zeros each side, Conv1D,
-    drop the last frame when the kernel is even, activation. The checkpoint's weight norm is folded into `conv`."""
+    """Relative positions from a wide grouped convolution over time: Conv1D over the frames padded by
+    positional_conv_padding (kernel//2 zeros before, kernel//2 - 1 after an even kernel: HF's pad kernel//2 each side
+    and drop the last frame), activation. The checkpoint's weight norm is folded into `conv`."""
 
     def __init__(self, hidden_size: int, num_conv_pos_embeddings: int = 128, num_conv_pos_embedding_groups: int = 16,
                  activation: str = "gelu", **kwargs):
