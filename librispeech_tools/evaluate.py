@@ -374,14 +374,16 @@ class RunInfo:
     seconds: float
     made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
     stages: StageClock | None = None  # the last process's (or, merged, the shards' summed); None in older files
+    selection: dict | None = None  # the whole selection's size and digest (sharded or not); None in older files
 
     @classmethod
     def of(cls, split, label: str, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
-           made_by: dict | None = None, stages: StageClock | None = None) -> "RunInfo":
+           made_by: dict | None = None, stages: StageClock | None = None,
+           selection: dict | None = None) -> "RunInfo":
         return cls(label, split.subset, split.source,
                    [Excluded(e.id, e.reason, e.detail) for e in split.excluded],
                    model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
-                   seconds, made_by, stages)
+                   seconds, made_by, stages, selection)
 
     def to_json(self) -> dict:
         return {"split": self.split, "subset": self.subset, "source": self.source,
@@ -389,7 +391,7 @@ class RunInfo:
                 "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
                 "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by,
-                "stages": dataclasses.asdict(self.stages) if self.stages else None}
+                "stages": dataclasses.asdict(self.stages) if self.stages else None, "selection": self.selection}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -403,16 +405,17 @@ class RunInfo:
         return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
                    values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
                    timing, values["seconds"], values.get("made_by"),
-                   StageClock(**values["stages"]) if values.get("stages") else None)
+                   StageClock(**values["stages"]) if values.get("stages") else None, values.get("selection"))
 
 
 def same_run_key(made_by: dict | None) -> dict:
     """What shards of one run share on any machine: made_by without the shard, the data's folder, or the files'
-    folders and modification times (a model or LM copied to another machine is the same file)."""
+    folders and modification times (a model or LM copied to another machine is the same file: its name, size and,
+    where recorded, contents' digest)."""
     key = {name: value for name, value in (made_by or {}).items() if name not in ("shard", "data")}
     for name in ("model", "lm", "lexicon"):
         if isinstance(key.get(name), list):
-            key[name] = [Path(key[name][0]).name, key[name][1]]
+            key[name] = [Path(key[name][0]).name, key[name][1], *key[name][3:]]
     return key
 
 
@@ -433,6 +436,12 @@ def merge(folders: list[Path], out: Path) -> Path:
     if len(selections) > 1:
         raise EvaluationError("the shards were made by different runs (model file, split, --limit, input or LM "
                               "settings differ: see made_by in their run.json); rerun them alike")
+    data_seen = {json.dumps(info.selection, sort_keys=True) for info in infos}
+    if len(data_seen) > 1:
+        sizes = ", ".join(f"{(info.selection or {}).get('samples', '?')}" for info in infos)
+        raise EvaluationError(f"the shards were made from different data (selections of {sizes} samples with other "
+                              f"transcripts, audio or records: the corpus changed between their runs); rerun them "
+                              f"on the same data")
     count = first.shard[1]
     indices = sorted(info.shard[0] for info in infos)
     if indices != list(range(1, count + 1)):
@@ -537,6 +546,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         lm_report.check_decoder()
     except lm_report.LMReportError as error:
         raise EvaluationError(str(error)) from None
+    digests = sample_digests(split)  # of the whole selection: --merge checks that every shard saw the same data
+    selection = {"samples": len(digests), "digest": combined_digest(digests)}
     if shard is not None:
         keep = set(shard.select(list(split.utterances)))
         if not keep:
@@ -548,9 +559,15 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
     if prepare_folder(out):  # a run that stops before its model pass leaves no empty folder behind
         cleanup.callback(remove_if_empty, out)
+    cleanup.enter_context(writing_lock(out))
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)
-    done_rows, seconds_before, timing = resume(out, made_by, rows_path)  # a refusal comes before the model loads
+    digests = {i: digests[i] for i in split.utterances}
+    done_rows, seconds_before, timing = resume(out, made_by, rows_path, digests)  # refusals before the model loads
+    unknown = [row["id"] for row in done_rows if row["id"] not in split.utterances]
+    if unknown:  # the same selection gave other ids: the corpus changed under the report
+        raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
+                              f"{unknown[0]}); use another --out, or delete the folder to start again")
     fixed_samples = config.max_samples
     done = {row["id"] for row in done_rows}
     pending = [i for i in split.utterances if i not in done]  # in the order the model pass will take them
@@ -564,10 +581,6 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         leave_out_longer_than(split, fixed_samples, model_path)
-    unknown = [row["id"] for row in done_rows if row["id"] not in split.utterances]
-    if unknown:  # the same selection gave other ids: the corpus changed under the report
-        raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
-                              f"{unknown[0]}); use another --out, or delete the folder to start again")
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
     num_samples = {i: split.utterances[i].num_samples for i in split.utterances if i not in done}
     batch_size = batch_size or default_batch_size(model_pass, fixed_samples if fixed_length else max(
@@ -577,7 +590,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     else:
         batches = plan_model_batches(num_samples, batch_size, model_pass, config.max_samples, config.sample_rate)
     threading.Thread(target=import_report_libraries, daemon=True).start()
-    timing = timing or ModelPassTiming()
+    timing = timing or ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     if batches:  # a finished report rewritten names only the engines that made its rows
         timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
@@ -585,7 +598,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
 
     def save_progress():
-        write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing)
+        write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests)
 
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
@@ -597,7 +610,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
-    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock)
+    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock, selection)
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     if not rows:
         reasons = ", ".join(sorted({e.reason for e in split.excluded[listed:]}))
@@ -612,8 +625,12 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         return out
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else f"{config.hf_dataset}, config {config.hf_config}")
-    with clock.stage("report"):  # in run.json; summary.md is written within it
-        overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+    try:
+        with clock.stage("report"):  # in run.json; summary.md is written within it
+            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+    except KeyboardInterrupt:
+        raise EvaluationError(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
+                              f"write it") from None
     # last: a run.json marks a finished report (--merge takes only those)
     (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
@@ -643,6 +660,51 @@ def remove_if_empty(folder: Path) -> None:
             folder.rmdir()
 
 
+@contextlib.contextmanager
+def writing_lock(out: Path):
+    """One run at a time in a report folder: two would append the same samples to one samples.jsonl. An advisory
+    lock on the folder itself (no lock file left behind), released when the process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # not on Windows
+        yield
+        return
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise EvaluationError(f"another evaluate is writing into {out}; wait for it to finish, or use another "
+                                  f"--out") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def sample_digests(split) -> dict[str, str]:
+    """Per selected sample, a digest of what its row is made from besides the model: transcript, audio (length,
+    rate, channels, file size) and records (SPEAKERS/CHAPTERS/BOOKS). Not modification times: a corpus copied to
+    another machine for a shard is the same data."""
+    import hashlib
+
+    from librispeech.data import record_fields
+
+    digests = {}
+    for sample_id, utterance in split.utterances.items():
+        size = os.path.getsize(utterance.audio_path) if utterance.audio_path and os.path.exists(
+            utterance.audio_path) else None
+        content = [utterance.transcript, utterance.num_samples, utterance.source_sample_rate, utterance.channels, size,
+                   utterance.hf_row, record_fields(utterance, split.corpus_info)]
+        digests[sample_id] = hashlib.blake2b(json.dumps(content, sort_keys=True).encode(), digest_size=8).hexdigest()
+    return digests
+
+
+def combined_digest(digests: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.blake2b(json.dumps(sorted(digests.items())).encode(), digest_size=16).hexdigest()
+
+
 def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
     """An .onnx exported with --max-seconds takes at most fixed_samples: longer utterances are left out and
     reported like the preprocessing's, never padded past the model's input."""
@@ -668,32 +730,47 @@ def default_folder_name(split_name: str, model_path: Path, limit: int | None, sh
             f"{f'-shard-{shard.index}-of-{shard.count}' if shard else ''}")
 
 
-def file_identity(path: Path | None) -> list | None:
-    """[path, size, modification time]: a file replaced or rewritten under the same name is another file."""
+def file_identity(path: Path | None, content: bool = False) -> list | None:
+    """[path, size, modification time]: a file replaced or rewritten under the same name is another file. content:
+    its SHA-256 too, for shards, which run on other machines, where only the contents tell two files apart (a model
+    retrained and exported under the same name has the same size; ~0.2 s for the base model)."""
     if path is None:
         return None
     stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
+    if not content:
+        return [str(path), stat.st_size, stat.st_mtime_ns]
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return [str(path), stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
 
 
 def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limit: int | None,
                   shard: Shard | None) -> dict:
     """What decides a report's rows: the model file, the data, the selection, the input settings and the LM
     decoder's (the rows hold the LM hypothesis)."""
-    return {"model": file_identity(model_path), "source": config.source,
+    sharded = shard is not None
+    return {"model": file_identity(model_path, sharded), "source": config.source,
             "data": str(config.root if config.source == "openslr" else config.hf_dataset), "split": split_name,
             "hf_config": config.hf_config if config.source == "huggingface" else None,
             "limit": limit, "shard": [shard.index, shard.count] if shard else None,
             "max_samples": config.max_samples, "normalize_epsilon": config.normalize_epsilon,
-            "lm": file_identity(config.lm_path), "lexicon": file_identity(config.lexicon_path),
+            "lm": file_identity(config.lm_path, sharded), "lexicon": file_identity(config.lexicon_path, sharded),
             "beam_width": config.beam_width, "lm_alpha": config.lm_alpha, "lm_beta": config.lm_beta}
 
 
-def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float, ModelPassTiming | None]:
+def resume(out: Path, made_by: dict, rows_path: Path, digests: dict[str, str] | None = None
+           ) -> tuple[list[dict], float, ModelPassTiming | None]:
     """The rows an earlier run into `out` finished, with its seconds and model-pass timing (none when some of its
     rows were lost, so that the timing then covers this run's samples only); EvaluationError when they were made by
-    another model, data or selection (their rows would be reported as this run's)."""
+    another model, data or selection, or from a sample whose transcript, audio or records changed since (digests:
+    sample_digests now; their rows would be reported as this run's)."""
     rows = read_rows(rows_path)
+    ids = [row["id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        repeated = next(i for i in ids if ids.count(i) > 1)
+        raise EvaluationError(f"{rows_path} holds some samples twice (first: {repeated}): two runs wrote into {out} "
+                              f"at once; delete the folder to start again")
     progress_path = out / PROGRESS_FILE
     try:
         previous = json.loads(progress_path.read_text(encoding="utf-8")) if progress_path.is_file() else None
@@ -712,17 +789,23 @@ def resume(out: Path, made_by: dict, rows_path: Path) -> tuple[list[dict], float
     if changed:
         raise EvaluationError(f"{out} holds the rows of another run ({'; '.join(changed)}); use another --out, or "
                               f"delete the folder to start again")
+    before = previous.get("digests") or {}  # none in progress.json files from before they were recorded
+    changed = [i for i in ids if i in before and digests is not None and before[i] != digests.get(i, before[i])]
+    if changed:
+        raise EvaluationError(f"{out} holds rows of {len(changed)} sample(s) whose transcript, audio or records changed "
+                              f"since (first: {changed[0]}); use another --out, or delete the folder to start again")
     timing = ModelPassTiming(**previous["model_pass"])
     if timing.samples != len(rows):  # rows were lost (a damaged line): the time so far no longer matches them
         return rows, 0.0, None
     return rows, float(previous["seconds"]), timing
 
 
-def write_progress(out: Path, made_by: dict, seconds: float, timing: ModelPassTiming) -> None:
+def write_progress(out: Path, made_by: dict, seconds: float, timing: ModelPassTiming,
+                   digests: dict[str, str] | None = None) -> None:
     """progress.json, replaced whole (a run killed while writing leaves the previous one, not half a file)."""
     partial = out / (PROGRESS_FILE + ".partial")
-    partial.write_text(json.dumps({"made_by": made_by, "seconds": seconds, "model_pass": dataclasses.asdict(timing)},
-                                  indent=1) + "\n", encoding="utf-8")
+    partial.write_text(json.dumps({"made_by": made_by, "seconds": seconds, "model_pass": dataclasses.asdict(timing),
+                                  "digests": digests}, indent=1) + "\n", encoding="utf-8")
     os.replace(partial, out / PROGRESS_FILE)
 
 

@@ -305,12 +305,63 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     evaluate.merge(shards, tmp_path / "merged-excluded")
     assert json.loads((tmp_path / "merged-excluded" / "run.json").read_text())["excluded"] == [
         ["x-1", "unreadable audio", "/shard-1/x-1.flac"]]
+    # shards record the model's and the LM's contents and the whole selection's: another model under the same name
+    # and size, or a corpus changed between the shards' runs (a sample added, a transcript edited), is refused
+    first_info = json.loads(originals[shards[0]])
+    assert len(first_info["made_by"]["model"]) == 4 and len(first_info["made_by"]["lm"]) == 4
+    assert first_info["selection"] == json.loads(originals[shards[1]])["selection"]
+    assert first_info["selection"]["samples"] == len(whole)
+    for change, says in ((("made_by", "model"), "the shards were made by different runs"),
+                         (("selection", "digest"), "the shards were made from different data")):
+        info = json.loads(originals[shards[0]])
+        info[change[0]][change[1]] = (info[change[0]][change[1]][:3] + ["0" * 64] if change[1] == "model"
+                                      else "0" * 32)
+        (shards[0] / "run.json").write_text(json.dumps(info))
+        with pytest.raises(evaluate.EvaluationError, match=says):
+            evaluate.merge(shards, tmp_path / "bad")
     for folder, text in originals.items():
         (folder / "run.json").write_text(text)
     lines = (shards[1] / "samples.jsonl").read_text().splitlines()
     (shards[1] / "samples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(evaluate.EvaluationError, match="rerun that shard"):
         evaluate.merge(shards, tmp_path / "bad")
+
+
+def test_a_resume_refuses_rows_of_changed_samples_and_a_second_writer(tmp_path, monkeypatch):
+    """A rerun into a report folder keeps finished rows only while their transcript, audio and records are what
+    made them; a second run into a folder being written is refused; rows written twice are named."""
+    import shutil
+
+    corpus = tmp_path / "LibriSpeech"
+    shutil.copytree(project_config().root, corpus)
+    out = tmp_path / "report"
+    config = project_config()
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(corpus))
+    project_config.cache_clear()
+    try:
+        evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
+        first = evaluate.read_rows(out / "samples.jsonl")[0]["id"]
+        with evaluate.writing_lock(out):  # as a run in another process holds it
+            with pytest.raises(evaluate.EvaluationError, match="another evaluate is writing into"):
+                with evaluate.writing_lock(out):
+                    pass
+        transcript = next(corpus.glob(f"{SPLIT}/*/*/{first.rsplit('-', 1)[0]}.trans.txt"))
+        lines = transcript.read_text().splitlines()
+        transcript.write_text("\n".join(f"{first} A CHANGED TRANSCRIPT" if line.startswith(first + " ") else line
+                                        for line in lines) + "\n")
+        with pytest.raises(evaluate.EvaluationError, match=rf"whose transcript, audio or records changed since "
+                                                            rf"\(first: {first}\)"):
+            evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
+        transcript.write_text("\n".join(lines) + "\n")
+        rows = (out / "samples.jsonl").read_text()
+        (out / "samples.jsonl").write_text(rows + rows.splitlines()[0] + "\n")
+        with pytest.raises(evaluate.EvaluationError, match="holds some samples twice"):
+            evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
+        (out / "samples.jsonl").write_text(rows)
+        evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)  # unchanged again: resumed
+    finally:
+        monkeypatch.delenv("LIBRISPEECH_ROOT")
+        project_config.cache_clear()
 
 
 def test_shard_argument():
