@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
+import time
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 
@@ -120,7 +122,16 @@ def _start_metadata_worker(split) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ["JAX_PLATFORMS"] = "cpu"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then shuts the worker down
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     _worker_response = split_response(split)
+
+
+def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """A parent killed outright (SIGKILL, out of memory) cannot shut its pool down: the worker would wait forever on
+    an empty queue, holding its memory. It leaves when it is handed to another parent."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(0)
 
 
 def _worker_metadata_row(sample_id: str) -> dict:

@@ -85,3 +85,41 @@ def test_a_worker_that_cannot_start_leaves_the_metadata_to_this_process(bundled_
     assert rows == [metadata_row(sample_id, response) for sample_id in sample_ids]
     assert "metadata worker process could not start ([Errno 38] Function not implemented); the metadata is computed " \
            "in line" in capsys.readouterr().err
+
+
+def test_a_worker_leaves_when_its_parent_is_killed(tmp_path):
+    """SIGKILL of evaluate alone (no chance to shut the pool down) must not leave the worker waiting forever."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, time\n"
+        "import librispeech\n"
+        "from librispeech import data\n"
+        "from librispeech_tools.metadata_processes import MetadataProcesses\n"
+        "if __name__ == '__main__':\n"
+        "    split = data.load_split('test')\n"
+        "    workers = MetadataProcesses(split, sorted(split.utterances)[:1], workers=1)\n"
+        "    workers.futures[sorted(split.utterances)[0]].result()  # the worker is up and idle\n"
+        "    print(*[child.pid for child in multiprocessing.active_children()], flush=True)\n"
+        "    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent,
+                              env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+    try:
+        worker_pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert worker_pids
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        alive = worker_pids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.5)
+            alive = [pid for pid in worker_pids if Path(f"/proc/{pid}").exists() and
+                     "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]]
+        assert not alive, f"worker(s) {alive} still running after their parent was killed"
+    finally:
+        parent.kill()
