@@ -371,8 +371,10 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
     split_name = config.splits[subset]
     split_dir = config.root / split_name
     if not split_dir.is_dir():
+        inside = config.root / "LibriSpeech"  # the folder the OpenSLR tarballs extract to
+        hint = (f" ({inside} has it: set LIBRISPEECH_ROOT to that folder)" if (inside / split_name).is_dir() else "")
         raise FileNotFoundError(
-            f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder. "
+            f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder{hint}. "
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
     candidates, structural, first_transcripts, walked = [], [], {}, set()

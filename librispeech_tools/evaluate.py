@@ -82,12 +82,14 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
 
 def split_label(config: ProjectConfig, split_name: str) -> str:
     """The split as report titles and default folder names give it: the HF config names the data too (clean/test and
-    other/test are both `test`), except in a save_to_disk copy, which has none."""
+    other/test are both `test`); a save_to_disk copy has no config, so its folder's name does (a clean and an other
+    copy both call their dev set `validation`)."""
     from librispeech.data import saved_to_disk
 
-    if config.source != "huggingface" or saved_to_disk(Path(config.hf_dataset).expanduser()):
+    if config.source != "huggingface":
         return split_name
-    return f"{config.hf_config}-{split_name}"
+    location = Path(config.hf_dataset).expanduser()
+    return f"{location.name if saved_to_disk(location) else config.hf_config}-{split_name}"
 
 
 def load_selection(config: ProjectConfig, subset: str, limit: int | None):

@@ -526,3 +526,13 @@ def test_hf_missing_split_is_a_clear_error(tmp_path):
     config = make_config(data__source="huggingface", data__hf_dataset=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no parquet files for split 'train.100'"):
         data.load_split("training", config)
+
+
+def test_a_root_above_the_librispeech_folder_is_named_in_the_error(corpus, tmp_path):
+    """The tarballs extract to LibriSpeech/: pointing at the folder above is a common slip, and the error says so."""
+    import shutil
+
+    shutil.move(str(corpus), str(tmp_path / "download" / "LibriSpeech"))
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"is not a folder ({tmp_path / 'download' / 'LibriSpeech'} has it: set LIBRISPEECH_ROOT to that folder)")):
+        data.load_split("validation", make_config(tmp_path / "download"))

@@ -412,6 +412,10 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
     subset, resolved = evaluate.resolve_split(hf, "all/test.clean")
     assert (resolved.hf_config, resolved.hf_splits[subset]) == ("all", "test.clean")
     assert evaluate.split_label(resolved, "test.clean") == "all-test.clean"
+    saved = tmp_path / "librispeech-other"
+    saved.mkdir()
+    (saved / "dataset_dict.json").write_text("{}")
+    assert evaluate.split_label(replace(hf, hf_dataset=str(saved)), "validation") == "librispeech-other-validation"
     subset, resolved = evaluate.resolve_split(hf, "train.360/")  # no config named: the configured one
     assert (subset, resolved.hf_config, resolved.hf_splits[subset]) == ("validation", hf.hf_config, "train.360")
 
