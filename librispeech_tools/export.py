@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -31,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from librispeech.wav2vec2.convert_hf import (
-    TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, convert_to_keras, load_checkpoint, resolve_checkpoint)
+    TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, convert_to_keras, load_checkpoint, read_json,
+    resolve_checkpoint)
 from librispeech_tools.precision import full_float32
 
 logger = logging.getLogger("librispeech_tools.export")
@@ -303,7 +303,9 @@ def vocabulary_mapping(checkpoint_dir: Path, config: dict) -> list[int | None] |
     from librispeech.tokenizer import BLANK_ID, vocabulary_tokens
 
     runtime = vocabulary_tokens()
-    size, blank = int(config.get("vocab_size", len(runtime))), config.get("pad_token_id", BLANK_ID)
+    size, blank = config.get("vocab_size", len(runtime)), config.get("pad_token_id", BLANK_ID)
+    if not (isinstance(size, int) and size > 0):
+        raise CheckpointError(f"{checkpoint_dir}: its config.json's vocab_size is {size!r}, not a positive integer")
     tokens = checkpoint_tokens(checkpoint_dir, size)  # None: nothing says otherwise, so the runtime's (see export)
     problems = []
     if tokens is None and size != len(runtime):
@@ -337,14 +339,27 @@ def checkpoint_tokens(checkpoint_dir: Path, vocab_size: int) -> tuple[str, ...] 
     does not reach are left out: the model cannot emit them."""
     if not (checkpoint_dir / VOCAB_FILE).is_file():
         return None
-    pairs = [(token, int(i)) for token, i in json.loads((checkpoint_dir / VOCAB_FILE).read_text("utf-8")).items()]
-    added = []
-    if (checkpoint_dir / "added_tokens.json").is_file():
-        added += [(token, int(i)) for token, i in
-                  json.loads((checkpoint_dir / "added_tokens.json").read_text("utf-8")).items()]
-    if (checkpoint_dir / "tokenizer_config.json").is_file():
-        decoder = json.loads((checkpoint_dir / "tokenizer_config.json").read_text("utf-8")).get("added_tokens_decoder")
+    tokenizer_config = (read_json(checkpoint_dir / "tokenizer_config.json")
+                        if (checkpoint_dir / "tokenizer_config.json").is_file() else {})
+    vocab = read_json(checkpoint_dir / VOCAB_FILE)
+    if isinstance(vocab, dict) and vocab and all(isinstance(table, dict) for table in vocab.values()):
+        # one vocabulary per language (MMS): HF's CTC tokenizer reads the one of tokenizer_config's target_lang
+        language = tokenizer_config.get("target_lang")
+        if language not in vocab:
+            raise CheckpointError(f"{checkpoint_dir}: its {VOCAB_FILE} holds one vocabulary per language "
+                                  f"({', '.join(list(vocab)[:8])}) and its tokenizer_config.json names none of them "
+                                  f"as target_lang ({language!r})")
+        vocab = vocab[language]
+    try:
+        pairs = [(str(token), int(i)) for token, i in vocab.items()]
+        added = []
+        if (checkpoint_dir / "added_tokens.json").is_file():
+            added += [(str(token), int(i)) for token, i in read_json(checkpoint_dir / "added_tokens.json").items()]
+        decoder = tokenizer_config.get("added_tokens_decoder")
         added += [(entry["content"], int(i)) for i, entry in (decoder or {}).items()]
+    except (AttributeError, TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{checkpoint_dir}: its tokenizer files do not map tokens to ids ({VOCAB_FILE}, "
+                              f"added_tokens.json, tokenizer_config.json: {type(error).__name__}: {error})") from None
     pairs += [(token, i) for token, i in added if i < vocab_size]
     by_id: dict[int, str] = {}
     for token, i in pairs:
@@ -375,6 +390,7 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is checked in float,
     then rewritten int8 (onnx_wav2vec2.save_onnx(int8=True)). Returns the model paths."""
     from librispeech.config import project_config
+    from librispeech.data import FRAME_CONFIG
     from librispeech.model_file import ModelFileError, check_conv_stack
     from librispeech.wav2vec2.model import model_config
     from librispeech_tools.onnx_wav2vec2 import save_onnx
@@ -382,6 +398,9 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     project = project_config()
     sample_rate = project.sample_rate
     fixed_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
+    if fixed_samples is not None and fixed_samples < FRAME_CONFIG.receptive_field:
+        raise CheckpointError(f"--max-seconds {max_seconds} is shorter than the model's first frame "
+                              f"({FRAME_CONFIG.receptive_field / sample_rate:.3f} s)")
     outputs = [Path(path) for path in (output if isinstance(output, (list, tuple)) else [output])]
     for path in outputs:
         if path.suffix not in FORMATS:
@@ -389,6 +408,12 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
 
     started = time.perf_counter()
     model, checkpoint_dir, vocab_source = load_source(checkpoint, fixed_samples or project.max_samples)
+    if checkpoint_dir is not None and vocab_source is None and (checkpoint_dir / VOCAB_FILE).is_file():
+        inside = [str(path) for path in outputs if path.parent.resolve() == checkpoint_dir.resolve()]
+        if inside:  # the runtime's vocab.json would replace the checkpoint's own, and HF would then misread it
+            raise CheckpointError(f"--output {', '.join(inside)} is in the checkpoint's folder, whose {VOCAB_FILE} "
+                                  f"(another vocabulary than the runtime's) the export's would replace: write the "
+                                  f"export to another folder")
     max_samples = model.inputs[0].shape[1]
     print(f"converted {checkpoint}: {model.count_params():,} parameters, Keras input {max_samples} samples "
           f"({max_samples / sample_rate:.3f} s) -> logits [{model.outputs[0].shape[1]}, {model.outputs[0].shape[2]}]")

@@ -441,6 +441,62 @@ def test_export_refuses_other_model_families_and_a_vocabulary_it_cannot_know(tmp
     assert says in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage, says", [
+    ("config.json", "config.json is not valid JSON (truncated or damaged?)"),
+    ("vocab.json", "vocab.json is not valid JSON (truncated or damaged?)"),
+    ("model.safetensors", "cannot read the weights in"),
+    ("vocab_size", "its config.json's vocab_size is None, not a positive integer"),
+    ("languages", "its vocab.json holds one vocabulary per language (eng, fra) and its tokenizer_config.json names "
+                  "none of them as target_lang (None)"),
+    ("max_seconds", "--max-seconds 0.0 is shorter than the model's first frame (0.025 s)"),
+])
+def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_path, capsys, damage, says):
+    from librispeech.tokenizer import vocabulary_tokens
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "group", checkpoint)
+    vocab = {token: i for i, token in enumerate(vocabulary_tokens())}
+    (checkpoint / "vocab.json").write_text(json.dumps({"eng": vocab, "fra": vocab} if damage == "languages" else vocab))
+    if damage in ("config.json", "vocab.json", "model.safetensors"):
+        content = (checkpoint / damage).read_bytes()
+        (checkpoint / damage).write_bytes(content[:len(content) // 2])
+    if damage == "vocab_size":
+        config = json.loads((checkpoint / "config.json").read_text())
+        (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": None}))
+    arguments = ["--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.h5"), "--skip-checks"]
+    assert export_module.main(arguments + (["--max-seconds", "0"] if damage == "max_seconds" else [])) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("export-model: error: ") and says in error and error.count("\n") == 1, error
+
+
+def test_a_multilingual_vocabulary_is_read_for_its_target_language(tmp_path):
+    """MMS-style tokenizers: vocab.json per language, tokenizer_config.json's target_lang picks one (as HF's does)."""
+    from librispeech.tokenizer import vocabulary_tokens
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "group", checkpoint)
+    vocab = {token: i for i, token in enumerate(vocabulary_tokens())}
+    (checkpoint / "vocab.json").write_text(json.dumps({"eng": vocab, "xyz": {"<pad>": 0}}), encoding="utf-8-sig")
+    (checkpoint / "tokenizer_config.json").write_text(json.dumps({"target_lang": "eng"}))
+    assert export_module.checkpoint_tokens(checkpoint, 32) == vocabulary_tokens()
+
+
+def test_export_refuses_to_replace_the_checkpoints_own_vocabulary(tmp_path, capsys):
+    """An --output in the checkpoint's folder would overwrite its vocab.json with the runtime's: HF would then read
+    the checkpoint with the wrong tokens, and every later export of it would be refused."""
+    from librispeech.tokenizer import vocabulary_tokens
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "group", checkpoint)
+    tokens = list(vocabulary_tokens())
+    own = json.dumps({token.lower() if len(token) == 1 else token: i for i, token in enumerate(tokens)})
+    (checkpoint / "vocab.json").write_text(own)
+    assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(checkpoint / "model.onnx"),
+                               "--skip-checks"]) == 1
+    assert "is in the checkpoint's folder, whose vocab.json" in capsys.readouterr().err
+    assert (checkpoint / "vocab.json").read_text() == own and not (checkpoint / "model.onnx").exists()
+
+
 def test_a_checkpoint_without_a_ctc_head_or_a_vocabulary_is_named_so(tmp_path, capsys):
     from librispeech.wav2vec2.convert_hf import CheckpointError, convert_to_keras, load_checkpoint
 

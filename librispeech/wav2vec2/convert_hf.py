@@ -40,6 +40,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be converted: missing, unknown or mis-shaped weights, unreadable files."""
 
 
+def read_json(path: Path) -> Any:
+    """A checkpoint's JSON file (config, tokenizer, shard index); a byte-order mark is allowed, as editors write it.
+    CheckpointError naming the file when it does not parse (truncated, not JSON)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON (truncated or damaged?): {error}") from None
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading checkpoints
 # ---------------------------------------------------------------------------------------------------------------------
@@ -145,8 +154,10 @@ def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_sharded(index_file: Path, reader) -> dict[str, np.ndarray]:
-    with open(index_file, encoding="utf-8") as handle:
-        shards = sorted(set(json.load(handle)["weight_map"].values()))
+    try:
+        shards = sorted(set(read_json(index_file)["weight_map"].values()))
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{index_file} has no weight_map of weight names to shard files") from None
     weights: dict[str, np.ndarray] = {}
     for shard in shards:
         weights.update(reader(index_file.parent / shard))
@@ -159,8 +170,9 @@ def load_checkpoint(path_or_id: str | os.PathLike) -> tuple[dict[str, Any], dict
     config_file = folder / CONFIG_FILE
     if not config_file.is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
-    with open(config_file, encoding="utf-8") as handle:
-        config = json.load(handle)
+    config = read_json(config_file)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file} is not a JSON object of configuration fields")
     check_model_type(config, folder)
     readers = {SAFETENSORS_INDEX: lambda p: _read_sharded(p, read_safetensors), SAFETENSORS_FILE: read_safetensors,
                PYTORCH_INDEX: lambda p: _read_sharded(p, read_pytorch_bin), PYTORCH_FILE: read_pytorch_bin,
@@ -170,7 +182,15 @@ def load_checkpoint(path_or_id: str | os.PathLike) -> tuple[dict[str, Any], dict
         raise CheckpointError(f"{folder} has none of {', '.join(WEIGHT_FILES)}")
     name = available[0]
     logger.info("reading %s", folder / name)
-    weights = readers[name](folder / name)
+    try:
+        weights = readers[name](folder / name)
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001  safetensors, torch and h5py raise their own kinds for a damaged file
+        from librispeech.model_file import first_line
+
+        raise CheckpointError(f"cannot read the weights in {folder / name} (truncated or damaged?): "
+                              f"{first_line(error)}") from None
     return config, {key: np.asarray(value, dtype=np.float32) for key, value in weights.items()}
 
 
