@@ -438,8 +438,6 @@ def load_dynamic_length_model(model_path: Path):
 
 def dynamic_length_model(model):
     """The same model (architecture and weights) built for inputs of any length."""
-    from librispeech.wav2vec2 import model as wav2vec2_model
+    from librispeech.wav2vec2.model import with_input_length
 
-    dynamic = wav2vec2_model.build_wav2vec2_for_ctc(wav2vec2_model.model_config(model), None, name=model.name)
-    dynamic.set_weights(model.get_weights())
-    return dynamic
+    return with_input_length(model, None)

@@ -124,9 +124,7 @@ def export_fixed_length(model, output: Path) -> None:
     """Rebuild with the project's fixed input length (what Tensorleap gets), copy the weights, save as .h5."""
     from librispeech.wav2vec2 import model as wav2vec2_model
 
-    fixed = wav2vec2_model.build_wav2vec2_for_ctc(
-        wav2vec2_model.model_config(model), project_config().max_samples, name="demo_wav2vec2_for_ctc")
-    fixed.set_weights(model.get_weights())
+    fixed = wav2vec2_model.with_input_length(model, project_config().max_samples, name="demo_wav2vec2_for_ctc")
     output.parent.mkdir(parents=True, exist_ok=True)
     fixed.save(output)
 

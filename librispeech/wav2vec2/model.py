@@ -62,6 +62,13 @@ def model_config(model: keras.Model) -> Wav2Vec2Config:
     return config if isinstance(config, Wav2Vec2Config) else as_config(config)
 
 
+def with_input_length(model: keras.Model, max_samples: int | None, name: str | None = None) -> keras.Model:
+    """The same layers and weights built for another input length (None: any length)."""
+    rebuilt = build_wav2vec2_for_ctc(model_config(model), max_samples, name=name or model.name)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def with_hidden_states(model: keras.Model) -> keras.Model:
     """A keras.Model sharing `model`'s layers and weights that returns [logits, last_hidden_state]; the hidden state
     is the "encoder" layer's output [batch, frames, hidden], zero on padded frames (mean-pool with frame counts)."""
