@@ -170,9 +170,14 @@ def train(args) -> dict:
           f"testing on {len(test_waveforms)} bundled utterances")
 
     steps_per_epoch = len(batches(waveforms, args.batch_size))
+    total_steps = args.epochs * steps_per_epoch
+    warmup_steps = min(args.warmup_steps, total_steps - 1)  # a short run still decays after its warm-up
+    if warmup_steps < args.warmup_steps:
+        print(f"train-demo: {total_steps} steps in all, so the warm-up is {warmup_steps} steps, not "
+              f"{args.warmup_steps}", file=sys.stderr)
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=args.epochs * steps_per_epoch - args.warmup_steps, warmup_target=args.learning_rate,
-        warmup_steps=args.warmup_steps, alpha=0.05)
+        0.0, decay_steps=total_steps - warmup_steps, warmup_target=args.learning_rate, warmup_steps=warmup_steps,
+        alpha=0.05)
     model = build_trainable_model(args.precision, schedule)
     # evaluation and export in float32 whatever the training precision: the figures logged are the export's
     evaluation_model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
@@ -218,7 +223,8 @@ def train(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="train-demo", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "data" / "train-synthetic",
                         help="training corpus root (scripts/make_training_corpus.py --out)")
     parser.add_argument("--corpus-split", default="train-synthetic")
@@ -233,8 +239,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(mixed_bfloat16 pays off on CPUs with native bfloat16 and on GPUs: "
                              "benchmarks/TRAINING_RESULTS.md)")
     parser.add_argument("--init", type=Path, help="start from this export's weights instead of random ones")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "model" / "demo-wav2vec2.h5")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "model" / "trained-wav2vec2.h5",
+                        help="the export (with .json and .training.csv beside it); the shipped demo model is "
+                             "model/demo-wav2vec2.h5: name it to replace it")
+    args = parser.parse_args(argv)
+    if min(args.epochs, args.batch_size, args.utterances) < 1 or args.warmup_steps < 0:
+        parser.error("--epochs, --batch-size and --utterances must be at least 1, --warmup-steps at least 0")
+    return args
 
 
 def main(argv=None) -> None:

@@ -8,7 +8,7 @@ import pytest
 from librispeech.config import BUNDLED_CORPUS, project_config
 
 
-def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp_path):
+def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp_path, capsys):
     import keras
 
     from librispeech import metrics
@@ -16,9 +16,11 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
 
     output = tmp_path / "demo.h5"
     arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "20",
-                 "--epochs", "1", "--batch-size", "4", "--warmup-steps", "1", "--learning-rate", "1e-4",
+                 "--epochs", "1", "--batch-size", "4", "--learning-rate", "1e-4",
                  "--precision", "mixed_bfloat16", "--output", str(output)]
     training.train(training.parse_args(arguments))
+    # 19 utterances in batches of 4: 5 steps, fewer than the default warm-up of 300
+    assert "5 steps in all, so the warm-up is 4 steps, not 300" in capsys.readouterr().err
     assert keras.mixed_precision.global_policy().name == "float32"  # training's policy does not leak
 
     rows = list(csv.DictReader(output.with_suffix(".training.csv").open()))
