@@ -268,14 +268,15 @@ def markdown_cell(value) -> str:
 
 
 def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, seconds: float,
-                  model_pass: ModelPassTiming | None = None) -> dict:
+                  model_pass: ModelPassTiming | None = None, data: str | None = None) -> dict:
     from librispeech.metrics import corpus_error_rates
 
     overall = corpus_error_rates(table["reference"].tolist(), table["hypothesis"].tolist())
     lines = [f"# Evaluation of {model_path.name} on {run_info.split} ({run_info.subset})", "",
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f}",
-             f"- data source: {run_info.source}; left out: {len(run_info.excluded)}"
+             f"- data: {f'{data} ({run_info.source})' if data else run_info.source}; left out: "
+             f"{len(run_info.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
@@ -297,12 +298,12 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     worst = table.sort_values("wer", ascending=False).head(5)
     lines += ["## Highest WER", "", "| id | WER | reference | hypothesis |", "|---|---|---|---|"]
     lines += [f"| {r.id} | {r.wer:.2f} | {r.reference} | {r.hypothesis} |" for r in worst.itertuples()]
-    lines += lm_report.summary_lines(table, run_info.made_by)
+    lines += [""] + lm_report.summary_lines(table, run_info.made_by)
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return overall
 
 
-def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]:
+def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[tuple[str, str]]:
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
@@ -346,7 +347,7 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[Path]
     axis.scatter(table["speech.spectral_flatness_min"], table["cer"], alpha=0.7, edgecolors="k", linewidths=0.3)
     axis.set(xlabel="minimum spectral flatness", ylabel="CER", xscale="log")
     save(figure, "spectral_flatness_vs_cer.png", "Spectral flatness vs CER")
-    return save.paths
+    return save.saved
 
 
 # ---------------------------------------------------------------- run.json and merging shards
@@ -629,7 +630,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
               else f"{config.hf_dataset}, config {config.hf_config}")
     try:
         with clock.stage("report"):  # in run.json; summary.md is written within it
-            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})", str(source))
     except KeyboardInterrupt:
         raise EvaluationError(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
                               f"write it") from None
@@ -828,11 +829,16 @@ def import_report_libraries() -> None:
         pass
 
 
-def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -> dict:
+def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str, data: str | None = None) -> dict:
+    """samples.csv/.parquet, summary.md (data: what the rows were made from, for its header), the plots, which
+    summary.md then lists, and the word report."""
     table = write_tables(rows, out)
-    overall = write_summary(table, out, run_info, Path(run_info.model), run_info.seconds, run_info.timing)
-    write_plots(table, np.array([row["latent"] for row in rows]), out, title)
-    word_report.write_word_report(rows, table, out, title.split(" (")[0])
+    overall = write_summary(table, out, run_info, Path(run_info.model), run_info.seconds, run_info.timing, data)
+    plots = write_plots(table, np.array([row["latent"] for row in rows]), out, title)
+    plots += word_report.write_word_report(rows, table, out, title.split(" (")[0])
+    with open(out / "summary.md", "a", encoding="utf-8") as summary:
+        summary.write("\n".join(["", "## Plots", "", *(f"- [{name}]({name}): {heading}" for name, heading in plots)])
+                      + "\n")
     return overall
 
 

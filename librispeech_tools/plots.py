@@ -15,14 +15,15 @@ def pyplot():
 
 
 class FigureSaver:
-    """Saves figures as PNG under `out`, each headed by its own heading over the report's `title`; `paths` lists them."""
+    """Saves figures as PNG under `out`, each headed by its own heading over the report's `title`; `saved` lists
+    their file names and headings."""
 
     def __init__(self, out: Path, title: str):
-        self.out, self.title, self.paths = out, title, []
+        self.out, self.title, self.saved = out, title, []
 
     def __call__(self, figure, name: str, heading: str) -> None:
         figure.suptitle(f"{heading}\n{self.title}", fontsize=9)
         figure.tight_layout()
         figure.savefig(self.out / name, dpi=110)
         pyplot().close(figure)
-        self.paths.append(self.out / name)
+        self.saved.append((name, heading))

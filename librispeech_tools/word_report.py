@@ -192,7 +192,7 @@ def pace_lines(table) -> list[str]:
 
 # ---------------------------------------------------------------- plots
 
-def write_plots(table, words, out: Path, title: str) -> list[Path]:
+def write_plots(table, words, out: Path, title: str) -> list[tuple[str, str]]:
 
     from librispeech_tools.plots import FigureSaver, pyplot
 
@@ -226,16 +226,16 @@ def write_plots(table, words, out: Path, title: str) -> list[Path]:
     axes[0].set(ylabel="WER")
     axes[0].legend(fontsize=8)
     save(figure, "wer_vs_speaking_rate.png", "WER against speaking rate (rates over the speech, pauses included)")
-    return save.paths
+    return save.saved
 
 
-def write_word_report(rows: list[dict], table, out: Path, title: str) -> None:
+def write_word_report(rows: list[dict], table, out: Path, title: str) -> list[tuple[str, str]]:
     """Write out/words.csv (one row per aligned word), append the word sections to out/summary.md and write the
-    two plots."""
+    two plots (their file names and headings are returned)."""
     words = word_table(rows)
     if words.empty:
-        return
+        return []
     words.to_csv(out / "words.csv", index=False)
     with open(out / "summary.md", "a", encoding="utf-8") as summary:
         summary.write("\n".join(summary_lines(words) + pace_lines(table)) + "\n")
-    write_plots(table, words, out, title)
+    return write_plots(table, words, out, title)

@@ -36,6 +36,9 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert PLOTS <= {p.name for p in out.iterdir()}
     summary = (out / "summary.md").read_text()
     assert "corpus WER" in summary and "## By sex" in summary and "## By speaker" in summary
+    assert "- data: bundled synthetic corpus (openslr); left out: " in summary
+    assert {f"- [{name}]({name}): " for name in PLOTS} <= {line.split(")")[0] + "): " for line in
+                                                          summary.split("## Plots")[1].splitlines() if line}
     for section in ("## Word errors", "### Top 20 confusion pairs", "### Most deleted words", "### Most inserted words",
                     "### WER by word frequency", "### WER by speaking rate"):
         assert section in summary, section
