@@ -446,6 +446,9 @@ def open_hf_split(config: ProjectConfig, subset: str):
             dataset = loaded
         else:  # a parquet copy laid out as on the hub (folders per split, or push_to_hub's shard names)
             dataset = _load_parquet_split(location, config, split_name)
+    elif location.is_absolute() or config.hf_dataset.startswith((".", "~")) or config.hf_dataset.count("/") > 1:
+        raise FileNotFoundError(f"the HF dataset {config.hf_dataset!r} (LIBRISPEECH_HF_DATASET) is not a folder here, "
+                                f"nor a hub id (NAME or OWNER/NAME)")
     else:
         dataset = _load_hub_split(config, split_name)
     missing = sorted(HF_COLUMNS - set(dataset.column_names))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 import numpy as np
 
@@ -43,7 +44,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    synthetic.require_tools()
+    try:
+        synthetic.require_tools()
+    except synthetic.MissingToolError as error:
+        sys.exit(f"check_pace_noise: {error}")
     rng = np.random.default_rng(args.seed)
     voices = [synthetic.Voice(language, variant) for language in ("en-us", "en", "en-gb-scotland", "en-029")
               for variant in ("m3", "f2")]

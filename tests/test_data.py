@@ -521,6 +521,12 @@ def test_hf_hub_split_offline_is_read_from_the_cache(corpus, tmp_path, monkeypat
         data.open_hf_split(make_config(data__source="huggingface", data__hf_dataset="other/corpus"), "test")
 
 
+def test_hf_dataset_path_that_does_not_exist_is_named_so(tmp_path):
+    config = make_config(data__source="huggingface", data__hf_dataset=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="is not a folder here, nor a hub id"):
+        data.open_hf_split(config, "test")
+
+
 def test_hf_missing_split_is_a_clear_error(tmp_path):
     (tmp_path / "clean").mkdir()
     config = make_config(data__source="huggingface", data__hf_dataset=str(tmp_path))
