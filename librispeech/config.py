@@ -103,7 +103,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
 
 def subset_splits(table: Any, where: str) -> dict[str, str]:
     """Tensorleap subset -> split name, as given at `where` in config.yaml: training and validation are required,
-    test may be left out (absent or null: preprocess then has no test subset)."""
+    test may be left out (absent, null or empty: preprocess then has no test subset)."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} in librispeech/config.yaml must map {', '.join(SUBSETS)} to split names, "
                           f"got {table!r}")
@@ -111,12 +111,12 @@ def subset_splits(table: Any, where: str) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"{where} in librispeech/config.yaml has unknown subset(s) {', '.join(unknown)} "
                           f"(expected {', '.join(SUBSETS)})")
-    splits = {subset: str(table[subset]).strip() for subset in SUBSETS if table.get(subset) is not None}
-    missing = [subset for subset in REQUIRED_SUBSETS if not splits.get(subset)]
-    if missing or "" in splits.values():
-        raise ConfigError(f"{where} in librispeech/config.yaml names no split for "
-                          f"{', '.join(missing or [k for k, v in splits.items() if not v])} (training and "
-                          f"validation are required, test is optional)")
+    named = {subset: str(table[subset]).strip() for subset in SUBSETS if table.get(subset) is not None}
+    splits = {subset: name for subset, name in named.items() if name}
+    missing = [subset for subset in REQUIRED_SUBSETS if subset not in splits]
+    if missing:
+        raise ConfigError(f"{where} in librispeech/config.yaml names no split for {', '.join(missing)} (training "
+                          f"and validation are required, test is optional)")
     return splits
 
 
