@@ -481,14 +481,16 @@ def merge(folders: list[Path], out: Path) -> Path:
     stages = StageClock()
     for info in infos:
         for name, seconds in (info.stages.seconds if info.stages else {}).items():
-            stages.add(name, seconds)
+            if name != "report":  # each shard's own report; the merged one's is timed below
+                stages.add(name, seconds)
         stages.samples += info.stages.samples if info.stages else 0
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
                      stages if stages.samples else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
+    with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
+        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
     (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")

@@ -271,6 +271,14 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     assert merged_stages["samples"] == len(whole) == sum(stage["samples"] for stage in shard_stages)
     assert merged_stages["seconds"]["model pass"] == pytest.approx(sum(s["seconds"]["model pass"]
                                                                        for s in shard_stages))
+    # every stage is the shards' sum but the report: the merge's own (the shards' reports are not part of it); the
+    # summary leaves the report out, as a run's does
+    for name, seconds in merged_stages["seconds"].items():
+        if name != "report":
+            assert seconds == pytest.approx(sum(s["seconds"].get(name, 0.0) for s in shard_stages)), name
+    assert 0 < merged_stages["seconds"]["report"] != pytest.approx(sum(s["seconds"]["report"] for s in shard_stages))
+    assert "report" not in next(line for line in (tmp_path / "merged" / "summary.md").read_text().splitlines()
+                                if line.startswith("- time by stage"))
 
     with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
         evaluate.merge(shards[:1], tmp_path / "bad")
