@@ -1,12 +1,13 @@
 """`poetry run evaluate`: the Tensorleap analysis run locally through the same registered functions.
 
-Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section. The model
-runs on each utterance's real length (a dynamic-time-axis twin of the export, same weights; the rows equal those of
-the platform's fixed-length path, `--fixed-length`), one utterance per call by default, run by ONNX Runtime on a CPU
-and by Keras where Keras has a GPU (model_pass.py); the metadata in a worker process started before the model loads
-(metadata_processes.py). Rows are appended to samples.jsonl as batches finish, so an interrupted run keeps its work
-and a rerun skips what is done. Then: samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a
-part; `--merge` joins the parts.
+Per sample: the registered encoders, the model, the CTC loss, the error rates and every metadata section (the LM
+columns come from the same decoder and error rates as the registered LM metrics, one decode per sample:
+tests/test_lm_report.py checks that they agree). The model runs on each utterance's real length (a dynamic-time-axis
+twin of the export, same weights; the rows equal those of the platform's fixed-length path, `--fixed-length`), one
+utterance per call by default, run by ONNX Runtime on a CPU and by Keras where Keras has a GPU (model_pass.py); the
+metadata in a worker process started before the model loads (metadata_processes.py). Rows are appended to
+samples.jsonl as batches finish, so an interrupted run keeps its work and a rerun skips what is done. Then:
+samples.csv / samples.parquet, summary.md and the plots. `--shard i/n` runs a part; `--merge` joins the parts.
 The word level (pace, noise, word confidence, aligned words; its summary sections and plots) is in word_report.py,
 the LM-decoded second hypothesis in lm_report.py.
 """
