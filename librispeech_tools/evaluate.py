@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -691,12 +692,11 @@ def sample_digests(split) -> dict[str, str]:
     """Per selected sample, a digest of what its row is made from besides the model: transcript, audio (length,
     rate, channels, file size) and records (SPEAKERS/CHAPTERS/BOOKS). Not modification times: a corpus copied to
     another machine for a shard is the same data."""
-    import hashlib
-
     from librispeech.data import record_fields
 
     digests = {}
     for sample_id, utterance in split.utterances.items():
+        # a file gone since the listing has no size; its decode leaves it out later
         size = os.path.getsize(utterance.audio_path) if utterance.audio_path and os.path.exists(
             utterance.audio_path) else None
         content = [utterance.transcript, utterance.num_samples, utterance.source_sample_rate, utterance.channels, size,
@@ -706,8 +706,6 @@ def sample_digests(split) -> dict[str, str]:
 
 
 def combined_digest(digests: dict[str, str]) -> str:
-    import hashlib
-
     return hashlib.blake2b(json.dumps(sorted(digests.items())).encode(), digest_size=16).hexdigest()
 
 
@@ -745,8 +743,6 @@ def file_identity(path: Path | None, content: bool = False) -> list | None:
     stat = path.stat()
     if not content:
         return [str(path), stat.st_size, stat.st_mtime_ns]
-    import hashlib
-
     with open(path, "rb") as handle:
         return [str(path), stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
 
@@ -796,10 +792,10 @@ def resume(out: Path, made_by: dict, rows_path: Path, digests: dict[str, str] | 
         raise EvaluationError(f"{out} holds the rows of another run ({'; '.join(changed)}); use another --out, or "
                               f"delete the folder to start again")
     before = previous.get("digests") or {}  # none in progress.json files from before they were recorded
-    changed = [i for i in ids if i in before and digests is not None and before[i] != digests.get(i, before[i])]
-    if changed:
-        raise EvaluationError(f"{out} holds rows of {len(changed)} sample(s) whose transcript, audio or records "
-                              f"changed since (first: {changed[0]}); use another --out, or delete the folder to start "
+    stale = [i for i in ids if i in before and digests is not None and before[i] != digests.get(i, before[i])]
+    if stale:
+        raise EvaluationError(f"{out} holds rows of {len(stale)} sample(s) whose transcript, audio or records "
+                              f"changed since (first: {stale[0]}); use another --out, or delete the folder to start "
                               f"again")
     timing = ModelPassTiming(**previous["model_pass"])
     if timing.samples != len(rows):  # rows were lost (a damaged line): the time so far no longer matches them

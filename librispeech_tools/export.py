@@ -357,11 +357,11 @@ def checkpoint_tokens(checkpoint_dir: Path, vocab_size: int) -> tuple[str, ...] 
                                   f"({', '.join(list(vocab)[:8])}) and its tokenizer_config.json names none of them "
                                   f"as target_lang ({language!r})")
         vocab = vocab[language]
+    added_tokens = (read_json(checkpoint_dir / "added_tokens.json")
+                    if (checkpoint_dir / "added_tokens.json").is_file() else {})
     try:
         pairs = [(str(token), int(i)) for token, i in vocab.items()]
-        added = []
-        if (checkpoint_dir / "added_tokens.json").is_file():
-            added += [(str(token), int(i)) for token, i in read_json(checkpoint_dir / "added_tokens.json").items()]
+        added = [(str(token), int(i)) for token, i in added_tokens.items()]
         decoder = tokenizer_config.get("added_tokens_decoder")
         added += [(entry["content"], int(i)) for i, entry in (decoder or {}).items()]
     except (AttributeError, TypeError, ValueError, KeyError) as error:
