@@ -6,7 +6,7 @@ import os
 from typing import List
 
 import numpy as np
-from code_loader.contract.datasetclasses import PreprocessResponse
+from code_loader.contract.datasetclasses import PreprocessResponse, RawInputsForHeatmap
 from code_loader.contract.enums import DatasetMetadataType, DataStateType, LeapDataType, MetricDirection
 from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
 from code_loader.inner_leap_binder.leapbinder_decorators import (
@@ -142,8 +142,11 @@ def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTe
     return visualizers.word_errors(logits, transcript)
 
 
-def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray) -> np.ndarray:
-    return visualizers.mel_spectrogram_heatmap(audio, audio_length)
+def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray, raw_inputs: RawInputsForHeatmap
+                            ) -> np.ndarray:
+    """Tensorleap passes each input's attribution under its name, and the inputs themselves in raw_inputs: the
+    real length is the raw audio_length, not its attribution."""
+    return visualizers.mel_spectrogram_heatmap(audio, raw_inputs.raw_input_by_vizualizer_arg_name["audio_length"])
 
 
 @tensorleap_custom_visualizer("mel_spectrogram", LeapDataType.Image, heatmap_function=mel_spectrogram_heatmap)

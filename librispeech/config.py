@@ -80,10 +80,15 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
     source = environ.get("LIBRISPEECH_SOURCE", data["source"])
     if source not in ("openslr", "huggingface"):
         raise ConfigError(f"data source (LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got {source!r}")
-    root = environ.get("LIBRISPEECH_ROOT") or data.get("root")
+    # A relative path in an environment variable is read from the current folder, one in config.yaml from the
+    # repository root (the decoding files and the vocabulary: from librispeech/, beside config.yaml).
+    root = _resolve(environ["LIBRISPEECH_ROOT"], Path.cwd()) if environ.get("LIBRISPEECH_ROOT") else (
+        _resolve(data["root"], REPO_ROOT) if data.get("root") else BUNDLED_CORPUS)
+    model_path = _resolve(environ["WAV2VEC_MODEL"], Path.cwd()) if environ.get("WAV2VEC_MODEL") else (
+        _resolve(model["path"], REPO_ROOT))
     return ProjectConfig(
         source=source,
-        root=_resolve(root, Path.cwd()) if root else BUNDLED_CORPUS,
+        root=root,
         splits=subset_splits(data["splits"], "data.splits"),
         hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
         **_hf_settings(data, environ),
@@ -95,7 +100,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         normalize_epsilon=float(audio["normalize_epsilon"]),
         max_label_length=int(text["max_label_length"]),
         vocab_file=_resolve(text["vocab_file"], PACKAGE_DIR),
-        model_path=_resolve(environ.get("WAV2VEC_MODEL") or model["path"], REPO_ROOT),
+        model_path=model_path,
         checkpoint=model["checkpoint"],
         **_decoding_settings(decoding, environ),
     )

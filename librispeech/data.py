@@ -198,7 +198,7 @@ def _table_rows(path: Path, fields: int, numbered: bool = True) -> Iterable[list
         if line.startswith(";") or not line.strip():
             continue
         parts = [part.strip() for part in line.split("|", fields - 1)]
-        if len(parts) == fields and (parts[0].isdigit() or not numbered):
+        if len(parts) == fields and (_is_whole_number(parts[0]) or not numbered):
             yield parts
         else:
             skipped.append(line.strip())
@@ -207,11 +207,18 @@ def _table_rows(path: Path, fields: int, numbered: bool = True) -> Iterable[list
                        " starting with a number" if numbered else "", skipped[0])
 
 
+def _is_whole_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _as_float(text: str) -> float | None:
+    """A minutes cell as a number; None where it is empty, not a number, or not finite ('nan', 'inf')."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def read_corpus_info(root: Path) -> CorpusInfo:
@@ -224,7 +231,7 @@ def read_corpus_info(root: Path) -> CorpusInfo:
             # "CH. TITLE | PROJECT TITLE": a chapter title may itself contain '|', so split on the last one.
             title, _, project_title = titles.rpartition("|") if "|" in titles else (titles, "", "")
             chapters[int(chapter)] = ChapterInfo(
-                int(reader) if reader.isdigit() else None, _as_float(minutes), subset or None,
+                int(reader) if _is_whole_number(reader) else None, _as_float(minutes), subset or None,
                 book or None, title.strip() or None, project_title.strip() or None)
     if (root / "BOOKS.TXT").is_file():
         for book, rest in _table_rows(root / "BOOKS.TXT", 2, numbered=False):
@@ -542,7 +549,7 @@ def _whole_number(value) -> int | None:
     """A speaker or chapter id as a number; None where it is missing or not a whole number."""
     if isinstance(value, str):
         value = value.strip()
-        return int(value) if value.isdigit() else None
+        return int(value) if _is_whole_number(value) else None
     if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
         return int(value)
     return None

@@ -66,15 +66,19 @@ def read_lexicon_words(path: Path) -> list[str]:
 def read_arpa_unigrams(path: Path) -> list[str]:
     """The words of an ARPA file's 1-grams section, without <s>, </s> and <unk>. Reads only that section."""
     words, in_unigrams = [], False
-    with _open_text(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line == "\\1-grams:":
-                in_unigrams = True
-            elif in_unigrams and line.startswith("\\"):
-                break
-            elif in_unigrams and line:
-                words.append(line.split()[1])
+    try:
+        with _open_text(path) as handle:
+            for line in handle:
+                line = line.strip()
+                if line == "\\1-grams:":
+                    in_unigrams = True
+                elif in_unigrams and line.startswith("\\"):
+                    break
+                elif in_unigrams and line:
+                    words.append(line.split()[1])
+    except UnicodeDecodeError as error:  # a KenLM binary, say: no text to read the words from
+        raise LanguageModelError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); with a binary "
+                                 "KenLM file, set a lexicon (LIBRISPEECH_LEXICON or decoding.lexicon)") from None
     if not in_unigrams:
         raise LanguageModelError(f"{path} has no \\1-grams: section; with a binary KenLM file, set a lexicon")
     return [word for word in words if word not in ("<s>", "</s>", "<unk>")]
@@ -88,6 +92,21 @@ def spell(word: str, token_ids: dict[str, int]) -> list[int] | None:
     if not letters or any(letter not in token_ids or letter == WORD_DELIMITER for letter in letters):
         return None
     return [token_ids[letter] for letter in letters] + [token_ids[WORD_DELIMITER]]
+
+
+def _check_known_to_lm(unknown: list[str], lexicon_size: int, settings: DecoderSettings) -> None:
+    """Lexicon words the LM does not know (KenLM is case-sensitive: torchaudio's lower-case lexicon.txt beside
+    OpenSLR's upper-case 4-gram, say) all get <unk>'s score, so the LM cannot tell them apart: most of them unknown is
+    an error, a few a warning."""
+    if not unknown:
+        return
+    where = f"{settings.lexicon_path} against {settings.lm_path}"
+    if 2 * len(unknown) > lexicon_size:
+        raise LanguageModelError(f"{len(unknown)} of the lexicon's {lexicon_size} words are unknown to the LM (KenLM "
+                                 f"scores them as <unk>; another case, or another LM's lexicon?): {where}; e.g. "
+                                 f"{', '.join(unknown[:5])}")
+    LOGGER.warning("lexicon: %d of %d words are unknown to the LM and score as <unk>, e.g. %s (%s)", len(unknown),
+                   lexicon_size, ", ".join(unknown[:5]), where)
 
 
 # ---------------------------------------------------------------- the decoder
@@ -128,10 +147,15 @@ class LMDecoder:
         silence = token_ids[WORD_DELIMITER]
         trie = Trie(len(tokens), silence)
         start = self.language_model.start(False)
+        _, unknown_score = self.language_model.score(start, self.word_dictionary.get_index("<unk>"))
+        unknown_to_lm = []
         for word, spelling in spellings.items():
             word_index = self.word_dictionary.get_index(word)
             _, unigram_score = self.language_model.score(start, word_index)
             trie.insert(spelling, word_index, unigram_score)
+            if unigram_score == unknown_score:  # KenLM scores a word it does not know as <unk>
+                unknown_to_lm.append(word)
+        _check_known_to_lm(unknown_to_lm, len(spellings), settings)
         trie.smear(SmearingMode.MAX)
         options = LexiconDecoderOptions(
             beam_size=settings.beam_width, beam_size_token=len(tokens), beam_threshold=BEAM_THRESHOLD,

@@ -3,7 +3,8 @@
 SNR: speech is intermittent and background noise is steady, so the quietest frames hold the noise alone. The audio
 is cut into 20 ms frames; the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%) of them, and
 the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech / noise) is then
-the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise power). It
+the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise power),
+measured without the clip's mean (a DC offset is no sound: the model's input normalisation removes it too). It
 needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise estimate
 includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
 stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above its
@@ -37,7 +38,8 @@ def frame_powers(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def estimate_snr_db(audio: np.ndarray, sample_rate: int) -> float:
-    powers = frame_powers(audio, sample_rate)
+    # Without its mean: a DC offset is no sound (the model's input normalisation removes it too); dc_offset reports it.
+    powers = frame_powers(audio - np.mean(audio, dtype=np.float64).astype(np.float32), sample_rate)
     quiet = max(1, int(round(NOISE_FRAME_FRACTION * len(powers))))
     noise = float(np.partition(powers, quiet - 1)[:quiet].mean())
     speech = float(powers.mean()) - noise

@@ -1,10 +1,16 @@
 """Speaking pace of one utterance: where the speech is, its pauses, and words and characters per second.
 
 Silence is found with `librosa.effects.split`: a frame is silent when its RMS is more than SILENCE_TOP_DB (40 dB)
-below the utterance's loudest frame. Frames are 25 ms long with a 10 ms hop, so boundaries are found to within
-about 20 ms (scripts/check_pace_noise.py measures it). 40 dB is a compromise: a lower threshold cuts the weak
-consonants at a word's edge off the speech, a higher one counts the background of a recording as speech. In a
-recording whose noise is within 40 dB of the speech no pauses are found (the `noise` metadata says when).
+below the utterance's loudest frame. The audio's mean (DC offset, which the model's input normalisation removes
+too) is taken out first, and the audio is scaled to unit peak, so the result does not depend on the recording's
+level (librosa floors frame powers at 1e-10, which would count the silence of a quiet clip as speech). Frames are
+25 ms long with a 10 ms hop; a frame is speech as soon as its window touches speech, so librosa's edges (the centre
+of the first frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on average, and every pause
+a whole window (25 ms) short. Each edge is moved to the middle of the range the frames allow, which leaves half a
+hop (5 ms) of error at a sharp edge (scripts/check_pace_noise.py measures speech). 40 dB is a compromise: a lower
+threshold cuts the weak consonants at a word's edge off the speech, a higher one counts the background of a
+recording as speech. In a recording whose noise is within 40 dB of the speech no pauses are found (the `noise`
+metadata says when).
 A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter gaps (stop closures, the gaps between words)
 count as speech.
 
@@ -37,9 +43,33 @@ def speech_intervals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         raise ValueError("audio has non-finite samples (NaN or inf)")
     frame_length = int(round(FRAME_SECONDS * sample_rate))
     hop_length = int(round(HOP_SECONDS * sample_rate))
-    if audio.size == 0 or float(np.max(np.abs(audio))) < DIGITAL_SILENCE_PEAK:
+    if audio.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    return librosa.effects.split(audio, top_db=SILENCE_TOP_DB, frame_length=frame_length, hop_length=hop_length)
+    audio = audio - np.mean(audio, dtype=np.float64).astype(np.float32)
+    peak = float(np.max(np.abs(audio)))
+    if peak < DIGITAL_SILENCE_PEAK:
+        return np.zeros((0, 2), dtype=np.int64)
+    frame_edges = librosa.effects.split(audio / peak, top_db=SILENCE_TOP_DB, frame_length=frame_length,
+                                        hop_length=hop_length)
+    return _window_corrected(frame_edges, audio.size, frame_length, hop_length)
+
+
+def _window_corrected(frame_edges: np.ndarray, num_samples: int, frame_length: int, hop_length: int) -> np.ndarray:
+    """librosa's edges moved to the middle of the range their frames allow (see the module's docstring).
+
+    With frame i covering [i*hop - frame/2, i*hop + frame/2): speech that starts at frame b (librosa's edge b*hop)
+    starts in [b*hop + (frame - 2 hop)/2, b*hop + frame/2), and speech whose first silent frame is a ends in
+    (a*hop - frame/2 - hop, a*hop - frame/2]. The clip's own start and end stay as they are. A stretch shorter
+    than one hop after the move (a lone loud frame) keeps one hop around its centre.
+    """
+    starts, ends = frame_edges[:, 0].astype(np.int64), frame_edges[:, 1].astype(np.int64)
+    moved_starts = np.where(starts > 0, starts + (frame_length - hop_length) // 2, starts)
+    moved_ends = np.where(ends < num_samples, ends - (frame_length + hop_length) // 2, ends)
+    too_short = moved_ends - moved_starts < hop_length
+    centres = (starts + ends) // 2
+    moved_starts = np.where(too_short, np.maximum(0, centres - hop_length // 2), moved_starts)
+    moved_ends = np.where(too_short, np.minimum(num_samples, centres + hop_length // 2), moved_ends)
+    return np.stack([moved_starts, moved_ends], axis=1)
 
 
 def pace_features(audio: np.ndarray, sample_rate: int, transcript: str) -> dict[str, int | float | None]:

@@ -103,5 +103,9 @@ def greedy_ids(logits: np.ndarray) -> np.ndarray:
 
 
 def decode_greedy(logits: np.ndarray) -> str:
-    """Greedy CTC decoding of one sample's logits [frames, vocab]: merge repeats, drop blanks."""
-    return decode_ids(greedy_ids(logits).tolist(), group_tokens=True)
+    """Greedy CTC decoding of one sample's logits [frames, vocab]: merge repeats, drop blanks.
+
+    A blank between two word delimiters (| _ |, common over a pause) keeps both delimiters, and the tokenizer turns
+    them into two spaces; they are one word boundary, so runs of spaces become one (else CER counts a phantom error).
+    """
+    return " ".join(decode_ids(greedy_ids(logits).tolist(), group_tokens=True).split())

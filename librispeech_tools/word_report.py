@@ -89,7 +89,7 @@ def frequency_band_rates(words, zipf: dict[str, float]) -> list[dict]:
     for name, low, high in FREQUENCY_BANDS:
         band = reference[(frequency >= low) & (frequency < high)]
         errors = band.kind.isin(["substitution", "deletion"])
-        examples = band.loc[errors, "reference"].value_counts().index[:5].tolist()
+        examples = [word for word, _ in most_common(band.loc[errors, "reference"])[:5]]
         bands.append({"band": name, "low": low, "high": high, "words": len(band),
                       "substitutions": int((band.kind == "substitution").sum()),
                       "deletions": int((band.kind == "deletion").sum()),
@@ -99,10 +99,13 @@ def frequency_band_rates(words, zipf: dict[str, float]) -> list[dict]:
 
 def reliability(words) -> tuple[list[dict], float]:
     """Hypothesis words binned by confidence: per bin, count, mean confidence and fraction correct; and the
-    expected calibration error (the count-weighted mean |fraction correct - mean confidence|)."""
+    expected calibration error (the count-weighted mean |fraction correct - mean confidence|). Words without a
+    confidence (a NaN or infinite logit in their frames) are left out; summary_lines counts them."""
     spoken = words[words.kind != "deletion"]
     confidence = spoken["confidence"].astype(float).to_numpy()
     correct = (spoken.kind == "correct").to_numpy()
+    scored = np.isfinite(confidence)
+    confidence, correct = confidence[scored], correct[scored]
     edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
     index = np.searchsorted(edges[1:-1], confidence)  # scikit-learn's calibration_curve bins: (low, high]
     bins = []
@@ -129,8 +132,12 @@ def summary_lines(words) -> list[str]:
     if len(spoken):
         bins, ece = reliability(words)
         confident = errors[errors.confidence.astype(float) >= HIGH_CONFIDENCE]
-        lines += [f"- hypothesis words: {len(spoken)}, mean confidence {spoken.confidence.astype(float).mean():.3f}; "
-                  f"expected calibration error {ece:.3f} ({RELIABILITY_BINS} bins)",
+        confidence = spoken.confidence.astype(float)
+        unscored = int((~np.isfinite(confidence)).sum())
+        lines += [f"- hypothesis words: {len(spoken)}, mean confidence {confidence[np.isfinite(confidence)].mean():.3f}; "
+                  f"expected calibration error {ece:.3f} ({RELIABILITY_BINS} bins)"
+                  + (f"; {unscored} word(s) without a confidence (non-finite logits) left out of both" if unscored
+                     else ""),
                   f"- wrong hypothesis words (substituted or inserted): {len(errors)}; with confidence >= "
                   f"{HIGH_CONFIDENCE}: {len(confident)}; below {LOW_CONFIDENCE}: "
                   f"{int((errors.confidence.astype(float) < LOW_CONFIDENCE).sum())}"]

@@ -136,13 +136,18 @@ def test_latin_1_lines_are_read_as_latin_1_with_a_warning(corpus, caplog):
 
 
 def test_table_rows_that_cannot_be_read_are_skipped_with_a_warning(corpus, caplog):
-    (corpus / "SPEAKERS.TXT").write_text(";ID | SEX | SUBSET | MINUTES | NAME\n100 | F | train-clean-100 | 1.0 | Ann\n"
-                                         "101 | M | train-clean-100 | 2.0\nX7 | F | dev-clean | 3.0 | Eve\n\n")
+    (corpus / "SPEAKERS.TXT").write_text(
+        ";ID | SEX | SUBSET | MINUTES | NAME\n100 | F | train-clean-100 | 1.0 | Ann\n"
+        "101 | M | train-clean-100 | 2.0\nX7 | F | dev-clean | 3.0 | Eve\n\n"
+        "7001\u00b2 | F | dev-clean | 1.0 | Sup\n"  # str.isdigit() accepts the superscript two, int() does not
+        "102 | M | dev-clean | nan | Nan\n103 | F | dev-clean | inf | Inf\n", encoding="utf-8")
     (corpus / "BOOKS.TXT").write_text(";ID | TITLE\nB-12 | A Title | extra\nno bar here\n")
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         info = data.read_corpus_info(corpus)
-    assert list(info.speakers) == [100] and info.books == {"B-12": "A Title"}
-    assert ("SPEAKERS.TXT: 2 row(s) skipped, not 5 '|'-separated fields starting with a number; "
+    assert list(info.speakers) == [100, 102, 103] and info.books == {"B-12": "A Title"}
+    assert info.speakers[100].minutes == 1.0
+    assert info.speakers[102].minutes is None and info.speakers[103].minutes is None  # metadata stays finite
+    assert ("SPEAKERS.TXT: 3 row(s) skipped, not 5 '|'-separated fields starting with a number; "
             "e.g. '101 | M | train-clean-100 | 2.0'") in caplog.text
     assert "BOOKS.TXT: 1 row(s) skipped, not 2 '|'-separated fields; e.g. 'no bar here'" in caplog.text
 
@@ -279,6 +284,24 @@ def test_environment_overrides(corpus, monkeypatch):
     config = project_config()
     assert config.root == corpus and config.samples_per_split == 2
     assert len(data.load_split("test").utterances) == 2
+
+
+def test_relative_paths_read_from_the_current_folder_or_the_repository_root(tmp_path, monkeypatch):
+    """A relative path in an environment variable is the current folder's; one in config.yaml the repository's."""
+    import yaml
+
+    from librispeech import config
+
+    raw = yaml.safe_load(config.CONFIG_FILE.read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)
+    environ = {"LIBRISPEECH_ROOT": "corpus/LibriSpeech", "WAV2VEC_MODEL": "models/mine.onnx"}
+    from_environment = config.build_config(raw, environ)
+    assert from_environment.root == tmp_path / "corpus" / "LibriSpeech"
+    assert from_environment.model_path == tmp_path / "models" / "mine.onnx"
+    raw["data"]["root"] = "data/LibriSpeech"
+    from_file = config.build_config(raw, {})
+    assert from_file.root == config.REPO_ROOT / "data" / "LibriSpeech"
+    assert from_file.model_path == config.REPO_ROOT / "model" / "demo-wav2vec2.h5"
 
 
 def _hf_rows(root):

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile
-from code_loader.contract.datasetclasses import PreprocessResponse
+from code_loader.contract.datasetclasses import PreprocessResponse, RawInputsForHeatmap
 from code_loader.contract.enums import DataStateType, LeapDataType
 from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -412,7 +412,9 @@ def test_every_loss_metric_and_visualizer(transcript, real_frames, logit_kind, a
         if name in VISUALIZERS:
             check_visualizer(name, handler, result)
             if handler.heatmap_function is not None:
-                heatmap = handler.heatmap_function(*values)
+                attributions = [np.abs(value) for value in values]  # what Tensorleap passes, the inputs apart
+                raw = RawInputsForHeatmap(dict(zip(_arg_names(handler), values)))
+                heatmap = handler.heatmap_function(*attributions, raw)
                 assert heatmap.shape == result.data.shape[:2]
                 assert_finite_array(heatmap, f"{name} heatmap")
         else:

@@ -18,6 +18,7 @@ LOADER = (
     "import json, os\n"
     "import numpy as np\n"
     "from code_loader import LeapLoader\n"
+    "from code_loader.contract.datasetclasses import RawInputsForHeatmap\n"
     "from code_loader.contract.enums import DataStateEnum\n"
     "loader = LeapLoader(code_path=os.getcwd(), code_entry_name='leap_test.py')\n"
     "result = loader.check_dataset()\n"
@@ -117,17 +118,21 @@ def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_m
         "    if ours(handler):\n"
         "        one = {a: tensors[a][0] for a in handler.arg_names}\n"
         "        report[name] = type(loader.run_visualizer(name, np.array(ids[:1]), state, dict(one))).__name__\n"
-        "        if loader._visualizer_handler_by_name()[name].heatmap_function is not None:\n"
+        "        raw_name = loader.get_heatmap_visualizer_raw_vis_input_arg_name(name)\n"
+        "        if raw_name is not None:  # as the engine: attributions by name, the inputs under raw_name\n"
+        "            attributions = {a: np.abs(v) * 1e-3 for a, v in one.items()}\n"
         "            heat = loader.run_heatmap_visualizer(name, np.array(ids[:1]), state,\n"
-        "                                                 {**one, 'audio': np.abs(one['audio'])})\n"
-        "            report[name + ' heatmap'] = list(np.shape(heat))\n"
+        "                                                 {**attributions, raw_name: RawInputsForHeatmap(one)})\n"
+        "            image = loader.run_visualizer(name, np.array(ids[:1]), state, dict(one))\n"
+        "            report[name + ' heatmap'] = [list(np.shape(heat)), list(image.data.shape[:2])]\n"
         "print(json.dumps(report))\n", tiny_model)
     assert report["ctc_loss"] == [[2], True]
     for metric in ("error_rates", "confidence", "error_rates_lm", "lm_gain"):
         assert report[metric] == [[[2]], True], metric
     assert report["transcription"] == "LeapText" and report["alignment"] == "LeapTextMask"
     assert report["mel_spectrogram"] == "LeapImage" and report["audio_player"] == "LeapAudio"
-    assert len(report["mel_spectrogram heatmap"]) == 2 and report["mel_spectrogram heatmap"][0] == 128
+    heatmap_shape, image_shape = report["mel_spectrogram heatmap"]
+    assert heatmap_shape == image_shape and image_shape[0] == 128
     assert {"reference", "word_errors", "waveform", "transcription_lm"} <= set(report)
 
 

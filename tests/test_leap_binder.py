@@ -84,6 +84,7 @@ def test_loss_and_metrics_through_code_loader(binder, validation):
 
 
 def test_visualizers_pass_code_loader_validation(binder, validation):
+    from code_loader.contract.datasetclasses import RawInputsForHeatmap
     from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
 
     sample_id = validation.sample_ids[0]
@@ -101,7 +102,9 @@ def test_visualizers_pass_code_loader_validation(binder, validation):
     image = binder.mel_spectrogram_visualizer(audio, length)
     assert isinstance(image, LeapImage) and image.data.shape[0] == 128 and image.data.shape[2] == 1
     assert 0.0 <= image.data.min() and image.data.max() <= 255.0
-    heatmap = binder.mel_spectrogram_heatmap(np.abs(audio), length)
+    # As Tensorleap calls it: each argument an attribution (audio_length's, too), the inputs in the raw argument.
+    raw = RawInputsForHeatmap({"audio": audio, "audio_length": length})
+    heatmap = binder.mel_spectrogram_heatmap(np.abs(audio), np.array([0.37], np.float32), raw)
     assert heatmap.shape == image.data.shape[:2]
     graph = binder.waveform_visualizer(audio, length)
     assert isinstance(graph, LeapGraph) and graph.data.shape[1] == 2 and graph.data.shape[0] <= 2000

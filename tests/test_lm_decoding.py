@@ -77,7 +77,31 @@ def test_lexicon_from_a_file_and_unspellable_words_are_reported(tmp_path, tiny_s
         decoder = lm_decoding.LMDecoder(settings, vocabulary_tokens())
     assert decoder.lexicon_size == 3 and "1 of 4 words" in caplog.text and "NAÏVE" in caplog.text
     assert decoder.decode(spelled_logits("THE CAT")) == "THE CAT"
-    assert decoder.decode(spelled_logits("THE DOG")) != "THE DOG"  # DOG is in the LM, not in this lexicon
+    # DOG is in the LM, not in this lexicon: only lexicon words come out
+    assert set(decoder.decode(spelled_logits("THE DOG")).split()) <= {"THE", "CAT", "MAT"}
+
+
+def test_lexicon_words_the_lm_does_not_know_are_reported_and_most_of_them_refused(tmp_path, tiny_settings, caplog):
+    """KenLM is case-sensitive: a lower-case lexicon beside an upper-case LM scores every word as <unk>."""
+    lower = tmp_path / "lower.txt"
+    lower.write_text("".join(f"{word.lower()}\n" for word in ("THE", "CAT", "MAT", "DOG")), encoding="utf-8")
+    with pytest.raises(lm_decoding.LanguageModelError, match="4 of the lexicon's 4 words are unknown to the LM"):
+        lm_decoding.LMDecoder(lm_decoding.DecoderSettings(tiny_settings.lm_path, lower, 8, 0.5, 0.0),
+                              vocabulary_tokens())
+    one_unknown = tmp_path / "one-unknown.txt"
+    one_unknown.write_text("THE\nCAT\nMAT\nZEBRA\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        decoder = lm_decoding.LMDecoder(lm_decoding.DecoderSettings(tiny_settings.lm_path, one_unknown, 8, 0.5, 0.0),
+                                        vocabulary_tokens())
+    assert "1 of 4 words are unknown to the LM and score as <unk>, e.g. ZEBRA" in caplog.text
+    assert decoder.decode(spelled_logits("THE CAT")) == "THE CAT"
+
+
+def test_a_binary_lm_without_a_lexicon_is_a_clear_error(tmp_path):
+    binary = tmp_path / "4-gram.bin"
+    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\x00\xff\xfe" + bytes(range(256)))
+    with pytest.raises(lm_decoding.LanguageModelError, match="is not UTF-8 text .* set a lexicon"):
+        lm_decoding.read_arpa_unigrams(binary)
 
 
 def test_arpa_unigrams_are_the_default_lexicon(tiny_settings):
@@ -100,10 +124,12 @@ def test_configuration_and_environment(monkeypatch, tmp_path):
     config = make_config()
     assert config.lm_path.name == "demo-lm.arpa.gz" and config.lm_path.is_file()
     assert config.lexicon_path.name == "demo-lexicon.txt" and config.lexicon_path.is_file()
-    assert config.beam_width >= 1
     from librispeech import config as config_module
 
     raw = {**config_module.yaml.safe_load(config_module.CONFIG_FILE.read_text())}
+    written = raw["decoding"]
+    assert (config.beam_width, config.lm_alpha, config.lm_beta) == (
+        written["beam_width"], written["alpha"], written["beta"])
     own = config_module.build_config(raw, {"LIBRISPEECH_LM": str(tmp_path / "4-gram.arpa.gz")})
     assert own.lm_path == tmp_path / "4-gram.arpa.gz" and own.lexicon_path is None  # its own unigrams
     both = config_module.build_config(raw, {"LIBRISPEECH_LM": "lm.arpa", "LIBRISPEECH_LEXICON": "words.txt"})

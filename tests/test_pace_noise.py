@@ -9,7 +9,7 @@ import pytest
 from librispeech import noise, pace
 
 RATE = 16000
-TIMING_TOLERANCE = 0.03  # s: 25 ms frames on a 10 ms hop
+TIMING_TOLERANCE = 0.01  # s: edges within half a 10 ms hop once the 25 ms window's spread is taken out
 
 
 def speech_like(seconds: float, level: float, rng: np.random.Generator) -> np.ndarray:
@@ -162,3 +162,30 @@ def test_espeak_words_with_known_pauses_and_noise():
     estimates = [noise.noise_features(with_noise(clip, snr), RATE)["snr_db"] for snr in (10.0, 20.0, 30.0)]
     for truth, estimate in zip((10.0, 20.0, 30.0), estimates):
         assert estimate == pytest.approx(truth, abs=2.0), (truth, estimates)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-4])
+@pytest.mark.parametrize("dc_offset", [0.0, 0.01])
+def test_pace_and_snr_do_not_depend_on_level_or_dc_offset(scale, dc_offset):
+    """A quiet recording (peak -86 dBFS at 1e-4, where librosa's 1e-10 power floor used to hide its silences) and a
+    DC offset (no sound; the model's input normalisation removes it) change neither the pauses nor the SNR."""
+    clip = known_clip()
+    reference = pace.pace_features(clip, RATE, TRANSCRIPT)
+    shifted = (clip + np.float32(dc_offset)) * np.float32(scale)
+    values = pace.pace_features(shifted, RATE, TRANSCRIPT)
+    assert values["pause_count"] == reference["pause_count"] == 2
+    for key in ("leading_silence_seconds", "trailing_silence_seconds", "longest_pause_seconds", "speech_seconds"):
+        assert values[key] == pytest.approx(reference[key], abs=0.011), key
+    assert noise.noise_features(shifted, RATE)["snr_db"] == pytest.approx(noise.noise_features(clip, RATE)["snr_db"])
+
+
+@pytest.mark.parametrize("gap", [0.21, 0.3, 0.5])
+def test_a_gap_between_sharp_edged_tones_is_measured_at_its_length(gap):
+    """Frames touching a tone count as speech, so a raw frame count puts every pause a window (25 ms) short and
+    misses a 0.21 s pause; the corrected edges find it at its length."""
+    t = np.arange(int(0.5 * RATE)) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    values = pace.pace_features(np.concatenate([tone, silence(gap), tone]), RATE, "A B")
+    assert values["pause_count"] == 1
+    assert values["longest_pause_seconds"] == pytest.approx(gap, abs=TIMING_TOLERANCE)
+    assert values["leading_silence_seconds"] == 0.0 and values["trailing_silence_seconds"] == 0.0

@@ -33,3 +33,14 @@ def test_greedy_decoding_merges_repeats_and_drops_blanks():
     logits = np.full((len(path), 32), -5.0, np.float32)
     logits[np.arange(len(path)), [vocab[t] for t in path]] = 5.0
     assert tokenizer.decode_greedy(logits) == "BOOK IT"
+
+
+def test_a_blank_between_word_delimiters_is_one_word_boundary():
+    """| _ | (a pause) decodes to one space, as the word offsets split it: CER sees no phantom error."""
+    import jiwer
+    vocab = {t: i for i, t in enumerate(tokenizer.vocabulary_tokens())}
+    path = ["T", "H", "E", "|", "<pad>", "<pad>", "|", "D", "O", "G", "|", "<pad>", "|", "<pad>", "|", "S"]
+    logits = np.full((len(path), 32), -5.0, np.float32)
+    logits[np.arange(len(path)), [vocab[t] for t in path]] = 5.0
+    assert tokenizer.decode_greedy(logits) == "THE DOG S"
+    assert jiwer.cer("THE DOG S", tokenizer.decode_greedy(logits)) == 0.0

@@ -42,6 +42,19 @@ def test_reliability_bins_and_calibration_error():
     assert ece == pytest.approx(expected)
 
 
+def test_words_without_a_confidence_are_left_out_of_the_calibration_and_counted():
+    """A word over a NaN logit has no confidence (words.py): the ECE and the mean are those of the others."""
+    with_nan = rows_of(*[(sample_id, list(entries)) for sample_id, entries in
+                         [("a", [("correct", "THE", "THE", 0.99), ("substitution", "HUMOUR", "HUMER", float("nan"))]),
+                          ("b", [("correct", "WAS", "WAS", 0.97)])]])
+    without = rows_of(("a", [("correct", "THE", "THE", 0.99)]), ("b", [("correct", "WAS", "WAS", 0.97)]))
+    bins, ece = word_report.reliability(word_report.word_table(with_nan))
+    assert (bins, ece) == word_report.reliability(word_report.word_table(without)) and np.isfinite(ece)
+    summary = "\n".join(word_report.summary_lines(word_report.word_table(with_nan)))
+    assert "mean confidence 0.980" in summary
+    assert "1 word(s) without a confidence (non-finite logits) left out of both" in summary
+
+
 def test_frequency_bands_use_an_outside_word_list():
     pytest.importorskip("wordfreq")
     words = word_report.word_table(ROWS)
