@@ -286,6 +286,22 @@ def test_environment_overrides(corpus, monkeypatch):
     assert len(data.load_split("test").utterances) == 2
 
 
+def test_hf_environment_overrides(monkeypatch):
+    from librispeech.config import ConfigError, project_config
+
+    monkeypatch.setenv("LIBRISPEECH_SOURCE", "huggingface")
+    monkeypatch.setenv("LIBRISPEECH_HF_DATASET", "/data/librispeech-copy")
+    monkeypatch.setenv("LIBRISPEECH_HF_CONFIG", "all")
+    config = project_config()
+    assert config.source == "huggingface" and config.hf_dataset == "/data/librispeech-copy"
+    assert config.hf_config == "all" and config.hf_splits == {
+        "training": "train.clean.100", "validation": "validation.clean", "test": "test.clean"}
+    project_config.cache_clear()
+    monkeypatch.setenv("LIBRISPEECH_HF_CONFIG", "nope")
+    with pytest.raises(ConfigError, match=r"HF config \(LIBRISPEECH_HF_CONFIG\) 'nope' has no split names"):
+        project_config()
+
+
 def test_relative_paths_read_from_the_current_folder_or_the_repository_root(tmp_path, monkeypatch):
     """A relative path in an environment variable is the current folder's; one in config.yaml the repository's."""
     import yaml

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import pandas as pd
 import pytest
 
@@ -35,7 +36,13 @@ def test_report_files_and_resume(tiny_model, tmp_path):
         assert column in table.columns, column
     assert PLOTS <= {p.name for p in out.iterdir()}
     summary = (out / "summary.md").read_text()
-    assert "corpus WER" in summary and "## By sex" in summary and "## By speaker" in summary
+    # Corpus rates are errors summed over all words (jiwer over every pair), not means of the per-sample rates.
+    assert (f"corpus WER {jiwer.wer(list(table.reference), list(table.hypothesis)):.2%}, "
+            f"CER {jiwer.cer(list(table.reference), list(table.hypothesis)):.2%}") in summary
+    by_sex = summary.split("## By sex")[1].split("## By speaker")[0]
+    for sex, group in table.groupby("records.sex"):
+        assert (f"| {sex} | {len(group)} | {jiwer.wer(list(group.reference), list(group.hypothesis)):.2%} | "
+                f"{jiwer.cer(list(group.reference), list(group.hypothesis)):.2%} | {group.loss.mean():.3f} |") in by_sex
     assert "- data: bundled synthetic corpus (openslr); left out: " in summary
     assert {f"- [{name}]({name}): " for name in PLOTS} <= {line.split(")")[0] + "): " for line in
                                                           summary.split("## Plots")[1].splitlines() if line}
@@ -122,6 +129,10 @@ def test_default_report_folders_differ_for_runs_that_make_other_rows():
     (["--split", "dev-clean", "--limit", "2", "--shard", "3/3"], {}, "shard 3/3 is empty: the selection has 2"),
     (["--limit", "1", "--out", str(REPO / "README.md")], {}, "cannot make the report folder"),
     (["--merge", "a", "b", "--out", "c", "--limit", "2"], {}, "--merge takes only the shard folders and --out"),
+    (["--limit", "0"], {}, "--limit"),
+    (["--batch-size", "0"], {}, "--batch-size"),
+    (["--metadata-workers", "-1"], {}, "--metadata-workers"),
+    (["--merge", "a", "b"], {}, "--merge needs --out"),
 ])
 def test_bad_requests_are_one_line_errors(arguments, environment, message):
     result = evaluate(*arguments, **environment)
