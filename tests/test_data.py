@@ -251,6 +251,41 @@ def test_resampled_and_stereo_audio(tmp_path):
     assert split.audio("1-2-0001") is stereo  # decoded once, then cached
 
 
+def test_resampled_audio_is_the_same_tone_at_16_khz(tmp_path):
+    """An 8 kHz 220 Hz tone read through the loader is the tone generated at 16 kHz. Away from the clip's edges
+    (where the resampling filter rings against the abrupt start and end, about 50 samples) the difference is only
+    the 16-bit FLAC quantisation (2^-16) and the resampler's passband ripple: 5e-4 is 0.17% of the 0.3 amplitude,
+    while a one-sample shift would differ by 0.3 * 2 pi 220 / 16000 = 0.026 and a sample-and-hold by ~0.013."""
+    write_utterance(tmp_path, "train-clean-100", 1, 2, 0, "eight kilohertz", tone(1.0, 8000), sample_rate=8000)
+    resampled = data.load_openslr_split("training", make_config(tmp_path)).audio("1-2-0000")
+    np.testing.assert_allclose(resampled[50:-50], tone(1.0)[50:-50], atol=5e-4)
+    spectrum = np.abs(np.fft.rfft(resampled))
+    assert np.fft.rfftfreq(len(resampled), 1 / 16000)[np.argmax(spectrum)] == 220.0  # 1 Hz bins over one second
+
+
+def test_book_title_falls_back_to_the_project_title_and_a_title_without_bar_is_the_chapter_title(corpus):
+    """README, OpenSLR layout: the book title comes from BOOKS.TXT, else CHAPTERS' project title (the text after
+    the last '|'); a 7-field CHAPTERS row whose titles field has no '|' is all chapter title, with no project title."""
+    (corpus / "CHAPTERS.TXT").write_text(
+        ";ID    |READER|MINUTES| SUBSET           | PROJ.|BOOK ID| CH. TITLE | PROJECT TITLE\n"
+        "7100   | 100  | 3.21  | train-clean-100  | 111  | 42    | In Books | Project Forty-Two\n"
+        "7101   | 101  | 4.50  | train-clean-100  | 112  | 99    | Not In Books | The Project Title\n"
+        "7110   | 110  | 1.00  | dev-clean        | 113  | 77    | Only A Chapter Title\n")
+    (corpus / "BOOKS.TXT").write_text(";ID    |TITLE |...\n42     | A Book Title | extra\n")
+    splits = data.load_all_splits(make_config(corpus, data__samples_per_split="all", audio__max_samples=32000))
+    training, dev = splits["training"], splits["validation"]
+    in_books = data.record_fields(training.utterances["100-7100-0000"], training.corpus_info)
+    assert (in_books["chapter_title"], in_books["book_title"]) == ("In Books", "A Book Title")
+    fallback = data.record_fields(training.utterances["101-7101-0000"], training.corpus_info)
+    assert (fallback["chapter_title"], fallback["book_id"], fallback["book_title"]) == (
+        "Not In Books", "99", "The Project Title")
+    untitled = data.record_fields(dev.utterances["110-7110-0000"], dev.corpus_info)
+    assert (untitled["chapter_title"], untitled["book_id"], untitled["book_title"]) == (
+        "Only A Chapter Title", "77", None)
+    assert untitled["chapter_minutes"] == 1.0
+    assert dev.corpus_info.chapters[7110].project_title is None
+
+
 def test_normalize_is_the_feature_extractors_and_pad():
     """The model input as Wav2Vec2FeatureExtractor(do_normalize=True) makes it (transformers, no torch needed)."""
     from transformers import Wav2Vec2FeatureExtractor

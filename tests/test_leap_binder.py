@@ -122,6 +122,92 @@ def test_deleted_characters_are_marked(binder, validation):
     assert mask.text[0] == f"[-{text[0]}]" and mask.mask[0] == 3
 
 
+# ---------------------------------------------------------------- visualizer content (librispeech/visualizers.py)
+
+def _padded(real: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's input as the encoders give it: the real audio zero-padded to total, and its length."""
+    return np.pad(real.astype(np.float32), (0, total - len(real))), np.array([len(real)], np.float32)
+
+
+def test_transcription_and_insertion_alignment_content():
+    from librispeech import visualizers
+    from librispeech.tokenizer import encode_transcript
+
+    text = "HELLO BOOKKEEPER WORLD"
+    assert visualizers.transcription(_one_hot_logits(text)).data == text.split()
+    # Two characters the reference lacks: the only cheapest alignment inserts them (mask 2, "insertion").
+    mask = visualizers.alignment(_one_hot_logits("HELLOXX WORLD"), encode_transcript("HELLO WORLD", 64))
+    assert mask.text == list("HELLOXX WORLD")
+    assert mask.mask.tolist() == [0] * 5 + [2, 2] + [0] * 6
+    assert mask.labels[2 - 1] == "insertion"
+
+
+def test_waveform_rows_are_block_max_and_min_of_the_real_audio():
+    from librispeech import visualizers
+
+    real = np.random.default_rng(0).normal(0.3, 1.0, 10007).astype(np.float32)
+    audio, length = _padded(real, 16000)
+    graph = visualizers.waveform(audio, length, 16000)
+    block = -(-len(real) // 2000)  # ceil: the fewest equal blocks that give at most 2000 points
+    expected = [[chunk.max(), chunk.min()] for chunk in (real[i:i + block] for i in range(0, len(real), block))]
+    np.testing.assert_array_equal(graph.data, np.array(expected, np.float32))
+    assert graph.x_range == (0.0, len(real) / 16000)
+
+
+def test_mel_image_is_librosas_db_mel_spectrogram_low_frequencies_at_the_bottom():
+    import librosa
+
+    from librispeech import visualizers
+    from librispeech.audio_features import HOP_LENGTH, N_FFT
+
+    t = np.arange(20000) / 16000
+    rng = np.random.default_rng(1)
+    for real in (rng.normal(0, 1.0, 20000).astype(np.float32), np.sin(2 * np.pi * 7000 * t).astype(np.float32)):
+        audio, length = _padded(real, 24000)
+        image = visualizers.mel_spectrogram(audio, length, 16000).data[..., 0]
+        db = librosa.power_to_db(librosa.feature.melspectrogram(y=real, sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                                                n_mels=128), ref=np.max)
+        expected = np.flipud((db - db.min()) / (db.max() - db.min()) * 255.0)
+        np.testing.assert_allclose(image, expected, atol=1e-3)
+    # The 7 kHz sine: the mel band centred nearest 7 kHz, counted from the bottom row, is the brightest.
+    centres = librosa.mel_frequencies(n_mels=128 + 2, fmax=8000)[1:-1]
+    expected_row = 127 - int(np.argmin(np.abs(centres - 7000)))
+    brightest = int(np.argmax(image.mean(axis=1)))
+    assert abs(brightest - expected_row) <= 1 and brightest < 16
+
+
+def test_audio_player_is_the_real_audio_at_full_scale():
+    from librispeech import visualizers
+
+    real = (2.5 * np.random.default_rng(2).normal(0, 1.0, 5003)).astype(np.float32)  # beyond [-1, 1], as normalised
+    audio, length = _padded(real, 8000)
+    player = visualizers.audio_player(audio, length, 16000)
+    peak = float(np.abs(real).max())
+    assert len(player.audio) == len(real) and float(np.abs(player.audio).max()) == pytest.approx(1.0, abs=1e-7)
+    np.testing.assert_allclose(player.audio * peak, real, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("k, covering", [
+    # 5000 real samples: frames 0..9 (1 + 5000 // 512), centred at 512 f, window [c - 1024, c + 1024) clipped to
+    # [0, 5000). Sample 100: frames 0, 1, 2 ([0, 1024), [0, 1536), [0, 2048)); sample 4990: frames 8 ([3072, 5000))
+    # and 9 ([3584, 5000)).
+    (100, {0: 1024, 1: 1536, 2: 2048}),
+    (4990, {8: 1928, 9: 1416}),
+])
+def test_heatmap_of_an_impulse_is_the_mean_over_the_windows_that_cover_it(k, covering):
+    from librispeech import visualizers
+
+    attribution = np.zeros(8000, np.float32)
+    attribution[k] = -2.0  # |attribution| is what counts
+    attribution[6000] = 50.0  # beyond the real length: ignored
+    heatmap = visualizers.mel_spectrogram_heatmap(attribution, np.array([5000], np.float32))
+    expected = np.zeros(10)
+    for frame, window in covering.items():
+        expected[frame] = 2.0 / window
+    assert heatmap.shape == (128, 10)
+    np.testing.assert_allclose(heatmap, np.tile(expected, (128, 1)), rtol=1e-6)
+
+
 def test_metadata_values_are_plain_and_finite(binder, validation):
     import math
 

@@ -82,8 +82,20 @@ def test_digital_silence_has_no_speech_and_declared_none_rates(audio):
     assert values["leading_silence_seconds"] == pytest.approx(len(audio) / RATE)
     assert values["words_per_second"] is None and values["characters_per_second"] is None
     assert pace.PACE_TYPES["words_per_second"] == "float"
-    snr = noise.noise_features(audio, RATE)["snr_db"]
-    assert math.isfinite(snr)
+    # noise.py: digital silence and empty audio have no speech above their noise: exactly the floor.
+    assert noise.noise_features(audio, RATE)["snr_db"] == noise.SNR_FLOOR_DB
+
+
+def test_a_clip_below_minus_100_dbfs_is_digital_silence():
+    """pace.py's DIGITAL_SILENCE_PEAK (-100 dBFS): the known clip at peak 0.5e-6 (-126 dBFS) has no speech, while at
+    0.5e-3 (-66 dBFS) its two pauses are still found."""
+    faint = known_clip() * np.float32(1e-6)
+    assert 20 * math.log10(float(np.abs(faint).max())) == pytest.approx(-126, abs=0.1)
+    values = pace.pace_features(faint, RATE, TRANSCRIPT)
+    assert values["speech_seconds"] == 0.0 and values["pause_count"] == 0
+    assert values["leading_silence_seconds"] == pytest.approx(len(faint) / RATE)
+    assert values["words_per_second"] is None and values["characters_per_second"] is None
+    assert pace.pace_features(known_clip() * np.float32(1e-3), RATE, TRANSCRIPT)["pause_count"] == 2
 
 
 def test_snr_estimate_on_known_mixtures():

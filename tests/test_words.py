@@ -154,6 +154,28 @@ def test_empty_hypothesis_has_no_confidence():
     assert values["low_confidence_words"] == values["confident_errors"] == 0
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in the softmax
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_logit_in_a_words_frames_leaves_no_confidence(bad):
+    """README's `confidence` row and confidence_of_sample: a NaN or infinite logit in a word's frames gives None for
+    the mean and minimum and 0 for the counts (the planted confident error is not counted either)."""
+    logits = _plan("HE SAID IT WAS NOEWN", {"NOEWN": 0.95})
+    assert words.confidence_of_sample(logits, "HE SAID IT WAS NOON")["confident_errors"] == 1
+    broken = logits.copy()
+    frame = int(np.argmax(broken[:, VOCAB["S"]]))  # SAID's first frame; its winning token stays S
+    broken[frame, VOCAB["S"]] = bad
+    assert decode_greedy(broken) == "HE SAID IT WAS NOEWN"
+    values = words.confidence_of_sample(broken, "HE SAID IT WAS NOON")
+    assert values == {"mean_word_confidence": None, "min_word_confidence": None, "low_confidence_words": 0,
+                      "low_confidence_errors": 0, "confident_errors": 0}
+    assert words.confidence(broken, label("HE SAID IT WAS NOON"))["mean_word_confidence"] == [None]
+    # The same logit on a blank frame outside every word changes nothing.
+    outside = logits.copy()
+    outside[-1, 0] = bad
+    assert words.confidence_of_sample(outside, "HE SAID IT WAS NOON") == words.confidence_of_sample(
+        logits, "HE SAID IT WAS NOON")
+
+
 def test_float16_logits_give_the_same_metric():
     logits = _plan("HE SAID IT WAS NOEWN", {"NOEWN": 0.95})
     as_float32 = words.confidence(logits, label("HE SAID IT WAS NOON"))
