@@ -1,12 +1,12 @@
 """Recording quality of one utterance, from the audio alone: an SNR estimate, clipping and DC offset.
 
 SNR: speech is intermittent and background noise is steady, so the quietest frames hold the noise alone. The audio
-is cut into 20 ms frames; the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%) of them, and
-the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech / noise) is then
-the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise power),
-measured without the clip's mean (a DC offset is no sound: the model's input normalisation removes it too). It
-needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise estimate
-includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
+is cut into 20 ms frames, each taken without its own mean (a DC offset is no sound: the model's input normalisation
+removes it too; dc_offset reports it); the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%)
+of them, and the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech /
+noise) is then the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against
+noise power). It needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the
+noise estimate includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
 stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above its
 noise gives the floor, digital silence and empty audio included (nothing there for the model to hear).
 
@@ -28,18 +28,19 @@ NOISE_TYPES = {"snr_db": "float", "clipping_fraction": "float", "dc_offset": "fl
 
 
 def frame_powers(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mean power of consecutive, non-overlapping NOISE_FRAME_SECONDS frames (a short clip is one frame)."""
+    """Power of consecutive, non-overlapping NOISE_FRAME_SECONDS frames (a short clip is one frame), each without
+    its own mean: an offset is no sound, and taking out the clip's mean instead would leave that mean in the digital
+    silence of a clean recording (its noise)."""
     frame_length = int(round(NOISE_FRAME_SECONDS * sample_rate))
     audio = np.asarray(audio, dtype=np.float32)
     if len(audio) < frame_length:
         audio = np.pad(audio, (0, frame_length - len(audio)))
-    rms = librosa.feature.rms(y=audio, frame_length=frame_length, hop_length=frame_length, center=False)[0]
-    return rms.astype(np.float64) ** 2
+    frames = librosa.util.frame(audio, frame_length=frame_length, hop_length=frame_length)  # [frame_length, frames]
+    return frames.astype(np.float64).var(axis=0)
 
 
 def estimate_snr_db(audio: np.ndarray, sample_rate: int) -> float:
-    # Without its mean: a DC offset is no sound (the model's input normalisation removes it too); dc_offset reports it.
-    powers = frame_powers(audio - np.mean(audio, dtype=np.float64).astype(np.float32), sample_rate)
+    powers = frame_powers(audio, sample_rate)
     quiet = max(1, int(round(NOISE_FRAME_FRACTION * len(powers))))
     noise = float(np.partition(powers, quiet - 1)[:quiet].mean())
     speech = float(powers.mean()) - noise

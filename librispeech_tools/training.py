@@ -4,7 +4,8 @@ The real checkpoint cannot be downloaded everywhere, so the repository ships a d
 It trains with the integration's own CTC loss (librispeech.metrics.ctc_loss) on a generated LibriSpeech-layout
 corpus (scripts/make_training_corpus.py) whose sentences never occur in the bundled sample corpus. A held-out slice
 of that corpus picks the best epoch; corpus WER/CER on the bundled corpus (never trained on) is logged every epoch.
-The best epoch is exported with the project's fixed input length as model/demo-wav2vec2.h5.
+The best epoch is exported with the project's fixed input length to --output (model/trained-wav2vec2.h5 unless
+named; the shipped demo model is model/demo-wav2vec2.h5).
 """
 from __future__ import annotations
 

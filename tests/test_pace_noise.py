@@ -201,3 +201,11 @@ def test_a_gap_between_sharp_edged_tones_is_measured_at_its_length(gap):
     assert values["pause_count"] == 1
     assert values["longest_pause_seconds"] == pytest.approx(gap, abs=TIMING_TOLERANCE)
     assert values["leading_silence_seconds"] == 0.0 and values["trailing_silence_seconds"] == 0.0
+
+
+def test_speech_with_its_own_offset_over_digital_silence_has_no_noise():
+    """Speech whose samples have a mean of their own (espeak-ng's do) between stretches of exact zeros: the silence
+    holds no sound, so the SNR is the ceiling, whatever the clip's overall mean."""
+    clip = known_clip()
+    offset_speech = np.where(clip != 0, clip + np.float32(0.003), clip).astype(np.float32)
+    assert noise.noise_features(offset_speech, RATE)["snr_db"] == noise.SNR_CEILING_DB
