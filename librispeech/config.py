@@ -90,7 +90,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         source=source,
         root=root,
         splits=subset_splits(data["splits"], "data.splits"),
-        hf_dataset=environ.get("LIBRISPEECH_HF_DATASET", data["hf_dataset"]),
+        hf_dataset=environ.get("LIBRISPEECH_HF_DATASET") or _repository_folder_or_hub_id(data["hf_dataset"]),
         **_hf_settings(data, environ),
         samples_per_split=parse_samples_per_split(
             environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),
@@ -104,6 +104,13 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         checkpoint=model["checkpoint"],
         **_decoding_settings(decoding, environ),
     )
+
+
+def _repository_folder_or_hub_id(name: str) -> str:
+    """config.yaml's HF dataset: a relative folder that exists under the repository root is read from there; else
+    the name stays as written (a hub id such as openslr/librispeech_asr, or an absolute folder)."""
+    folder = REPO_ROOT / name
+    return str(folder) if not Path(name).expanduser().is_absolute() and folder.is_dir() else name
 
 
 def subset_splits(table: Any, where: str) -> dict[str, str]:

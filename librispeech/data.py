@@ -213,12 +213,12 @@ def _is_whole_number(text: str) -> bool:
 
 
 def _as_float(text: str) -> float | None:
-    """A minutes cell as a number; None where it is empty, not a number, or not finite ('nan', 'inf')."""
+    """A minutes cell as a number; None where it is empty, not a number, negative or not finite ('nan', 'inf')."""
     try:
         value = float(text)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def read_corpus_info(root: Path) -> CorpusInfo:

@@ -30,6 +30,7 @@ BEAM_THRESHOLD = 25.0  # hypotheses this far (natural log) below the best are pr
 # The platform decodes each sample three times (error_rates_lm, lm_gain and transcription_lm); a decode is kept for
 # this many distinct logits, more than a batch, so one beam search serves all three.
 DECODE_CACHE_SIZE = 256
+UNKNOWN_TO_LM_LIMIT = 0.95  # this share of a lexicon unknown to its LM is a mistake, not a choice
 
 
 class LanguageModelError(Exception):
@@ -94,19 +95,25 @@ def spell(word: str, token_ids: dict[str, int]) -> list[int] | None:
     return [token_ids[letter] for letter in letters] + [token_ids[WORD_DELIMITER]]
 
 
-def _check_known_to_lm(unknown: list[str], lexicon_size: int, settings: DecoderSettings) -> None:
-    """Lexicon words the LM does not know (KenLM is case-sensitive: torchaudio's lower-case lexicon.txt beside
-    OpenSLR's upper-case 4-gram, say) all get <unk>'s score, so the LM cannot tell them apart: most of them unknown is
-    an error, a few a warning."""
+def _check_known_to_lm(settings: DecoderSettings, unigram_scores: dict[str, float], unknown_score: float) -> None:
+    """Lexicon words the LM does not know all get <unk>'s score, so the LM cannot tell them apart. KenLM is
+    case-sensitive: torchaudio's lower-case lexicon.txt beside OpenSLR's upper-case 4-gram, say, knows none. A
+    lexicon wider than its LM is a fair choice (a warning); one the LM (almost) wholly lacks is a mistake (an error).
+    An ARPA file's unigrams say exactly which words it knows; a binary one is asked for the words' scores (a known
+    word whose score ties with <unk>'s, as in a uniform LM, would be counted too)."""
+    try:
+        known = set(read_arpa_unigrams(settings.lm_path))
+        unknown = [word for word in unigram_scores if word not in known]
+    except LanguageModelError:  # a binary KenLM file
+        unknown = [word for word, score in unigram_scores.items() if score == unknown_score]
     if not unknown:
         return
     where = f"{settings.lexicon_path} against {settings.lm_path}"
-    if 2 * len(unknown) > lexicon_size:
-        raise LanguageModelError(f"{len(unknown)} of the lexicon's {lexicon_size} words are unknown to the LM (KenLM "
-                                 f"scores them as <unk>; another case, or another LM's lexicon?): {where}; e.g. "
-                                 f"{', '.join(unknown[:5])}")
+    if len(unknown) >= UNKNOWN_TO_LM_LIMIT * len(unigram_scores):
+        raise LanguageModelError(f"{len(unknown)} of the lexicon's {len(unigram_scores)} words are unknown to the LM "
+                                 f"(another case, or another LM's lexicon?): {where}; e.g. {', '.join(unknown[:5])}")
     LOGGER.warning("lexicon: %d of %d words are unknown to the LM and score as <unk>, e.g. %s (%s)", len(unknown),
-                   lexicon_size, ", ".join(unknown[:5]), where)
+                   len(unigram_scores), ", ".join(unknown[:5]), where)
 
 
 # ---------------------------------------------------------------- the decoder
@@ -147,15 +154,14 @@ class LMDecoder:
         silence = token_ids[WORD_DELIMITER]
         trie = Trie(len(tokens), silence)
         start = self.language_model.start(False)
-        _, unknown_score = self.language_model.score(start, self.word_dictionary.get_index("<unk>"))
-        unknown_to_lm = []
+        unigram_scores = {}
         for word, spelling in spellings.items():
             word_index = self.word_dictionary.get_index(word)
-            _, unigram_score = self.language_model.score(start, word_index)
-            trie.insert(spelling, word_index, unigram_score)
-            if unigram_score == unknown_score:  # KenLM scores a word it does not know as <unk>
-                unknown_to_lm.append(word)
-        _check_known_to_lm(unknown_to_lm, len(spellings), settings)
+            _, unigram_scores[word] = self.language_model.score(start, word_index)
+            trie.insert(spelling, word_index, unigram_scores[word])
+        if settings.lexicon_path is not None:  # the LM's own unigrams are known by construction
+            _, unknown_score = self.language_model.score(start, self.word_dictionary.get_index("<unk>"))
+            _check_known_to_lm(settings, unigram_scores, unknown_score)
         trie.smear(SmearingMode.MAX)
         options = LexiconDecoderOptions(
             beam_size=settings.beam_width, beam_size_token=len(tokens), beam_threshold=BEAM_THRESHOLD,

@@ -7,7 +7,8 @@ level (librosa floors frame powers at 1e-10, which would count the silence of a 
 25 ms long with a 10 ms hop; a frame is speech as soon as its window touches speech, so librosa's edges (the centre
 of the first frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on average, and every pause
 a whole window (25 ms) short. Each edge is moved to the middle of the range the frames allow, which leaves half a
-hop (5 ms) of error at a sharp edge (scripts/check_pace_noise.py measures speech). 40 dB is a compromise: a lower
+hop (5 ms) of error at a loud, sharp edge (a quiet edge must fill more of a window to count; the check in
+scripts/check_pace_noise.py measures speech). 40 dB is a compromise: a lower
 threshold cuts the weak consonants at a word's edge off the speech, a higher one counts the background of a
 recording as speech. In a recording whose noise is within 40 dB of the speech no pauses are found (the `noise`
 metadata says when).
@@ -49,27 +50,40 @@ def speech_intervals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     peak = float(np.max(np.abs(audio)))
     if peak < DIGITAL_SILENCE_PEAK:
         return np.zeros((0, 2), dtype=np.int64)
-    frame_edges = librosa.effects.split(audio / peak, top_db=SILENCE_TOP_DB, frame_length=frame_length,
-                                        hop_length=hop_length)
-    return _window_corrected(frame_edges, audio.size, frame_length, hop_length)
+    first_frames, end_frames, frames = speech_frame_runs(audio / peak, frame_length, hop_length)
+    return _window_corrected(first_frames, end_frames, frames, audio.size, frame_length, hop_length)
 
 
-def _window_corrected(frame_edges: np.ndarray, num_samples: int, frame_length: int, hop_length: int) -> np.ndarray:
-    """librosa's edges moved to the middle of the range their frames allow (see the module's docstring).
+def speech_frame_runs(audio: np.ndarray, frame_length: int, hop_length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """librosa.effects.split's decision, in frames: the [first, end) frame indices of each run of speech frames,
+    and the number of frames. split gives the same runs as samples (first * hop, end * hop clipped to the length),
+    where an end at the clip's length is ambiguous: speech up to the last frame, or a first silent frame exactly
+    there (a length that is a multiple of the hop)."""
+    rms = librosa.feature.rms(y=audio, frame_length=frame_length, hop_length=hop_length)[0]
+    speech = librosa.amplitude_to_db(rms, ref=np.max, top_db=None) > -SILENCE_TOP_DB
+    changes = np.flatnonzero(np.diff(np.concatenate([[False], speech, [False]]).astype(np.int8)))
+    return changes[0::2], changes[1::2], len(speech)
 
-    With frame i covering [i*hop - frame/2, i*hop + frame/2): speech that starts at frame b (librosa's edge b*hop)
-    starts in [b*hop + (frame - 2 hop)/2, b*hop + frame/2), and speech whose first silent frame is a ends in
-    (a*hop - frame/2 - hop, a*hop - frame/2]. The clip's own start and end stay as they are. A stretch shorter
-    than one hop after the move (a lone loud frame) keeps one hop around its centre.
+
+def _window_corrected(first_frames: np.ndarray, end_frames: np.ndarray, frames: int, num_samples: int,
+                      frame_length: int, hop_length: int) -> np.ndarray:
+    """The runs' edges moved to the middle of the range their frames allow (see the module's docstring).
+
+    With frame i covering [i*hop - frame/2, i*hop + frame/2): speech whose first loud frame is b starts in
+    [b*hop + (frame - 2 hop)/2, b*hop + frame/2), and speech whose first silent frame is a ends in
+    (a*hop - frame/2 - hop, a*hop - frame/2]. A run from the first frame starts at 0, one to the last frame ends at
+    the clip's end. A stretch shorter than one hop after the move (a lone loud frame) keeps one hop around its
+    centre (the frame's centre), within the clip.
     """
-    starts, ends = frame_edges[:, 0].astype(np.int64), frame_edges[:, 1].astype(np.int64)
-    moved_starts = np.where(starts > 0, starts + (frame_length - hop_length) // 2, starts)
-    moved_ends = np.where(ends < num_samples, ends - (frame_length + hop_length) // 2, ends)
-    too_short = moved_ends - moved_starts < hop_length
-    centres = (starts + ends) // 2
-    moved_starts = np.where(too_short, np.maximum(0, centres - hop_length // 2), moved_starts)
-    moved_ends = np.where(too_short, np.minimum(num_samples, centres + hop_length // 2), moved_ends)
-    return np.stack([moved_starts, moved_ends], axis=1)
+    from_start, to_end = first_frames == 0, end_frames == frames
+    starts = np.where(from_start, 0, first_frames * hop_length + (frame_length - hop_length) // 2)
+    ends = np.where(to_end, num_samples, end_frames * hop_length - (frame_length + hop_length) // 2)
+    starts, ends = np.clip(starts, 0, num_samples), np.clip(ends, 0, num_samples)
+    too_short = ends - starts < hop_length
+    centres, half = (starts + ends) // 2, max(1, hop_length // 2)
+    starts = np.where(too_short & ~from_start, np.maximum(0, centres - half), starts)
+    ends = np.where(too_short & ~to_end, np.minimum(num_samples, centres + half), ends)
+    return np.stack([starts, ends], axis=1).astype(np.int64)
 
 
 def pace_features(audio: np.ndarray, sample_rate: int, transcript: str) -> dict[str, int | float | None]:

@@ -140,13 +140,14 @@ def test_table_rows_that_cannot_be_read_are_skipped_with_a_warning(corpus, caplo
         ";ID | SEX | SUBSET | MINUTES | NAME\n100 | F | train-clean-100 | 1.0 | Ann\n"
         "101 | M | train-clean-100 | 2.0\nX7 | F | dev-clean | 3.0 | Eve\n\n"
         "7001\u00b2 | F | dev-clean | 1.0 | Sup\n"  # str.isdigit() accepts the superscript two, int() does not
-        "102 | M | dev-clean | nan | Nan\n103 | F | dev-clean | inf | Inf\n", encoding="utf-8")
+        "102 | M | dev-clean | nan | Nan\n103 | F | dev-clean | inf | Inf\n104 | F | dev-clean | -3 | Neg\n",
+        encoding="utf-8")
     (corpus / "BOOKS.TXT").write_text(";ID | TITLE\nB-12 | A Title | extra\nno bar here\n")
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         info = data.read_corpus_info(corpus)
-    assert list(info.speakers) == [100, 102, 103] and info.books == {"B-12": "A Title"}
+    assert list(info.speakers) == [100, 102, 103, 104] and info.books == {"B-12": "A Title"}
     assert info.speakers[100].minutes == 1.0
-    assert info.speakers[102].minutes is None and info.speakers[103].minutes is None  # metadata stays finite
+    assert [info.speakers[s].minutes for s in (102, 103, 104)] == [None] * 3  # metadata stays finite, minutes >= 0
     assert ("SPEAKERS.TXT: 3 row(s) skipped, not 5 '|'-separated fields starting with a number; "
             "e.g. '101 | M | train-clean-100 | 2.0'") in caplog.text
     assert "BOOKS.TXT: 1 row(s) skipped, not 2 '|'-separated fields; e.g. 'no bar here'" in caplog.text
@@ -353,6 +354,10 @@ def test_relative_paths_read_from_the_current_folder_or_the_repository_root(tmp_
     from_file = config.build_config(raw, {})
     assert from_file.root == config.REPO_ROOT / "data" / "LibriSpeech"
     assert from_file.model_path == config.REPO_ROOT / "model" / "demo-wav2vec2.h5"
+    raw["data"]["hf_dataset"] = "data"  # a folder of the repository; a hub id stays a hub id
+    assert config.build_config(raw, {}).hf_dataset == str(config.REPO_ROOT / "data")
+    raw["data"]["hf_dataset"] = "openslr/librispeech_asr"
+    assert config.build_config(raw, {}).hf_dataset == "openslr/librispeech_asr"
 
 
 def _hf_rows(root):

@@ -97,6 +97,21 @@ def test_lexicon_words_the_lm_does_not_know_are_reported_and_most_of_them_refuse
     assert decoder.decode(spelled_logits("THE CAT")) == "THE CAT"
 
 
+def test_words_whose_score_ties_with_unk_are_known_when_the_arpa_lists_them(tmp_path, caplog):
+    """A uniform LM scores every word as <unk>; its unigrams still list them, so nothing is reported."""
+    arpa = tmp_path / "uniform.arpa"
+    arpa.write_text("\\data\\\nngram 1=7\nngram 2=1\n\n\\1-grams:\n-0.8451\t<unk>\n-99\t<s>\t0\n-0.8451\t</s>\n"
+                    + "".join(f"-0.8451\t{word}\n" for word in ("THE", "CAT", "SAT", "MAT"))
+                    + "\n\\2-grams:\n-0.1\t<s> </s>\n\n\\end\\\n")  # KenLM needs a bigram section
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("THE\nCAT\nSAT\nMAT\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        for words in (None, lexicon):
+            decoder = lm_decoding.LMDecoder(lm_decoding.DecoderSettings(arpa, words, 8, 0.5, 0.0), vocabulary_tokens())
+            assert decoder.decode(spelled_logits("THE CAT SAT")) == "THE CAT SAT"
+    assert "unknown to the LM" not in caplog.text
+
+
 def test_a_binary_lm_without_a_lexicon_is_a_clear_error(tmp_path):
     binary = tmp_path / "4-gram.bin"
     binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\x00\xff\xfe" + bytes(range(256)))

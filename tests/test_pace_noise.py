@@ -3,6 +3,7 @@ espeak-ng is installed, real synthetic speech) with silences and pauses of known
 SNRs."""
 import math
 
+import librosa
 import numpy as np
 import pytest
 
@@ -209,3 +210,29 @@ def test_speech_with_its_own_offset_over_digital_silence_has_no_noise():
     clip = known_clip()
     offset_speech = np.where(clip != 0, clip + np.float32(0.003), clip).astype(np.float32)
     assert noise.noise_features(offset_speech, RATE)["snr_db"] == noise.SNR_CEILING_DB
+
+
+@pytest.mark.parametrize("length", [16000, 16001, 15999, 12345])
+def test_speech_frame_runs_are_librosas_split(length):
+    """The runs in frames give librosa.effects.split's own intervals (ends clipped to the length)."""
+    rng = np.random.default_rng(length)
+    audio = np.zeros(length, np.float32)
+    for start in rng.integers(0, length - 800, 6):
+        audio[start:start + rng.integers(50, 800)] = rng.normal(0, rng.uniform(0.01, 1.0))
+    audio /= np.abs(audio).max()
+    first, end, frames = pace.speech_frame_runs(audio, 400, 160)
+    expected = librosa.effects.split(audio, top_db=pace.SILENCE_TOP_DB, frame_length=400, hop_length=160)
+    np.testing.assert_array_equal(np.stack([first * 160, np.minimum(end * 160, length)], axis=1), expected)
+    assert frames == 1 + length // 160
+
+
+@pytest.mark.parametrize("length", [16000, 16001])
+def test_speech_that_stops_just_before_the_end_leaves_trailing_silence(length):
+    """A length that is a multiple of the hop puts librosa's edge for a first silent last frame exactly at the
+    length, like speech running to the end: the frames tell them apart."""
+    t = np.arange(12560) / RATE
+    audio = np.zeros(length, np.float32)
+    audio[3200:15760] = 0.5 * np.sin(2 * np.pi * 220 * t)
+    values = pace.pace_features(audio, RATE, "A")
+    assert values["trailing_silence_seconds"] == pytest.approx((length - 15760) / RATE, abs=TIMING_TOLERANCE)
+    assert values["leading_silence_seconds"] == pytest.approx(0.2, abs=TIMING_TOLERANCE)
