@@ -1,14 +1,14 @@
 """Recording quality of one utterance, from the audio alone: an SNR estimate, clipping and DC offset.
 
-SNR: speech is intermittent and background noise is steady, so the quietest frames hold the noise alone. The audio
-is cut into 20 ms frames, each taken without its own mean (a DC offset is no sound: the model's input normalisation
-removes it too; dc_offset reports it); the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%)
-of them, and the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech /
-noise) is then the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against
-noise power). It needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the
-noise estimate includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB], so it
-stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above its
-noise gives the floor, digital silence and empty audio included (nothing there for the model to hear).
+SNR: speech is intermittent and background noise is steady, so the quietest frames hold the noise alone. The audio is
+cut into 20 ms frames, each taken without its own mean (a DC offset is no sound: the model's input normalisation
+removes it too; dc_offset reports it); the noise power is the mean power of the quietest NOISE_FRAME_FRACTION (10%) of
+them, and the speech power is the mean power of all frames minus that noise power. snr_db = 10 log10(speech / noise)
+is then the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise
+power). It needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise
+estimate includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB],
+so it stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above
+its noise gives the floor, digital silence and empty audio included (nothing there for the model to hear).
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
 decodes it). dc_offset: the mean sample value.

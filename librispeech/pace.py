@@ -1,19 +1,17 @@
 """Speaking pace of one utterance: where the speech is, its pauses, and words and characters per second.
 
 Silence is found with `librosa.effects.split`: a frame is silent when its RMS is more than SILENCE_TOP_DB (40 dB)
-below the utterance's loudest frame. The audio's mean (DC offset, which the model's input normalisation removes
-too) is taken out first, and the audio is scaled to unit peak, so the result does not depend on the recording's
-level (librosa floors frame powers at 1e-10, which would count the silence of a quiet clip as speech). Frames are
-25 ms long with a 10 ms hop; a frame is speech as soon as its window touches speech, so librosa's edges (the centre
-of the first frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on average, and every pause
-a whole window (25 ms) short. Each edge is moved to the middle of the range the frames allow, which leaves half a
-hop (5 ms) of error at a loud, sharp edge (a quiet edge must fill more of a window to count; the check in
-scripts/check_pace_noise.py measures speech). 40 dB is a compromise: a lower
-threshold cuts the weak consonants at a word's edge off the speech, a higher one counts the background of a
-recording as speech. In a recording whose noise is within 40 dB of the speech no pauses are found (the `noise`
-metadata says when).
-A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter gaps (stop closures, the gaps between words)
-count as speech.
+below the utterance's loudest frame. The audio's mean (DC offset, which the model's input normalisation removes too)
+is taken out first, and the audio is scaled to unit peak, so the result does not depend on the recording's level
+(librosa floors frame powers at 1e-10, which would count the silence of a quiet clip as speech). Frames are 25 ms long
+with a 10 ms hop; a frame is speech as soon as its window touches speech, so librosa's edges (the centre of the first
+frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on average, and every pause a whole window
+(25 ms) short. Each edge is moved to the middle of the range the frames allow, which leaves half a hop (5 ms) of error
+at a loud, sharp edge (a quiet edge must fill more of a window to count; the check in scripts/check_pace_noise.py
+measures speech). 40 dB is a compromise: a lower threshold cuts the weak consonants at a word's edge off the speech, a
+higher one counts the background of a recording as speech. In a recording whose noise is within 40 dB of the speech no
+pauses are found (the `noise` metadata says when). A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter
+gaps (stop closures, the gaps between words) count as speech.
 
 Audio whose peak is below DIGITAL_SILENCE_PEAK (-100 dBFS) has no speech at all: speech_seconds is 0, the whole
 duration is leading silence, and the two rates are None (their types are declared). Non-finite samples are an

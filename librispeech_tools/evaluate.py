@@ -252,12 +252,15 @@ def write_tables(rows: list[dict], out: Path):
 
 
 def _group_rates(table, column: str) -> list[tuple]:
+    """Per group: samples, corpus WER and CER, the mean loss per utterance and the loss per reference character (the
+    loss sums over an utterance's frames, so longer utterances have larger losses)."""
     from librispeech.metrics import corpus_error_rates
 
     groups = []
     for value, group in table.groupby(table[column].fillna("unknown"), sort=True):
         rates = corpus_error_rates(group["reference"].tolist(), group["hypothesis"].tolist())
-        groups.append((value, len(group), rates["wer"], rates["cer"], float(group["loss"].mean())))
+        groups.append((value, len(group), rates["wer"], rates["cer"], float(group["loss"].mean()),
+                       float(group["loss"].sum() / max(1, group["reference"].str.len().sum()))))
     return groups
 
 
@@ -276,14 +279,17 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     overall = corpus_error_rates(table["reference"].tolist(), table["hypothesis"].tolist())
     lines = [f"# Evaluation of {model_path.name} on {run_info.split} ({run_info.subset})", "",
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
-             f"pairs); mean CTC loss {table['loss'].mean():.3f}",
+             f"pairs); mean CTC loss {table['loss'].mean():.3f} per utterance (summed over its frames), "
+             f"{table['loss'].sum() / max(1, table['reference'].str.len().sum()):.4f} per reference character",
              f"- data: {f'{data} ({run_info.source})' if data else run_info.source}; left out: "
              f"{len(run_info.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
-             f"- evaluation time (after start-up): {seconds:.1f} s" + (f"; {model_pass.line()}" if model_pass else "")
+             f"- evaluation time (after start-up): {seconds:.1f} s"
+             + (f" (summed over the {run_info.merged_shards} shards' runs)" if run_info.merged_shards else "")
+             + (f"; {model_pass.line()}" if model_pass else "")
              + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
                 if model_pass and model_pass.samples != len(table) else "")]
     if run_info.stages:
@@ -293,11 +299,12 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
                               table["records.speaker_name"].fillna("(name unknown)").astype(str))
     for title, frame, column in (("By sex", table, "records.sex"), ("By speaker", by_speaker, "speaker")):
-        lines += [f"## {title}", "", "| group | samples | WER | CER | mean loss |", "|---|---|---|---|---|"]
-        lines += [f"| {markdown_cell(value)} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} |"
-                  for value, count, wer, cer, loss in _group_rates(frame, column)]
+        lines += [f"## {title}", "", "| group | samples | WER | CER | mean loss | loss per character |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {markdown_cell(value)} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} | {per_character:.4f} |"
+                  for value, count, wer, cer, loss, per_character in _group_rates(frame, column)]
         lines.append("")
-    worst = table.sort_values("wer", ascending=False).head(5)
+    worst = table.sort_values(["wer", "id"], ascending=[False, True]).head(5)  # ties by id: the same rows each run
     lines += ["## Highest WER", "", "| id | WER | reference | hypothesis |", "|---|---|---|---|"]
     lines += [f"| {r.id} | {r.wer:.2f} | {r.reference} | {r.hypothesis} |" for r in worst.itertuples()]
     lines += [""] + lm_report.summary_lines(table, run_info.made_by)
@@ -309,13 +316,19 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[tuple
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
-    from librispeech_tools.plots import FigureSaver, pyplot
+    from librispeech_tools.plots import FigureSaver, plotted, pyplot
 
     plt = pyplot()
     save = FigureSaver(out, title)
 
     n_components = min(2, len(latents), latents.shape[1])
-    points = PCA(n_components=n_components).fit_transform(latents) if len(latents) > 1 else np.zeros((1, 2))
+    explained = [0.0, 0.0]
+    if len(latents) > 1:  # the full SVD: sklearn's "auto" picks an unseeded randomized one for 768 dimensions
+        pca = PCA(n_components=n_components, svd_solver="full")
+        points = pca.fit_transform(latents)
+        explained[:n_components] = pca.explained_variance_ratio_
+    else:
+        points = np.zeros((1, 2))
     points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
     loss = table["loss"].to_numpy()
     sizes = 15 + 185 * (loss - loss.min()) / (np.ptp(loss) or 1.0)
@@ -323,32 +336,41 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[tuple
     scatter = axis.scatter(points[:, 0], points[:, 1], c=table["text.word_count"], s=sizes, cmap="viridis",
                            alpha=0.75, edgecolors="k", linewidths=0.3)
     figure.colorbar(scatter, ax=axis, label="word count")
-    axis.set(xlabel="PC 1", ylabel="PC 2")
-    save(figure, "latent_space.png", "Latent space (mean-pooled encoder output, PCA); size = CTC loss")
+    axis.set(xlabel=f"PC 1 ({explained[0]:.0%} of the variance)", ylabel=f"PC 2 ({explained[1]:.0%})")
+    save(figure, "latent_space.png", "Latent space (mean-pooled encoder output, PCA); colour = word count, size = "
+         "CTC loss")
 
+    shown, note = plotted(table, ["speech.rms_std", "loss"])
     figure, axis = plt.subplots(figsize=(6, 4.5))
-    axis.scatter(table["speech.rms_std"], loss, alpha=0.7, edgecolors="k", linewidths=0.3)
-    axis.set(xlabel="RMS std (speech.rms_std)", ylabel="CTC loss")
-    save(figure, "rms_std_vs_loss.png", "Loudness variation vs loss")
+    axis.scatter(shown["speech.rms_std"], shown["loss"], alpha=0.7, edgecolors="k", linewidths=0.3)
+    axis.set(xlabel="RMS std (speech.rms_std)", ylabel="CTC loss (summed over the utterance)")
+    save(figure, "rms_std_vs_loss.png", "Loudness variation vs loss" + note)
 
     figure, axes = plt.subplots(1, len(RATE_COLUMNS), figsize=(3.2 * len(RATE_COLUMNS), 3.4), sharex=True)
+    notes = set()
     for axis, metric in zip(axes, RATE_COLUMNS):
-        axis.scatter(table["readability.dale_chall_readability_score"], table[metric], alpha=0.7, s=18)
-        axis.set(xlabel="Dale-Chall score", ylabel=metric)
-    save(figure, "dale_chall_vs_metrics.png", "Readability (Dale-Chall) vs each error rate")
+        shown, note = plotted(table, ["readability.dale_chall_readability_score", metric])
+        notes.add(note)
+        axis.scatter(shown["readability.dale_chall_readability_score"], shown[metric], alpha=0.7, s=18)
+        axis.set(xlabel="Dale-Chall score", ylabel=metric + (" (higher is better)" if metric == "wip" else ""))
+    save(figure, "dale_chall_vs_metrics.png", "Readability (Dale-Chall) vs each word measure"
+         + "".join(sorted(notes)))
 
     clusters = min(5, len(latents))
     labels = KMeans(n_clusters=clusters, n_init=10, random_state=0).fit_predict(latents)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, column in zip(axes, ("readability.difficult_words", "readability.linsear_write_formula")):
-        axis.boxplot([table[column][labels == c] for c in range(clusters)], tick_labels=list(range(clusters)))
+        axis.boxplot([table[column][labels == c] for c in range(clusters)],
+                     tick_labels=[f"{c} (n={int((labels == c).sum())})" for c in range(clusters)])
         axis.set(xlabel="k-means cluster of the latent space", ylabel=column.split(".")[1])
-    save(figure, "kmeans_clusters.png", f"k-means ({clusters} clusters) on the latent space")
+    save(figure, "kmeans_clusters.png", f"k-means ({clusters} clusters) on the latent space (the pooled outputs, "
+         "not their PCA)")
 
+    shown, note = plotted(table, ["speech.spectral_flatness_min", "cer"], positive=["speech.spectral_flatness_min"])
     figure, axis = plt.subplots(figsize=(6, 4.5))
-    axis.scatter(table["speech.spectral_flatness_min"], table["cer"], alpha=0.7, edgecolors="k", linewidths=0.3)
-    axis.set(xlabel="minimum spectral flatness", ylabel="CER", xscale="log")
-    save(figure, "spectral_flatness_vs_cer.png", "Spectral flatness vs CER")
+    axis.scatter(shown["speech.spectral_flatness_min"], shown["cer"], alpha=0.7, edgecolors="k", linewidths=0.3)
+    axis.set(xlabel="minimum spectral flatness over the frames", ylabel="CER", xscale="log")
+    save(figure, "spectral_flatness_vs_cer.png", "Minimum spectral flatness vs CER" + note)
     return save.saved
 
 
@@ -380,15 +402,17 @@ class RunInfo:
     made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
     stages: StageClock | None = None  # the last process's (or, merged, the shards' summed); None in older files
     selection: dict | None = None  # the whole selection's size and digest (sharded or not); None in older files
+    data: str | None = None  # what the rows were made from, as summary.md names it; None in older files
+    merged_shards: int | None = None  # a --merge of this many shards (its seconds are their sum)
 
     @classmethod
     def of(cls, split, label: str, model_path: Path, shard: Shard | None, timing: ModelPassTiming, seconds: float,
-           made_by: dict | None = None, stages: StageClock | None = None,
-           selection: dict | None = None) -> "RunInfo":
+           made_by: dict | None = None, stages: StageClock | None = None, selection: dict | None = None,
+           data: str | None = None) -> "RunInfo":
         return cls(label, split.subset, split.source,
                    [Excluded(e.id, e.reason, e.detail) for e in split.excluded],
                    model_path.name, len(split.utterances), (shard.index, shard.count) if shard else None, timing,
-                   seconds, made_by, stages, selection)
+                   seconds, made_by, stages, selection, data)
 
     def to_json(self) -> dict:
         return {"split": self.split, "subset": self.subset, "source": self.source,
@@ -396,7 +420,8 @@ class RunInfo:
                 "samples": self.samples,
                 "shard": list(self.shard) if self.shard else None, "seconds": self.seconds,
                 "model_pass": dataclasses.asdict(self.timing), "made_by": self.made_by,
-                "stages": dataclasses.asdict(self.stages) if self.stages else None, "selection": self.selection}
+                "stages": dataclasses.asdict(self.stages) if self.stages else None, "selection": self.selection,
+                "data": self.data, "merged_shards": self.merged_shards}
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
@@ -410,7 +435,8 @@ class RunInfo:
         return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
                    values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
                    timing, values["seconds"], values.get("made_by"),
-                   StageClock(**values["stages"]) if values.get("stages") else None, values.get("selection"))
+                   StageClock(**values["stages"]) if values.get("stages") else None, values.get("selection"),
+                   values.get("data"), values.get("merged_shards"))
 
 
 def same_run_key(made_by: dict | None) -> dict:
@@ -488,11 +514,12 @@ def merge(folders: list[Path], out: Path) -> Path:
         stages.samples += info.stages.samples if info.stages else 0
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
-                     stages if stages.samples else None)
+                     stages if stages.samples else None, first.selection, first.data, count)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
-        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
+        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)",
+                               first.data)
     (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")
@@ -596,6 +623,13 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         batches = plan_fixed_length(list(num_samples), batch_size, fixed_samples)
     else:
         batches = plan_model_batches(num_samples, batch_size, model_pass, config.max_samples, config.sample_rate)
+    # Start-up, not evaluation: the binder (evaluate_rows imports it again) and transformers' tokenizer, which the
+    # first batch's labels would pay for (1-4 s), before the report thread imports (transformers' lazy module
+    # fails an import from two threads at once).
+    import leap_binder  # noqa: F401
+    from librispeech.tokenizer import get_tokenizer
+
+    get_tokenizer()
     threading.Thread(target=import_report_libraries, daemon=True).start()
     timing = timing or ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     if batches:  # a finished report rewritten names only the engines that made its rows
@@ -617,7 +651,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             sink.flush()
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
-    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock, selection)
+    source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
+              else f"{config.hf_dataset}, config {config.hf_config}")
+    run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock, selection, str(source))
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     if not rows:
         reasons = ", ".join(sorted({e.reason for e in split.excluded[listed:]}))
@@ -630,8 +666,6 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
               f"{len(split.excluded) - listed} left out: {reasons}); {RUN_INFO_FILE} records it for --merge",
               file=sys.stderr)
         return out
-    source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
-              else f"{config.hf_dataset}, config {config.hf_config}")
     try:
         with clock.stage("report"):  # in run.json; summary.md is written within it
             overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})", str(source))

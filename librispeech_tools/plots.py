@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (the report runs on machines without a display)."""
@@ -27,3 +29,19 @@ class FigureSaver:
         figure.savefig(self.out / name, dpi=110)
         pyplot().close(figure)
         self.saved.append((name, heading))
+
+
+def plotted(table, columns, positive=()):
+    """The rows of `table` with a finite value in every one of `columns` (and above 0 in those of `positive`: a
+    logarithmic axis), and a note for the plot's heading that says how many are left out ("" when none): matplotlib
+    would leave them out without a word."""
+    import pandas as pd
+
+    shown = np.ones(len(table), dtype=bool)
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+        shown &= np.isfinite(values) & ((values > 0) if column in positive else True)
+    left_out = len(table) - int(shown.sum())
+    note = (f" ({int(shown.sum())} of {len(table)} samples; {left_out} without a "
+            f"{'positive ' if positive else ''}value left out)") if left_out else ""
+    return table[shown], note

@@ -150,7 +150,7 @@ def summary_lines(words) -> list[str]:
         counts = most_common(words.loc[words.kind == kind, column])[:TOP_WORDS]
         lines += [f"| {word} | {count} |" for word, count in counts]
         lines += [] if (words.kind == kind).any() else ["| (none) | 0 |"]
-    lines += ["", "### WER by word frequency", ""]
+    lines += ["", "### Word error rate by word frequency (insertions left out)", ""]
     zipf = zipf_frequencies(words.loc[words.kind != "insertion", "reference"].unique())
     if zipf is None:
         lines.append("wordfreq is not installed (it is in the project's `dev` extra), so there are no frequency "
@@ -186,8 +186,11 @@ def rate_thirds(table, column: str) -> list[tuple[float, float, float, float, in
 
 
 def pace_lines(table) -> list[str]:
+    unrated = int(table["pace.words_per_second"].isna().sum())
     lines = ["### WER by speaking rate", "",
-             "Samples cut into thirds by their rate over the speech (`pace` metadata); corpus WER of each third.", "",
+             "Samples cut into thirds by their rate over the speech (`pace` metadata); corpus WER of each third"
+             + (f"; {unrated} of the {len(table)} samples have no rate (no speech found) and are left out." if unrated
+                else "."), "",
              "| rate | slowest third | middle third | fastest third |", "|---|---|---|---|"]
     for column in ("pace.words_per_second", "pace.characters_per_second"):
         thirds = rate_thirds(table, column)
@@ -201,7 +204,7 @@ def pace_lines(table) -> list[str]:
 
 def write_plots(table, words, out: Path, title: str) -> list[tuple[str, str]]:
 
-    from librispeech_tools.plots import FigureSaver, pyplot
+    from librispeech_tools.plots import FigureSaver, plotted, pyplot
 
     plt = pyplot()
     save = FigureSaver(out, title)
@@ -222,9 +225,10 @@ def write_plots(table, words, out: Path, title: str) -> list[tuple[str, str]]:
     save(figure, "reliability_diagram.png", f"Reliability of word confidence (ECE {ece:.3f})")
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    _, note = plotted(table, ["pace.words_per_second", "wer"])
     for axis, column, label in ((axes[0], "pace.words_per_second", "words per second of speech"),
                                 (axes[1], "pace.characters_per_second", "characters per second of speech")):
-        rated = table[table[column].notna()]
+        rated, _ = plotted(table, [column, "wer"])
         axis.scatter(rated[column], rated["wer"], alpha=0.75, edgecolors="k", linewidths=0.3, label="sample WER")
         thirds = rate_thirds(table, column)
         centres, rates = [median for _, median, _, _, _ in thirds], [wer for _, _, _, wer, _ in thirds]
@@ -232,7 +236,8 @@ def write_plots(table, words, out: Path, title: str) -> list[tuple[str, str]]:
         axis.set(xlabel=label)
     axes[0].set(ylabel="WER")
     axes[0].legend(fontsize=8)
-    save(figure, "wer_vs_speaking_rate.png", "WER against speaking rate (rates over the speech, pauses included)")
+    save(figure, "wer_vs_speaking_rate.png", "WER against speaking rate (rates over the speech, pauses included)"
+         + note)
     return save.saved
 
 

@@ -265,7 +265,13 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     evaluate.merge(shards[::-1], tmp_path / "merged")
     merged = pd.read_csv(tmp_path / "merged" / "samples.csv")
     pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-4, rtol=0)
-    assert "model pass: " in (tmp_path / "merged" / "summary.md").read_text()
+    merged_summary = (tmp_path / "merged" / "summary.md").read_text()
+    assert "model pass: " in merged_summary and "(summed over the 2 shards' runs)" in merged_summary
+    assert "- data: bundled synthetic corpus (openslr)" in merged_summary  # as the shards' summaries name it
+    merged_info = json.loads((tmp_path / "merged" / "run.json").read_text())
+    shard_info = json.loads((shards[0] / "run.json").read_text())
+    assert merged_info["selection"] == shard_info["selection"] and merged_info["selection"]["samples"] == len(whole)
+    assert merged_info["merged_shards"] == 2
     shard_stages = [json.loads((folder / "run.json").read_text())["stages"] for folder in shards]
     merged_stages = json.loads((tmp_path / "merged" / "run.json").read_text())["stages"]
     assert merged_stages["samples"] == len(whole) == sum(stage["samples"] for stage in shard_stages)

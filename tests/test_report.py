@@ -42,12 +42,13 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     by_sex = summary.split("## By sex")[1].split("## By speaker")[0]
     for sex, group in table.groupby("records.sex"):
         assert (f"| {sex} | {len(group)} | {jiwer.wer(list(group.reference), list(group.hypothesis)):.2%} | "
-                f"{jiwer.cer(list(group.reference), list(group.hypothesis)):.2%} | {group.loss.mean():.3f} |") in by_sex
+                f"{jiwer.cer(list(group.reference), list(group.hypothesis)):.2%} | {group.loss.mean():.3f} | "
+                f"{group.loss.sum() / sum(len(text) for text in group.reference):.4f} |") in by_sex
     assert "- data: bundled synthetic corpus (openslr); left out: " in summary
     assert {f"- [{name}]({name}): " for name in PLOTS} <= {line.split(")")[0] + "): " for line in
                                                           summary.split("## Plots")[1].splitlines() if line}
     for section in ("## Word errors", "### Top 20 confusion pairs", "### Most deleted words", "### Most inserted words",
-                    "### WER by word frequency", "### WER by speaking rate"):
+                    "### Word error rate by word frequency (insertions left out)", "### WER by speaking rate"):
         assert section in summary, section
     assert "words" not in table.columns  # the aligned words stay in samples.jsonl
     words = pd.read_csv(out / "words.csv")
@@ -273,7 +274,7 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| 60 ") or line.startswith("| 61 ")]
     assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
-    assert {line.replace("\\|", "").count("|") for line in rows} == {6}  # five columns each
+    assert {line.replace("\\|", "").count("|") for line in rows} == {7}  # six columns each
     assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 5 more (all in run.json)" in summary
 
 
@@ -298,3 +299,16 @@ def test_evaluate_on_onnx_runtime_imports_no_tensorflow(tiny_model, tmp_path):
                                 env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_plots_say_how_many_samples_they_leave_out():
+    """A value matplotlib cannot draw (NaN, None; 0 on a logarithmic axis) leaves a point out of a plot: the
+    heading says how many."""
+    from librispeech_tools.plots import plotted
+
+    table = pd.DataFrame({"x": [0.5, None, 0.0, 2.0, float("inf")], "y": [1.0, 2.0, 3.0, float("nan"), 5.0]})
+    shown, note = plotted(table, ["x", "y"])
+    assert shown.index.tolist() == [0, 2] and note == " (2 of 5 samples; 3 without a value left out)"
+    shown, note = plotted(table, ["x", "y"], positive=["x"])
+    assert shown.index.tolist() == [0] and note == " (1 of 5 samples; 4 without a positive value left out)"
+    assert plotted(table.iloc[:1], ["x", "y"])[1] == ""
