@@ -260,8 +260,14 @@ def _group_rates(table, column: str) -> list[tuple]:
     for value, group in table.groupby(table[column].fillna("unknown"), sort=True):
         rates = corpus_error_rates(group["reference"].tolist(), group["hypothesis"].tolist())
         groups.append((value, len(group), rates["wer"], rates["cer"], float(group["loss"].mean()),
-                       float(group["loss"].sum() / max(1, group["reference"].str.len().sum()))))
+                       loss_per_character(group)))
     return groups
+
+
+def loss_per_character(table) -> float:
+    """The summed CTC loss over the summed reference characters (spaces included: each is a label token)."""
+    characters = int(table["reference"].str.len().sum())
+    return float(table["loss"].sum() / characters) if characters else float("nan")
 
 
 EXCLUDED_SHOWN = 20  # left-out utterances listed in summary.md
@@ -280,7 +286,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
     lines = [f"# Evaluation of {model_path.name} on {run_info.split} ({run_info.subset})", "",
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f} per utterance (summed over its frames), "
-             f"{table['loss'].sum() / max(1, table['reference'].str.len().sum()):.4f} per reference character",
+             f"{loss_per_character(table):.4f} per reference character",
              f"- data: {f'{data} ({run_info.source})' if data else run_info.source}; left out: "
              f"{len(run_info.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
@@ -322,11 +328,14 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[tuple
     save = FigureSaver(out, title)
 
     n_components = min(2, len(latents), latents.shape[1])
-    explained = [0.0, 0.0]
+    axis_labels = ["PC 1", "PC 2"]
     if len(latents) > 1:  # the full SVD: sklearn's "auto" picks an unseeded randomized one for 768 dimensions
         pca = PCA(n_components=n_components, svd_solver="full")
         points = pca.fit_transform(latents)
-        explained[:n_components] = pca.explained_variance_ratio_
+        if pca.explained_variance_.sum() > 0:  # identical latents have no variance to share out
+            axis_labels[0] += f" ({pca.explained_variance_ratio_[0]:.0%} of the variance)"
+            if n_components > 1:
+                axis_labels[1] += f" ({pca.explained_variance_ratio_[1]:.0%})"
     else:
         points = np.zeros((1, 2))
     points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
@@ -336,7 +345,7 @@ def write_plots(table, latents: np.ndarray, out: Path, title: str) -> list[tuple
     scatter = axis.scatter(points[:, 0], points[:, 1], c=table["text.word_count"], s=sizes, cmap="viridis",
                            alpha=0.75, edgecolors="k", linewidths=0.3)
     figure.colorbar(scatter, ax=axis, label="word count")
-    axis.set(xlabel=f"PC 1 ({explained[0]:.0%} of the variance)", ylabel=f"PC 2 ({explained[1]:.0%})")
+    axis.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
     save(figure, "latent_space.png", "Latent space (mean-pooled encoder output, PCA); colour = word count, size = "
          "CTC loss")
 
@@ -512,14 +521,15 @@ def merge(folders: list[Path], out: Path) -> Path:
             if name != "report":  # each shard's own report; the merged one's is timed below
                 stages.add(name, seconds)
         stages.samples += info.stages.samples if info.stages else 0
+    # the same corpus may sit in another folder on each shard's machine: every place named, in one order
+    data = " or ".join(sorted({info.data for info in infos if info.data})) or None
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
-                     stages if stages.samples else None, first.selection, first.data, count)
+                     stages if stages.samples else None, first.selection, data, count)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
-        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)",
-                               first.data)
+        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)", data)
     (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")

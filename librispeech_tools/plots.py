@@ -42,6 +42,6 @@ def plotted(table, columns, positive=()):
         values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
         shown &= np.isfinite(values) & ((values > 0) if column in positive else True)
     left_out = len(table) - int(shown.sum())
-    note = (f" ({int(shown.sum())} of {len(table)} samples; {left_out} without a "
-            f"{'positive ' if positive else ''}value left out)") if left_out else ""
+    note = (f" ({int(shown.sum())} of {len(table)} samples; {left_out} left out: no finite value"
+            + (", or one not above 0 on the log axis" if positive else "") + ")") if left_out else ""
     return table[shown], note

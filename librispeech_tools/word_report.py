@@ -189,7 +189,7 @@ def pace_lines(table) -> list[str]:
     unrated = int(table["pace.words_per_second"].isna().sum())
     lines = ["### WER by speaking rate", "",
              "Samples cut into thirds by their rate over the speech (`pace` metadata); corpus WER of each third"
-             + (f"; {unrated} of the {len(table)} samples have no rate (no speech found) and are left out." if unrated
+             + (f"; {unrated} of the {len(table)} samples, with no rate (no speech found), left out." if unrated
                 else "."), "",
              "| rate | slowest third | middle third | fastest third |", "|---|---|---|---|"]
     for column in ("pace.words_per_second", "pace.characters_per_second"):
@@ -225,7 +225,7 @@ def write_plots(table, words, out: Path, title: str) -> list[tuple[str, str]]:
     save(figure, "reliability_diagram.png", f"Reliability of word confidence (ECE {ece:.3f})")
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    _, note = plotted(table, ["pace.words_per_second", "wer"])
+    _, note = plotted(table, ["pace.words_per_second", "pace.characters_per_second", "wer"])
     for axis, column, label in ((axes[0], "pace.words_per_second", "words per second of speech"),
                                 (axes[1], "pace.characters_per_second", "characters per second of speech")):
         rated, _ = plotted(table, [column, "wer"])

@@ -290,6 +290,14 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         evaluate.merge(shards[:1], tmp_path / "bad")
     with pytest.raises(evaluate.EvaluationError, match="is a shard's or another run's folder"):
         evaluate.merge(shards, shards[0])  # would overwrite that shard
+    # the same corpus in another folder on each shard's machine: both named, in the same order whatever the order given
+    for folder, place in zip(shards, ("/machine-b/LibriSpeech", "/machine-a/LibriSpeech")):
+        info = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**info, "data": place}))
+    for order, name in ((shards, "two-places"), (shards[::-1], "two-places-reversed")):
+        evaluate.merge(order, tmp_path / name)
+        assert "- data: /machine-a/LibriSpeech or /machine-b/LibriSpeech (openslr)" in (
+            tmp_path / name / "summary.md").read_text()
     # run.json files from before made_by and the timing's sample count: merged, their timing taken as complete
     originals = {folder: (folder / "run.json").read_text() for folder in shards}
     infos = {folder: json.loads(text) for folder, text in originals.items()}

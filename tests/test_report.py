@@ -308,7 +308,8 @@ def test_plots_say_how_many_samples_they_leave_out():
 
     table = pd.DataFrame({"x": [0.5, None, 0.0, 2.0, float("inf")], "y": [1.0, 2.0, 3.0, float("nan"), 5.0]})
     shown, note = plotted(table, ["x", "y"])
-    assert shown.index.tolist() == [0, 2] and note == " (2 of 5 samples; 3 without a value left out)"
+    assert shown.index.tolist() == [0, 2] and note == " (2 of 5 samples; 3 left out: no finite value)"
     shown, note = plotted(table, ["x", "y"], positive=["x"])
-    assert shown.index.tolist() == [0] and note == " (1 of 5 samples; 4 without a positive value left out)"
+    assert shown.index.tolist() == [0] and note == (
+        " (1 of 5 samples; 4 left out: no finite value, or one not above 0 on the log axis)")
     assert plotted(table.iloc[:1], ["x", "y"])[1] == ""

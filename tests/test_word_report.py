@@ -94,7 +94,7 @@ def test_wer_by_speaking_rate_thirds():
     two = table.head(2).assign(**{"pace.characters_per_second": [5.0, 9.0]})
     assert "| words_per_second | fewer than 3 samples with a rate |" in "\n".join(word_report.pace_lines(two))
     lines = "\n".join(word_report.pace_lines(table.assign(**{"pace.characters_per_second": range(7)})))
-    assert "1 of the 7 samples have no rate (no speech found) and are left out." in lines
+    assert "1 of the 7 samples, with no rate (no speech found), left out." in lines
 
 
 def test_reliability_bins_equal_scikit_learns_calibration_curve():
