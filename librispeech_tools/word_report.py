@@ -133,8 +133,9 @@ def summary_lines(words) -> list[str]:
         bins, ece = reliability(words)
         confident = errors[errors.confidence.astype(float) >= HIGH_CONFIDENCE]
         confidence = spoken.confidence.astype(float)
-        unscored = int((~np.isfinite(confidence)).sum())
-        lines += [f"- hypothesis words: {len(spoken)}, mean confidence {confidence[np.isfinite(confidence)].mean():.3f}; "
+        scored = np.isfinite(confidence)
+        unscored = int((~scored).sum())
+        lines += [f"- hypothesis words: {len(spoken)}, mean confidence {confidence[scored].mean():.3f}; "
                   f"expected calibration error {ece:.3f} ({RELIABILITY_BINS} bins)"
                   + (f"; {unscored} word(s) without a confidence (non-finite logits) left out of both" if unscored
                      else ""),
