@@ -412,7 +412,7 @@ def test_every_loss_metric_and_visualizer(transcript, real_frames, logit_kind, a
         if name in VISUALIZERS:
             check_visualizer(name, handler, result)
             if handler.heatmap_function is not None:
-                attributions = [np.abs(value) for value in values]  # what Tensorleap passes, the inputs apart
+                attributions = [np.abs(value) * 1e-3 for value in values]  # as Tensorleap passes them: not the inputs
                 raw = RawInputsForHeatmap(dict(zip(_arg_names(handler), values)))
                 heatmap = handler.heatmap_function(*attributions, raw)
                 assert heatmap.shape == result.data.shape[:2]
