@@ -485,11 +485,12 @@ def _split_parquet_files(location: Path, patterns: list[str]) -> list[Path]:
         path for path in location.glob(pattern) if not path.name.startswith(".")))), [])
 
 
-def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str):
+def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str, files: list[Path] | None = None):
+    """files: the split's parquet files where the caller has already found them."""
     import datasets
 
     patterns = _parquet_patterns(config.hf_config, split_name)
-    files = _split_parquet_files(location, patterns)
+    files = files or _split_parquet_files(location, patterns)
     if not files:
         found = sorted({str(path.parent.relative_to(location)) for path in location.rglob("*.parquet")})
         raise FileNotFoundError(
@@ -512,7 +513,8 @@ def _load_hub_split(config: ProjectConfig, split_name: str):
     try:
         folder = Path(huggingface_hub.snapshot_download(config.hf_dataset, repo_type="dataset",
                                                         allow_patterns=patterns))
-        if not _split_parquet_files(folder, patterns):
+        files = _split_parquet_files(folder, patterns)
+        if not files:
             logger.warning("the HF dataset %r has no parquet files for split %r of config %r (%s): loading it with "
                            "datasets.load_dataset, which downloads and prepares every split of the config",
                            config.hf_dataset, split_name, config.hf_config, ", ".join(patterns))
@@ -522,7 +524,7 @@ def _load_hub_split(config: ProjectConfig, split_name: str):
                                 f"split {split_name!r}): {first_line(error)}. Without network, HF_HUB_OFFLINE=1 "
                                 f"reads what an earlier run cached, or set LIBRISPEECH_HF_DATASET to a local "
                                 f"copy") from None
-    return _load_parquet_split(folder, config, split_name)
+    return _load_parquet_split(folder, config, split_name, files)
 
 
 def _check_shard_set(files: list[Path]) -> None:

@@ -88,9 +88,6 @@ def mel_spectrogram_heatmap(attribution: np.ndarray, audio_length: np.ndarray) -
     """Map an attribution over the audio samples onto the spectrogram image: the mean |attribution| inside each
     STFT window (centred frames, as librosa), the same for every mel bin. audio_length is the input's real length
     (not an attribution). Returns [mels, frames]."""
-    attribution = np.asarray(attribution)
-    if attribution.ndim > 1 and attribution.shape[-1] == 1:  # a channel axis of one, as some engines give it
-        attribution = attribution[..., 0]
     heat = np.abs(real_audio(attribution, audio_length))
     frames = 1 + len(heat) // HOP_LENGTH
     centres = np.arange(frames) * HOP_LENGTH
