@@ -423,9 +423,9 @@ def load_dynamic_length_model(model_path: Path):
         raise ModelPassError(str(error)) from None
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
 
-    model = wav2vec2_model.build_wav2vec2_for_ctc(encoder_config, None, name=model_path.stem)
     try:
-        model.load_weights(model_path)
+        model = wav2vec2_model.build_and_assign(encoder_config, None, lambda built: built.load_weights(model_path),
+                                                name=model_path.stem)
     except (OSError, KeyError, TypeError, ValueError):
         model, _ = load_model_with_latent(model_path)
         return dynamic_length_model(model)

@@ -8,8 +8,10 @@ import librispeech  # noqa: F401  first: its telemetry guard runs before anythin
 import functools
 import importlib.util
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -186,6 +188,75 @@ def test_h5_save_load_gives_identical_outputs(tmp_path):
     hidden_model = modeling.with_hidden_states(loaded)
     assert [output.shape[-1] for output in hidden_model.outputs] == [32, 32]
     assert {type(layer).__name__ for layer in loaded.layers} >= {"Wav2Vec2FeatureEncoder", "Wav2Vec2Encoder"}
+
+
+def test_build_and_assign_sets_the_weights_and_passes_errors_on():
+    model = golden_model("group", 4000)
+    weights = model.get_weights()
+    config = modeling.model_config(model)
+    rebuilt = modeling.build_and_assign(config, 4000, lambda built: built.set_weights(weights), name="copy")
+    assert rebuilt.name == "copy"
+    assert all(np.array_equal(a, b) for a, b in zip(rebuilt.get_weights(), weights))
+    with pytest.raises(ValueError):
+        modeling.build_and_assign(config, 4000, lambda built: built.set_weights(weights[:-1]))
+
+
+JAX_BUILD_AND_ASSIGN = """
+import sys
+
+import jax
+import keras
+import numpy as np
+from keras.src.backend.common import global_state
+from librispeech.wav2vec2 import model as modeling
+from librispeech.wav2vec2.convert_hf import convert_to_keras, load_checkpoint
+
+drawn = []  # random weights computed (a traced draw, for shape inference while building, computes nothing)
+uniform = keras.initializers.GlorotUniform.__call__
+
+
+def counted(self, *args, **kwargs):
+    value = uniform(self, *args, **kwargs)
+    if not isinstance(value, jax.core.Tracer):
+        drawn.append(value.shape)
+    return value
+
+
+keras.initializers.GlorotUniform.__call__ = counted
+folder = sys.argv[1]
+config, weights = load_checkpoint(folder)
+audio, reference = np.load(folder + "/input.npy"), np.load(folder + "/logits.npy")
+inputs = [audio[None], np.array([[audio.size]], np.float32)]
+model = convert_to_keras(config, weights, None, progress=False)
+assert not drawn, f"random weights drawn: {drawn}"
+assert not global_state.get_global_attribute("uninitialized_variables", [])
+fixed = modeling.with_input_length(model, audio.size)  # weights from another model
+for built in (model, fixed):
+    logits = np.asarray(built.predict_on_batch(inputs))[0]
+    assert np.abs(logits - reference).max() <= 1e-4, np.abs(logits - reference).max()
+    assert all(variable._value is not None for variable in built.variables)
+stateless, _ = model.stateless_call(model.trainable_variables, model.non_trainable_variables, inputs)
+assert np.abs(np.asarray(stateless)[0] - reference).max() <= 1e-4
+try:
+    modeling.build_and_assign(modeling.model_config(model), None, lambda built: built.set_weights([]))
+except ValueError:
+    pass
+assert not global_state.get_global_attribute("uninitialized_variables", [])
+with keras.StatelessScope():  # leaving a scope initialises what waits: nothing of ours may
+    pass
+assert not drawn
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (not a dependency)")
+def test_jax_build_and_assign_skips_the_random_initializers():
+    """On JAX the weights a checkpoint or export replaces are never drawn (a compiled random kernel per shape),
+    and the model made that way gives PyTorch's logits, from a checkpoint and from another model's weights."""
+    result = subprocess.run([sys.executable, "-c", JAX_BUILD_AND_ASSIGN, str(GOLDEN / "group")], capture_output=True,
+                            text=True, timeout=600,
+                            env={**os.environ, "KERAS_BACKEND": "jax", "TL_DISABLE_ANALYTICS": "true"})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 def test_custom_layers_are_registered_keras_layers():

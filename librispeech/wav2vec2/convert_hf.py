@@ -301,16 +301,21 @@ def _to_keras_layout(value: np.ndarray, layout: str) -> np.ndarray:
 def convert_to_keras(config: Mapping[str, Any], weights: Mapping[str, np.ndarray], max_samples: int | None,
                      progress: bool = True):
     """Build the Keras Wav2Vec2ForCTC for `config` and load every weight from the checkpoint `weights`."""
-    from tqdm.auto import tqdm
-
     from librispeech.wav2vec2.configuration import Wav2Vec2Config
-    from librispeech.wav2vec2.model import build_wav2vec2_for_ctc
+    from librispeech.wav2vec2.model import build_and_assign
 
     try:
         wav2vec2_config = Wav2Vec2Config.from_dict(config)
     except ValueError as error:  # e.g. an activation this model does not implement
         raise CheckpointError(f"config.json: {error}") from None
-    model = build_wav2vec2_for_ctc(wav2vec2_config, max_samples)
+    return build_and_assign(wav2vec2_config, max_samples,
+                            lambda model: assign_checkpoint(model, wav2vec2_config, weights, progress))
+
+
+def assign_checkpoint(model, wav2vec2_config, weights: Mapping[str, np.ndarray], progress: bool = True) -> None:
+    """Set every weight of a built Keras Wav2Vec2ForCTC from the checkpoint `weights`."""
+    from tqdm.auto import tqdm
+
     canonical, origin = canonical_weights(weights)
     mapping = keras_weight_map(model)
     prefixed = any(key.startswith("wav2vec2.") for key in weights)
@@ -339,7 +344,6 @@ def convert_to_keras(config: Mapping[str, Any], weights: Mapping[str, np.ndarray
                                   f"does not fit {variable.path} {tuple(variable.shape)} (config: "
                                   f"{', '.join(f'{k}={v}' for k, v in _shape_config(wav2vec2_config).items())})")
         variable.assign(value.astype(np.float32))
-    return model
 
 
 def _shape_config(config) -> dict[str, Any]:

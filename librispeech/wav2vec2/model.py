@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import keras
 
@@ -56,6 +56,37 @@ def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_sampl
     return keras.Model([audio, audio_length], logits, name=name)
 
 
+def build_and_assign(config: Wav2Vec2Config | Mapping[str, Any], max_samples: int | None,
+                     assign: Callable[[keras.Model], None], name: str = "wav2vec2_for_ctc") -> keras.Model:
+    """build_wav2vec2_for_ctc, then `assign(model)` sets its weights (a saved export's, a checkpoint's).
+
+    On JAX the random initializers those weights replace are skipped: they compile and run a random kernel per
+    weight shape (skipping them took 1.6-2.8 s off evaluate's 16-18 s start-up on an H200, 3.4-5.0 s on a 2-core
+    CPU: benchmarks/GPU_RESULTS.md, eighth run). Keras leaves variables made in a StatelessScope without a value,
+    and a JAX variable takes its first value by assignment. Any variable `assign` leaves unset (a dropout's seed
+    state) gets its initializer then, as in a plain build. Other backends build as usual (their variables must exist
+    before they are assigned).
+    """
+    if keras.backend.backend() != "jax":
+        model = build_wav2vec2_for_ctc(config, max_samples, name=name)
+        assign(model)
+        return model
+    from keras.src.backend.common import global_state  # Keras' list of variables waiting for their initializer
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = build_wav2vec2_for_ctc(config, max_samples, name=name)
+    try:
+        assign(model)
+    finally:  # also when `assign` fails: the variables must not wait in Keras' list for a later scope's exit
+        made = {id(variable) for variable in model.variables}
+        waiting = global_state.get_global_attribute("uninitialized_variables", [])
+        waiting[:] = [variable for variable in waiting if id(variable) not in made]
+    for variable in model.variables:
+        if variable._value is None:  # noqa: SLF001  not assigned: initialised as a plain build would
+            variable._deferred_initialize()  # noqa: SLF001
+    return model
+
+
 def model_config(model: keras.Model) -> Wav2Vec2Config:
     """The Wav2Vec2Config a built or loaded model was made from."""
     config = model.get_layer(ENCODER_LAYER_NAME).config
@@ -64,9 +95,9 @@ def model_config(model: keras.Model) -> Wav2Vec2Config:
 
 def with_input_length(model: keras.Model, max_samples: int | None, name: str | None = None) -> keras.Model:
     """The same layers and weights built for another input length (None: any length)."""
-    rebuilt = build_wav2vec2_for_ctc(model_config(model), max_samples, name=name or model.name)
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
+    weights = model.get_weights()
+    return build_and_assign(model_config(model), max_samples, lambda rebuilt: rebuilt.set_weights(weights),
+                            name=name or model.name)
 
 
 def with_hidden_states(model: keras.Model) -> keras.Model:
