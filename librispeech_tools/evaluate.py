@@ -279,7 +279,7 @@ def markdown_cell(value) -> str:
 
 
 def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, seconds: float,
-                  model_pass: ModelPassTiming | None = None, data: str | None = None) -> dict:
+                  model_pass: ModelPassTiming | None = None) -> dict:
     from librispeech.metrics import corpus_error_rates
 
     overall = corpus_error_rates(table["reference"].tolist(), table["hypothesis"].tolist())
@@ -287,7 +287,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              f"- samples: {len(table)}; corpus WER {overall['wer']:.2%}, CER {overall['cer']:.2%} (jiwer over all "
              f"pairs); mean CTC loss {table['loss'].mean():.3f} per utterance (summed over its frames), "
              f"{loss_per_character(table):.4f} per reference character",
-             f"- data: {f'{data} ({run_info.source})' if data else run_info.source}; left out: "
+             f"- data: {f'{run_info.data} ({run_info.source})' if run_info.data else run_info.source}; left out: "
              f"{len(run_info.excluded)}"
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
@@ -529,7 +529,7 @@ def merge(folders: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
-        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)", data)
+        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
     (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")
@@ -678,7 +678,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         return out
     try:
         with clock.stage("report"):  # in run.json; summary.md is written within it
-            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})", str(source))
+            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
     except KeyboardInterrupt:
         raise EvaluationError(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
                               f"write it") from None
@@ -873,11 +873,11 @@ def import_report_libraries() -> None:
         pass
 
 
-def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str, data: str | None = None) -> dict:
-    """samples.csv/.parquet, summary.md (data: what the rows were made from, for its header), the plots, which
-    summary.md then lists, and the word report."""
+def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -> dict:
+    """samples.csv/.parquet, summary.md (its header names run_info.data, what the rows were made from), the plots,
+    which summary.md then lists, and the word report."""
     table = write_tables(rows, out)
-    overall = write_summary(table, out, run_info, Path(run_info.model), run_info.seconds, run_info.timing, data)
+    overall = write_summary(table, out, run_info, Path(run_info.model), run_info.seconds, run_info.timing)
     plots = write_plots(table, np.array([row["latent"] for row in rows]), out, title)
     plots += word_report.write_word_report(rows, table, out, title.split(" (")[0])
     with open(out / "summary.md", "a", encoding="utf-8") as summary:
