@@ -50,6 +50,14 @@ class DecoderSettings:
         config = project_config()
         return cls(config.lm_path, config.lexicon_path, config.beam_width, config.lm_alpha, config.lm_beta)
 
+    def check_files(self) -> None:
+        """LanguageModelError naming a missing LM or lexicon file: before anything is built from them."""
+        if not self.lm_path.is_file():
+            raise LanguageModelError(f"no language model at {self.lm_path} (decoding.lm in librispeech/config.yaml "
+                                     "or LIBRISPEECH_LM; scripts/make_demo_lm.py rebuilds the demo LM)")
+        if self.lexicon_path is not None and not self.lexicon_path.is_file():
+            raise LanguageModelError(f"no lexicon at {self.lexicon_path} (decoding.lexicon or LIBRISPEECH_LEXICON)")
+
 
 # ---------------------------------------------------------------- lexicon
 
@@ -127,11 +135,7 @@ class LMDecoder:
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
 
-        if not settings.lm_path.is_file():
-            raise LanguageModelError(f"no language model at {settings.lm_path} (decoding.lm in librispeech/config.yaml "
-                                     "or LIBRISPEECH_LM; scripts/make_demo_lm.py rebuilds the demo LM)")
-        if settings.lexicon_path is not None and not settings.lexicon_path.is_file():
-            raise LanguageModelError(f"no lexicon at {settings.lexicon_path} (decoding.lexicon or LIBRISPEECH_LEXICON)")
+        settings.check_files()
         words = (read_lexicon_words(settings.lexicon_path) if settings.lexicon_path
                  else read_arpa_unigrams(settings.lm_path))
         token_ids = {token: index for index, token in enumerate(tokens)}

@@ -12,12 +12,13 @@ class LMReportError(Exception):
     """The configured LM cannot be used; the message names the file."""
 
 
-def check_decoder() -> None:
-    """Build the decoder now, so a missing LM stops the run before the model pass."""
-    from librispeech.lm_decoding import LanguageModelError, lm_decoder
+def check_decoder(build: bool = True) -> None:
+    """Build the decoder now, so an unusable LM stops the run before the model pass; build=False: only check that
+    its files are there (they name the run's rows before anything is built)."""
+    from librispeech.lm_decoding import DecoderSettings, LanguageModelError, lm_decoder
 
     try:
-        lm_decoder()
+        lm_decoder() if build else DecoderSettings.from_config().check_files()
     except LanguageModelError as error:
         raise LMReportError(str(error)) from None
 

@@ -107,8 +107,17 @@ class MetadataProcesses:
         print(f"evaluate: the metadata worker process {what}; the metadata is computed in line", file=sys.stderr)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+        """The workers stopped: after the last row they exit by themselves; a run that stops before (an error, Ctrl-C)
+        does not wait for the sample a worker is on (the first takes seconds) but ends it."""
+        if self.pool is None:
+            return
+        if self.futures:
+            if hasattr(self.pool, "terminate_workers"):  # Python 3.14
+                self.pool.terminate_workers()
+            else:
+                for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                    process.terminate()
+        self.pool.shutdown(cancel_futures=True)
 
 
 _worker_response = None  # in a metadata worker process: the split it computes the metadata of

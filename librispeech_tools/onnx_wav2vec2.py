@@ -45,6 +45,7 @@ PRODUCER = "librispeech_tools.onnx_wav2vec2"
 # ~1.3 GB in float32; XLS-R 1B (~3.8 GB) and larger are over it.
 PROTOBUF_LIMIT_BYTES = 2**31 - 1
 GRAPH_ALLOWANCE_BYTES = 64 * 2**20  # nodes, names and metadata beside the weights, far more than they take
+IN_MEMORY_WEIGHT_BYTES = 1024  # smaller initializers (shapes, axes, scalars) stay in the graph for shape inference
 
 
 class OnnxExportError(RuntimeError):
@@ -66,10 +67,17 @@ def _onnx():
 
 @dataclass
 class GraphBuilder:
-    """Collects nodes and initializers; every op returns the name of its (single) output tensor."""
+    """Collects nodes and initializers; every op returns the name of its (single) output tensor.
+
+    With `weights_outside`, constants of IN_MEMORY_WEIGHT_BYTES or more are not copied into the graph: each gets an
+    initializer marked external ("in-memory") and its array goes to `outside_weights`, which ONNX Runtime then takes
+    from memory (add_external_initializers). For a session made in memory (OnnxWithHiddenState.from_keras): copying
+    the base model's weights into the graph's protobuf and out again took ~1 s of evaluate's start-up."""
 
     nodes: list = field(default_factory=list)
     initializers: list = field(default_factory=list)
+    weights_outside: bool = False
+    outside_weights: dict = field(default_factory=dict)  # initializer name -> array (weights_outside)
     _count: int = 0
     # int8 graphs: the real-frame mask [batch, frames, 1] of the transformer's activations; `dense` quantizes when set
     int8_frame_mask: str | None = None
@@ -82,7 +90,12 @@ class GraphBuilder:
     def const(self, value, hint: str = "const", dtype=np.float32) -> str:
         onnx = _onnx()
         name = self._name(hint)
-        self.initializers.append(onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        value = np.asarray(value, dtype=dtype)
+        if self.weights_outside and value.nbytes >= IN_MEMORY_WEIGHT_BYTES:
+            self.initializers.append(in_memory_initializer(name, value))
+            self.outside_weights[name] = np.ascontiguousarray(value)
+        else:
+            self.initializers.append(onnx.numpy_helper.from_array(value, name))
         return name
 
     def int64(self, values, hint: str = "shape") -> str:
@@ -402,15 +415,16 @@ def blank_padded_frames(g: GraphBuilder, logits: str, frame_mask: str, layer, vo
 # ---------------------------------------------------------------------------------------------------------------------
 
 def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_state_output: bool = False,
-            check: bool = True):
+            check: bool = True, graph_builder: GraphBuilder | None = None):
     """The onnx.ModelProto of a Keras Wav2Vec2ForCTC (build_wav2vec2_for_ctc, or an .h5 export, or an .h5's layers
     read without Keras: h5_layers.read_h5_layers). Batch is dynamic; samples are dynamic when max_samples is None,
     else fixed (the frames follow). int8: see save_onnx. hidden_state_output: last_hidden_state is a second output
     (for a local session, not for a file the platform reads). check: run onnx's full checker (ONNX Runtime
-    validates a graph it loads anyway); it serialises the model, so a model over protobuf's 2 GiB is not checked."""
+    validates a graph it loads anyway); it serialises the model, so a model over protobuf's 2 GiB is not checked.
+    graph_builder: one with weights_outside keeps the large weights out of the proto (in its outside_weights)."""
     onnx = _onnx()
     config = as_config(model.get_layer(ENCODER_LAYER_NAME).config)  # librispeech.wav2vec2.model.model_config
-    g = GraphBuilder()
+    g = graph_builder or GraphBuilder()
     features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"), int8)
     frame_mask = length_mask(g, lengths, features, 1)  # layers.Wav2Vec2FrameMask
     if int8:
@@ -448,7 +462,14 @@ def exceeds_protobuf_limit(proto) -> bool:
     return weight_bytes(proto) + GRAPH_ALLOWANCE_BYTES > PROTOBUF_LIMIT_BYTES
 
 
-IN_MEMORY_WEIGHT_BYTES = 1024  # smaller initializers (shapes, axes, scalars) stay in the graph for shape inference
+def in_memory_initializer(name: str, value: np.ndarray):
+    """An initializer without its data, marked external: ONNX Runtime is handed `value` itself
+    (add_external_initializers replaces the placeholder location before it reads the graph)."""
+    onnx = _onnx()
+    tensor = onnx.TensorProto(name=name, dims=value.shape, data_type=onnx.helper.np_dtype_to_tensor_dtype(value.dtype),
+                              data_location=onnx.TensorProto.EXTERNAL)
+    tensor.external_data.add(key="location", value="in-memory")
+    return tensor
 
 
 def without_weights(proto) -> tuple[bytes, list[str], list[np.ndarray]]:
@@ -458,16 +479,13 @@ def without_weights(proto) -> tuple[bytes, list[str], list[np.ndarray]]:
     weights."""
     onnx = _onnx()
     names, weights = [], []
-    for tensor in proto.graph.initializer:
+    for index, tensor in enumerate(proto.graph.initializer):
         if len(tensor.raw_data) < IN_MEMORY_WEIGHT_BYTES:
             continue
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
         weights.append(np.frombuffer(tensor.raw_data, dtype=dtype).reshape(tuple(tensor.dims)))
         names.append(tensor.name)
-        tensor.ClearField("raw_data")
-        tensor.data_location = onnx.TensorProto.EXTERNAL
-        del tensor.external_data[:]
-        tensor.external_data.add(key="location", value="in-memory")  # replaced before ONNX Runtime reads it
+        proto.graph.initializer[index].CopyFrom(in_memory_initializer(tensor.name, weights[-1]))
     return proto.SerializeToString(), names, weights
 
 
@@ -556,15 +574,20 @@ class OnnxWithHiddenState:
         """A Keras Wav2Vec2ForCTC (or an .h5's layers: h5_layers) converted in memory (float32, dynamic batch and
         time axes), whatever its size: nothing is written (see without_weights)."""
         converted = cls.__new__(cls)
-        converted._start(to_onnx(model, hidden_state_output=True, check=False))
+        graph_builder = GraphBuilder(weights_outside=True)
+        proto = to_onnx(model, hidden_state_output=True, check=False, graph_builder=graph_builder)
+        weights = graph_builder.outside_weights
+        converted._start(proto, (proto.SerializeToString(), list(weights), list(weights.values())))
         return converted
 
-    def _start(self, proto) -> None:
+    def _start(self, proto, without_its_weights: tuple[bytes, list[str], list[np.ndarray]] | None = None) -> None:
+        """The session of `proto`; `without_its_weights`: the graph already serialised without its large weights, and
+        those weights (else without_weights(proto) makes them)."""
         import onnxruntime
 
         self.wav2vec2_config = exported_config(proto)
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
-        graph, names, weights = without_weights(proto)
+        graph, names, weights = without_its_weights or without_weights(proto)
         options = onnxruntime.SessionOptions()
         options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(w) for w in weights])
         self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

@@ -90,3 +90,18 @@ def test_missing_lm_is_a_one_line_error(tmp_path):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate: no language model at") and "absent.arpa" in last
+
+
+def test_an_unusable_lm_is_a_one_line_error_after_the_metadata_worker_started(tmp_path):
+    """The decoder is built once the metadata worker has started (its start-up overlaps the worker's); an LM that
+    cannot be used still stops the run before the model loads, leaves no report folder, and the worker, which is
+    on its first sample, is ended rather than waited for."""
+    arpa = tmp_path / "not-an.arpa"
+    arpa.write_text("hello\n", encoding="utf-8")
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "librispeech_tools.evaluate", "--limit", "2", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "LIBRISPEECH_LM": str(arpa)})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(f"evaluate: {arpa} has no \\1-grams: section")
+    assert not out.exists()

@@ -70,6 +70,19 @@ def test_a_stopped_worker_leaves_the_metadata_to_this_process(bundled_split, cap
     assert warning.count("metadata worker process stopped") == 1 and "computed in line" in warning
 
 
+def test_a_run_that_stops_early_ends_its_worker_without_waiting_for_a_row(bundled_split):
+    """A run that fails after starting the worker (an unusable LM, a damaged model) closes it at once: the worker's
+    first sample takes seconds (its imports), which the error would otherwise wait for."""
+    sample_ids = sorted(bundled_split.utterances)[:2]
+    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+    futures = list(workers.futures.values())
+    children = multiprocessing.active_children()
+    assert children and futures
+    workers.close()
+    assert not any(child.is_alive() for child in children)
+    assert all(future.cancelled() or future.exception() is not None for future in futures)  # no row was waited for
+
+
 def test_a_worker_that_cannot_start_leaves_the_metadata_to_this_process(bundled_split, capsys, monkeypatch):
     import concurrent.futures
 

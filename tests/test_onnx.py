@@ -526,6 +526,27 @@ def test_h5_layers_give_the_graph_of_the_keras_model(name, int8, tmp_path):
     assert from_h5.metadata_props == from_keras.metadata_props
 
 
+def test_h5_weights_are_mapped_where_stored_as_one_block_and_read_otherwise(tmp_path):
+    """read_h5_layers maps a weight stored as one plain block (as Keras writes them: no copy of the model's
+    weights) and reads one stored in chunks or compressed; both give the file's values."""
+    import h5py
+
+    from librispeech_tools.h5_layers import _mapped_or_read
+
+    values = random(3, 40, seed=4).reshape(3, 8, 5)
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("plain", data=values)
+        handle.create_dataset("chunked", data=values, chunks=(1, 8, 5))
+        handle.create_dataset("compressed", data=values, compression="gzip")
+    with h5py.File(path, "r") as handle:
+        got = {name: _mapped_or_read(handle[name], path) for name in ("plain", "chunked", "compressed")}
+    assert {name: isinstance(array, np.memmap) for name, array in got.items()} == {
+        "plain": True, "chunked": False, "compressed": False}
+    for array in got.values():
+        np.testing.assert_array_equal(array, values)
+
+
 def tiny_base_stack_h5(path, seed: int = 7):
     """An .h5 with evaluate's base conv stack (TINY_CONFIG, random weights), and the logits Keras gives on audio."""
     from conftest import TINY_CONFIG
