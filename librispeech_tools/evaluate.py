@@ -950,16 +950,17 @@ def cli() -> None:
 def end_process() -> None:
     """Exit now, as mypy does after a run: the interpreter's teardown frees, object by object, everything the run
     loaded (pandas, matplotlib, scikit-learn, ONNX Runtime, the model), ~1 s of a ~28 s run on the 2-core machine.
-    The run has closed its files and stopped its worker processes; other threads that are not daemons are joined,
+    The run has closed its files and stopped its worker processes. Where a thread that is not a daemon still runs
+    (a pool left open, which the interpreter's exit shuts down first), the process exits as usual instead; else
     atexit handlers run and the standard streams are flushed first."""
     import atexit
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    if any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate()):
+        return
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # a closed pipe (`evaluate | head`)
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(0)
 
 

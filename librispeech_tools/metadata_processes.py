@@ -111,12 +111,9 @@ class MetadataProcesses:
         does not wait for the sample a worker is on (the first takes seconds) but ends it."""
         if self.pool is None:
             return
-        if self.futures:
-            if hasattr(self.pool, "terminate_workers"):  # Python 3.14
-                self.pool.terminate_workers()
-            else:
-                for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-                    process.terminate()
+        if self.futures:  # the pool's own processes: Python 3.11 and 3.12 have no terminate_workers (3.14)
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                process.terminate()
         self.pool.shutdown(cancel_futures=True)
 
 

@@ -425,6 +425,8 @@ def to_onnx(model, max_samples: int | None = None, int8: bool = False, hidden_st
     onnx = _onnx()
     config = as_config(model.get_layer(ENCODER_LAYER_NAME).config)  # librispeech.wav2vec2.model.model_config
     g = graph_builder or GraphBuilder()
+    if check and g.weights_outside:
+        raise ValueError("a graph whose weights are kept outside it cannot be checked: pass check=False")
     features, lengths = feature_encoder(g, AUDIO, AUDIO_LENGTH, model.get_layer("feature_extractor"), int8)
     frame_mask = length_mask(g, lengths, features, 1)  # layers.Wav2Vec2FrameMask
     if int8:
@@ -582,7 +584,8 @@ class OnnxWithHiddenState:
 
     def _start(self, proto, without_its_weights: tuple[bytes, list[str], list[np.ndarray]] | None = None) -> None:
         """The session of `proto`; `without_its_weights`: the graph already serialised without its large weights, and
-        those weights (else without_weights(proto) makes them)."""
+        those weights (else without_weights(proto) makes them). ONNX Runtime copies the weights it is handed (checked
+        with 1.32: changing or freeing them after the session is made changes nothing), so nothing keeps them."""
         import onnxruntime
 
         self.wav2vec2_config = exported_config(proto)

@@ -92,10 +92,11 @@ def test_missing_lm_is_a_one_line_error(tmp_path):
     assert last.startswith("evaluate: no language model at") and "absent.arpa" in last
 
 
-def test_an_unusable_lm_is_a_one_line_error_after_the_metadata_worker_started(tmp_path):
-    """The decoder is built once the metadata worker has started (its start-up overlaps the worker's); an LM that
-    cannot be used still stops the run before the model loads, leaves no report folder, and the worker, which is
-    on its first sample, is ended rather than waited for."""
+def test_an_unusable_lm_is_a_one_line_error_that_leaves_no_report_folder(tmp_path):
+    """The decoder is built once the metadata worker has started (its ~0.9 s overlaps the worker's start-up), after
+    the report folder is made: an LM whose files are there but cannot be used still stops the run in one line before
+    the model loads, and the folder is removed (that the worker is then ended, not waited for, is checked in
+    test_metadata_processes.py)."""
     arpa = tmp_path / "not-an.arpa"
     arpa.write_text("hello\n", encoding="utf-8")
     out = tmp_path / "report"

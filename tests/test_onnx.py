@@ -527,24 +527,31 @@ def test_h5_layers_give_the_graph_of_the_keras_model(name, int8, tmp_path):
 
 
 def test_h5_weights_are_mapped_where_stored_as_one_block_and_read_otherwise(tmp_path):
-    """read_h5_layers maps a weight stored as one plain block (as Keras writes them: no copy of the model's
-    weights) and reads one stored in chunks or compressed; both give the file's values."""
+    """read_h5_layers maps a weight stored as one written block (as Keras writes them: no copy of the model's
+    weights), also in a file with a user block or behind an external link (mapped from its own file), and reads one
+    stored in chunks or compressed, or never written; each gives the values h5py reads."""
     import h5py
 
     from librispeech_tools.h5_layers import _mapped_or_read
 
     values = random(3, 40, seed=4).reshape(3, 8, 5)
-    path = tmp_path / "weights.h5"
-    with h5py.File(path, "w") as handle:
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other.create_dataset("padding", data=np.ones(1000, np.float32))  # puts the linked data at another offset
+        other.create_dataset("plain", data=values[::-1].copy())
+    with h5py.File(tmp_path / "weights.h5", "w", userblock_size=512) as handle:
         handle.create_dataset("plain", data=values)
         handle.create_dataset("chunked", data=values, chunks=(1, 8, 5))
         handle.create_dataset("compressed", data=values, compression="gzip")
-    with h5py.File(path, "r") as handle:
-        got = {name: _mapped_or_read(handle[name], path) for name in ("plain", "chunked", "compressed")}
-    assert {name: isinstance(array, np.memmap) for name, array in got.items()} == {
-        "plain": True, "chunked": False, "compressed": False}
-    for array in got.values():
-        np.testing.assert_array_equal(array, values)
+        handle.create_dataset("unwritten", shape=(3, 8, 5), dtype=np.float32)
+        handle["linked"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "plain")
+    names = ("plain", "linked", "chunked", "compressed", "unwritten")
+    with h5py.File(tmp_path / "weights.h5", "r") as handle:
+        got = {name: _mapped_or_read(handle[name]) for name in names}
+        expected = {name: handle[name][()] for name in names}
+    assert [name for name, array in got.items() if isinstance(array, np.memmap)] == ["plain", "linked"]
+    for name in names:
+        np.testing.assert_array_equal(got[name], expected[name])
+    np.testing.assert_array_equal(got["linked"], values[::-1])
 
 
 def tiny_base_stack_h5(path, seed: int = 7):
