@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -214,13 +215,19 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
     return report
 
 
+_ANY_LENGTH_TWINS = weakref.WeakKeyDictionary()  # model -> with_input_length(model, None)
+
+
 def _unpadded_keras_logits(model, audio: np.ndarray) -> np.ndarray:
     """Keras' logits of `audio` alone, by the model built for any length (the padding-invariant model gives the same
     on the padded input): padding to the fixed input would cost attention over every frame of it, ~13 GB for a conv
-    stack of total stride 20 at 34.955 s."""
+    stack of total stride 20 at 34.955 s. The any-length model is built once per model (--int8 checks the float and
+    the int8 .onnx against it)."""
     from librispeech.wav2vec2.model import with_input_length
 
-    return np.asarray(with_input_length(model, None).predict_on_batch(list(_pad(audio, audio.size))))[0]
+    if model not in _ANY_LENGTH_TWINS:
+        _ANY_LENGTH_TWINS[model] = with_input_length(model, None)
+    return np.asarray(_ANY_LENGTH_TWINS[model].predict_on_batch(list(_pad(audio, audio.size))))[0]
 
 
 def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: int = 16000) -> dict[str, Any]:

@@ -411,10 +411,16 @@ def test_tiny_base_like_model_matches_keras_at_full_input_length():
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_int8_export_stays_within_the_limits_and_near_the_float_model(name, tmp_path, capsys):
+def test_int8_export_stays_within_the_limits_and_near_the_float_model(name, tmp_path, capsys, monkeypatch):
+    from librispeech.wav2vec2 import model as wav2vec2_model
+
     output = tmp_path / "int8.onnx"
+    any_length_builds, build = [], wav2vec2_model.with_input_length
+    monkeypatch.setattr(wav2vec2_model, "with_input_length", lambda model, samples: (
+        any_length_builds.append(samples) if samples is None else None) or build(model, samples))
     assert export_module.main(["--checkpoint", str(GOLDEN / name), "--output", str(output), "--int8"]) == 0
     assert "(int8) is within the importer limits" in capsys.readouterr().out
+    assert any_length_builds == [None]  # one any-length model checks both the float and the int8 .onnx
     proto = onnx.load(str(output))
     assert onnx_export.limit_violations(proto) == []
     op_types = [node.op_type for node in proto.graph.node]
