@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import math
 import os
 import shutil
 import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -215,19 +215,18 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
     return report
 
 
-_ANY_LENGTH_TWINS = weakref.WeakKeyDictionary()  # model -> with_input_length(model, None)
+@functools.lru_cache(maxsize=1)  # --int8 checks the float and the int8 .onnx against the same model
+def _any_length_model(model):
+    from librispeech.wav2vec2.model import with_input_length
+
+    return with_input_length(model, None)
 
 
 def _unpadded_keras_logits(model, audio: np.ndarray) -> np.ndarray:
     """Keras' logits of `audio` alone, by the model built for any length (the padding-invariant model gives the same
     on the padded input): padding to the fixed input would cost attention over every frame of it, ~13 GB for a conv
-    stack of total stride 20 at 34.955 s. The any-length model is built once per model (--int8 checks the float and
-    the int8 .onnx against it)."""
-    from librispeech.wav2vec2.model import with_input_length
-
-    if model not in _ANY_LENGTH_TWINS:
-        _ANY_LENGTH_TWINS[model] = with_input_length(model, None)
-    return np.asarray(_ANY_LENGTH_TWINS[model].predict_on_batch(list(_pad(audio, audio.size))))[0]
+    stack of total stride 20 at 34.955 s."""
+    return np.asarray(_any_length_model(model).predict_on_batch(list(_pad(audio, audio.size))))[0]
 
 
 def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: int = 16000) -> dict[str, Any]:
