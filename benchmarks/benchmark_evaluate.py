@@ -123,8 +123,10 @@ def run_recipe(checkpoint: Path, corpus: Path, model_calls_only: bool, device: s
 
 
 def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growth: float | None, xla: bool,
-                   engine: str) -> dict:
-    """evaluate's model pass alone, on the same inputs and batches (unless `growth` asks for other buckets)."""
+                   engine: str, sessions: int | None = None) -> dict:
+    """evaluate's model pass alone, on the same inputs and batches (unless `growth` asks for other buckets), its
+    calls run as evaluate runs them (calls_in_order: several at once with several ONNX Runtime sessions); timed as
+    the seconds during which a call ran."""
     import librispeech  # noqa: F401  telemetry guard
     import numpy as np
 
@@ -132,7 +134,7 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growt
     from librispeech_tools import model_pass
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla)
+    engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla, sessions=sessions)
     num_samples = {k: len(w) for k, w in waveforms.items()}
     batch_size = batch_size or model_pass.default_batch_size(engine_pass, max(num_samples.values()), 16000)
     if growth == model_pass.BUCKET_GROWTH:  # as evaluate
@@ -140,16 +142,18 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growt
     else:
         buckets = None if growth is None else model_pass.bucket_lengths(559280, 16000, growth)
         batches = model_pass.plan_batches(num_samples, batch_size, buckets)
-    timing, first_call = model_pass.ModelPassTiming(), None
-    for batch in batches:
-        audio = np.stack([data.model_input(waveforms[i], 1e-7, batch.length) for i in batch.ids])
-        lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
-        started = time.perf_counter()
-        model_pass.call_batch(engine_pass, audio, lengths, batch.rows)
-        timing.add(time.perf_counter() - started, float(lengths.sum()) / 16000, len(batch.ids))
+    def inputs():
+        for batch in batches:
+            audio = np.stack([data.model_input(waveforms[i], 1e-7, batch.length) for i in batch.ids])
+            lengths = np.array([[len(waveforms[i])] for i in batch.ids], dtype=np.float32)
+            yield lengths, (audio, lengths, batch.rows)
+
+    timing, first_call, busy = model_pass.ModelPassTiming(), None, model_pass.BusyClock()
+    for lengths, _ in model_pass.calls_in_order(engine_pass, inputs(), busy):
+        timing.add(busy.seconds() - timing.seconds, float(lengths.sum()) / 16000, len(lengths))
         first_call = timing.seconds if first_call is None else first_call
     return {"model_seconds": timing.seconds, "audio_seconds": timing.audio_seconds, "batches": timing.batches,
-            "engine": engine_pass.engine, "first_call": first_call,
+            "engine": engine_pass.engine, "sessions": engine_pass.parallel_calls, "first_call": first_call,
             "padded_seconds": sum(b.length * max(b.rows, len(b.ids)) for b in batches) / 16000}
 
 
@@ -225,11 +229,14 @@ def compare(args) -> None:
         print(f"  recipe: {seconds:.1f} s", file=sys.stderr, flush=True)
         details["recipe"] = last_json(stdout)
         for engine, model in models.items():
-            _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--engine",
-                                      ENGINES[engine][2]] + (["--xla"] if args.xla else [])
-                              + (["--batch-size", str(args.batch_size)] if args.batch_size else []))
-            details[f"model pass {engine}"] = last_json(stdout)
-            results[f"model pass {engine}"].append(details[f"model pass {engine}"]["model_seconds"])
+            for sessions in [None, *args.sessions]:  # None: evaluate's default
+                name = f"model pass {engine}" + (f", {sessions} sessions" if sessions else "")
+                _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--engine",
+                                          ENGINES[engine][2]] + (["--xla"] if args.xla else [])
+                                  + (["--sessions", str(sessions)] if sessions else [])
+                                  + (["--batch-size", str(args.batch_size)] if args.batch_size else []))
+                details[name] = last_json(stdout)
+                results.setdefault(name, []).append(details[name]["model_seconds"])
         _, stdout = timed(recipe_command + ["--model-calls-only"])
         details["pytorch model calls"] = last_json(stdout)
         results["pytorch model calls"].append(details["pytorch model calls"]["model_seconds"])
@@ -239,7 +246,9 @@ def compare(args) -> None:
     medians = {name: statistics.median(values) for name, values in results.items()}
     audio = details["recipe"]["audio_seconds"]
     ratios = {engine: {"end_to_end": medians["recipe"] / medians[f"evaluate {engine}"],
-                       "model_pass": medians["pytorch model calls"] / medians[f"model pass {engine}"]}
+                       "model_pass": medians["pytorch model calls"] / medians[f"model pass {engine}"],
+                       **{f"model_pass_{n}_sessions": medians["pytorch model calls"]
+                          / medians[f"model pass {engine}, {n} sessions"] for n in args.sessions}}
               for engine in models}
     print(json.dumps({"utterances": args.utterances, "audio_seconds": audio, "rounds": results, "medians": medians,
                       "ratios_vs_recipe": ratios,
@@ -259,8 +268,7 @@ def arithmetic(corpus: Path, medians: dict[str, float], details: dict, engines: 
     from librispeech_tools.flops import forward_flops
 
     work = sum(forward_flops(Wav2Vec2Config(), soundfile.info(str(path)).frames) for path, _ in read_corpus(corpus))
-    rates = {name: work / medians[name] / 1e9
-             for name in ["pytorch model calls", *(f"model pass {engine}" for engine in engines)]}
+    rates = {name: work / medians[name] / 1e9 for name in medians if "model" in name}
     fastest_model_pass = work / max(matmul_rates)
     end_to_end = {engine: medians["recipe"] / (medians[f"evaluate {engine}"] + fastest_model_pass
                                                - details[f"evaluate {engine}"]["model_pass"]["seconds"])
@@ -322,6 +330,7 @@ def main(argv=None) -> None:
                             help="bucket growth; 1.1 (default): evaluate's batches; 0: no buckets (exact lengths)")
     model_pass.add_argument("--xla", action="store_true")
     model_pass.add_argument("--engine", default="auto", help="evaluate's --engine")
+    model_pass.add_argument("--sessions", type=int, help="evaluate's --sessions")
     for command in (parser, commands.add_parser("compare"), commands.add_parser("pinned")):
         command.add_argument("--torch-python", type=Path, help="a Python with torch and transformers")
         command.add_argument("--evaluate-python", type=Path,
@@ -334,6 +343,9 @@ def main(argv=None) -> None:
         command.add_argument("--rounds", type=int, default=3)
         command.add_argument("--batch-size", type=int, help="for the model-pass process (default: evaluate's)")
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
+        command.add_argument("--sessions", type=int, nargs="+", default=[],
+                             help="also time the model pass with each of these ONNX Runtime session counts "
+                                  "(compare; the default count is always timed)")
         command.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["onnxruntime-h5"],
                              help="evaluate's model and engine: keras (.h5 in Keras), onnxruntime-h5 (.h5 converted "
                                   "in memory: evaluate's default on CPU), onnxruntime (.onnx file), onnxruntime-int8 "
@@ -354,7 +366,7 @@ def main(argv=None) -> None:
         print(json.dumps(run_recipe(args.checkpoint, args.corpus, args.model_calls_only, args.device)))
     elif args.command == "model-pass":
         print(json.dumps(run_model_pass(args.model, args.corpus, args.batch_size, args.growth or None, args.xla,
-                                        args.engine)))
+                                        args.engine, args.sessions)))
     else:
         if args.torch_python is None:
             parser.error("--torch-python is required: a Python with torch and transformers")

@@ -31,9 +31,9 @@ import librispeech
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
-from librispeech_tools.model_pass import (ENGINES, Batch, ModelPassError, ModelPassTiming, call_batch,
-                                          default_batch_size, length_order, load_model_pass, plan_fixed_length,
-                                          plan_model_batches, resolve_engine)
+from librispeech_tools.model_pass import (ENGINES, Batch, BusyClock, ModelPassError, ModelPassTiming,
+                                          calls_in_order, default_batch_size, length_order, load_model_pass,
+                                          plan_fixed_length, plan_model_batches, resolve_engine, usable_cores)
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
@@ -112,17 +112,25 @@ def load_selection(config: ProjectConfig, subset: str, limit: int | None):
 @dataclass
 class StageClock:
     """Seconds spent in each stage of one process's run, over `samples` samples: where the time goes besides the
-    model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and summary.md."""
+    model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and summary.md. A stage
+    run within another is counted in its own, not in the outer one."""
     seconds: dict[str, float] = field(default_factory=dict)
     samples: int = 0
+
+    def __post_init__(self):
+        self._inner: list[float] = []  # per open stage, the seconds of the stages within it (not a field: not saved)
 
     @contextlib.contextmanager
     def stage(self, name: str):
         started = time.perf_counter()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.add(name, seconds - self._inner.pop())
+            if self._inner:
+                self._inner[-1] += seconds
 
     def add(self, name: str, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
@@ -182,45 +190,66 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     # metadata computed in line reads the batch's audio again: keep it decoded
     split.audio_cache_size = max(split.audio_cache_size, max((len(b.ids) for b in batches), default=1))
     config = project_config()
-    for planned in batches:
-        with clock.stage("audio and labels"):
-            waveforms = decoded_audio(split, planned.ids, metadata)
-            batch = replace(planned, ids=tuple(waveforms))
-            if batch.ids:
-                audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length)
-                                  for w in waveforms.values()])
-                lengths = np.array([[len(w)] for w in waveforms.values()], dtype=np.float32)
-                labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
-        if not batch.ids:  # every sample of the batch left out
+
+    def prepared():  # read as calls_in_order starts each call (ahead of the rows, with parallel calls)
+        for planned in batches:
+            with clock.stage("audio and labels"):
+                waveforms = decoded_audio(split, planned.ids, metadata)
+                batch = replace(planned, ids=tuple(waveforms))
+                if batch.ids:
+                    audio = np.stack([data.model_input(w, config.normalize_epsilon, batch.length)
+                                      for w in waveforms.values()])
+                    lengths = np.array([[len(w)] for w in waveforms.values()], dtype=np.float32)
+                    labels = np.stack([binder.gt_transcript(i, response) for i in batch.ids])
+            if not batch.ids:  # every sample of the batch left out
+                yield (planned, batch, None, None), None
+            else:
+                yield (planned, batch, lengths, labels), (audio, lengths, batch.rows)
+
+    busy, counted = BusyClock(), 0.0
+    with contextlib.closing(calls_in_order(model_pass, prepared(), busy)) as outputs_in_order:
+        while True:
+            with clock.stage("model pass"):  # waiting for its outputs (the audio read meanwhile is its own stage)
+                done = next(outputs_in_order, None)
+            if done is None:
+                break
+            (planned, batch, lengths, labels), outputs = done
+            if outputs is None:
+                progress.update(len(planned.ids))
+                continue
+            if timing is not None:  # the seconds the model ran, however many of its calls ran at once
+                seconds = busy.seconds()
+                timing.add(seconds - counted, float(lengths.sum()) / config.sample_rate, len(batch.ids))
+                counted = seconds
+            write_rows(split, binder, model_pass, batch, lengths, labels, outputs, response, sink, metadata, clock)
+            clock.samples += len(batch.ids)
+            if on_batch is not None:
+                on_batch()
             progress.update(len(planned.ids))
-            continue
-        started = time.perf_counter()
-        logits, hidden = call_batch(model_pass, audio, lengths, batch.rows)
-        seconds = time.perf_counter() - started
-        clock.add("model pass", seconds)
-        if timing is not None:
-            timing.add(seconds, float(lengths.sum()) / config.sample_rate, len(batch.ids))
-        with clock.stage("CTC loss"):
-            losses = binder.ctc_loss(logits, labels)
-        with clock.stage("error rates"):
-            rates = binder.error_rates(logits, labels)
-        for j, sample_id in enumerate(batch.ids):
-            with clock.stage("metadata"):
-                metadata_values = metadata.row(sample_id, response) if metadata else metadata_row(sample_id, response)
-            with clock.stage("rows"):
-                row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
-                                 model_pass.num_frames(int(lengths[j, 0])),
-                                 losses[j], {key: values[j] for key, values in rates.items()}, metadata_values)
-            with clock.stage("LM decoding"):
-                row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
-            with clock.stage("words"):
-                row.update(word_report.sample_fields(binder, logits[j], labels[j]))
-            sink.write(json.dumps(row) + "\n")
-        sink.flush()
-        clock.samples += len(batch.ids)
-        if on_batch is not None:
-            on_batch()
-        progress.update(len(planned.ids))
+
+
+def write_rows(split, binder, model_pass, batch: Batch, lengths: np.ndarray, labels: np.ndarray,
+               outputs: tuple[np.ndarray, np.ndarray], response, sink, metadata: MetadataProcesses | None,
+               clock: StageClock) -> None:
+    """The rows of one batch from the model's outputs (logits, hidden state), written to `sink`."""
+    logits, hidden = outputs
+    with clock.stage("CTC loss"):
+        losses = binder.ctc_loss(logits, labels)
+    with clock.stage("error rates"):
+        rates = binder.error_rates(logits, labels)
+    for j, sample_id in enumerate(batch.ids):
+        with clock.stage("metadata"):
+            metadata_values = metadata.row(sample_id, response) if metadata else metadata_row(sample_id, response)
+        with clock.stage("rows"):
+            row = sample_row(split, sample_id, logits[j], labels[j], hidden[j],
+                             model_pass.num_frames(int(lengths[j, 0])),
+                             losses[j], {key: values[j] for key, values in rates.items()}, metadata_values)
+        with clock.stage("LM decoding"):
+            row.update(lm_report.lm_columns(row["reference"], row["hypothesis"], logits[j].astype(np.float16)))
+        with clock.stage("words"):
+            row.update(word_report.sample_fields(binder, logits[j], labels[j]))
+        sink.write(json.dumps(row) + "\n")
+    sink.flush()
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -508,7 +537,7 @@ def merge(folders: list[Path], out: Path) -> Path:
                              sum(i.timing.batches for i in infos), first.timing.precision,
                              # float32 engines agree to 1e-5
                              "+".join(sorted({engine for i in infos for engine in i.timing.engine.split("+")})),
-                             sum(i.timing.samples for i in infos))
+                             sum(i.timing.samples for i in infos), max(i.timing.sessions for i in infos))
     # the same preprocessing in every shard (its details may name another machine's paths); a shard may add its own
     # (an utterance longer than a fixed .onnx)
     excluded = list(first.excluded)
@@ -566,14 +595,14 @@ class Shard:
 
 def run(split_name: str | None, limit: int | None, model_path: Path, out: Path | None, batch_size: int | None,
         fixed_length: bool = False, jit_compile: bool = False, metadata_workers: int = DEFAULT_METADATA_WORKERS,
-        shard: Shard | None = None, engine: str = "auto") -> Path:
+        shard: Shard | None = None, engine: str = "auto", sessions: int | None = None) -> Path:
     with contextlib.ExitStack() as cleanup:
         return _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compile, metadata_workers, shard,
-                    engine, cleanup)
+                    engine, sessions, cleanup)
 
 
 def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compile, metadata_workers, shard, engine,
-         cleanup: contextlib.ExitStack) -> Path:
+         sessions, cleanup: contextlib.ExitStack) -> Path:
     run_started = time.perf_counter()
     from tqdm import tqdm
 
@@ -625,7 +654,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         lm_report.check_decoder()
     except lm_report.LMReportError as error:
         raise EvaluationError(str(error)) from None
-    model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile)
+    model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions)
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         leave_out_longer_than(split, fixed_samples, model_path)
@@ -647,7 +676,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     threading.Thread(target=import_report_libraries, daemon=True).start()
     timing = timing or ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     if batches:  # a finished report rewritten names only the engines that made its rows
-        timing.continue_with(model_pass.engine, model_pass.precision)
+        timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
     started = time.perf_counter()
     clock = StageClock()
     clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
@@ -907,6 +936,10 @@ def main(argv=None) -> None:
                              "converted in memory; faster on CPU). auto (default): onnxruntime unless Keras has a "
                              "GPU, or --xla / --fixed-length is given. An .onnx always runs with onnxruntime")
     parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
+    parser.add_argument("--sessions", type=int,
+                        help=f"ONNX Runtime sessions running utterances at once, each on cores/N threads (default: "
+                             f"one per core this process may use, {usable_cores()} here, fewer where half the "
+                             f"available memory holds fewer copies of the model)")
     parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
                         help=f"processes computing the metadata while the model loads and runs (default "
                              f"{DEFAULT_METADATA_WORKERS}; 0: in line)")
@@ -919,6 +952,8 @@ def main(argv=None) -> None:
         parser.error("--limit must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.sessions is not None and args.sessions < 1:
+        parser.error("--sessions must be at least 1")
     if args.metadata_workers < 0:
         parser.error("--metadata-workers must be 0 (in line) or more")
     try:
@@ -936,7 +971,7 @@ def main(argv=None) -> None:
                 # no Keras model to load, here or in the metadata workers: leap_binder needs no TensorFlow
                 os.environ[librispeech.WITHOUT_KERAS_ENV] = "1"
             run(args.split, args.limit, model_path, args.out, args.batch_size, args.fixed_length, args.xla,
-                args.metadata_workers, args.shard, args.engine)
+                args.metadata_workers, args.shard, args.engine, args.sessions)
     except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
 

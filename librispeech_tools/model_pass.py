@@ -12,6 +12,10 @@ import glob
 import math
 import os
 import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +45,7 @@ def load_model_with_latent(model_path: Path):
     return model, wav2vec2_model.with_hidden_states(model)
 
 
-def load_onnx_with_latent(model_path: Path):
+def load_onnx_with_latent(model_path: Path, sessions: int = 1):
     """An ONNX export run by ONNX Runtime with its inner last_hidden_state as a second output (the export's one
     output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name),
     after the runtime's file checks on that same session (a second session for them took ~1 s of the base model's
@@ -53,7 +57,7 @@ def load_onnx_with_latent(model_path: Path):
     try:
         require_model_file(model_path)
         try:
-            converted = OnnxWithHiddenState(model_path)
+            converted = OnnxWithHiddenState(model_path, sessions, usable_cores())
         except Exception as error:  # noqa: BLE001  unreadable, foreign, or refused by ONNX Runtime
             load_wav2vec2(model_path)  # what the runtime says of the file, where it refuses it
             said = str(error) if isinstance(error, OnnxExportError) else (
@@ -84,13 +88,15 @@ class Batch:
 
 @dataclass
 class ModelPassTiming:
-    """Seconds spent in the model calls, the seconds of (real, unpadded) audio and the samples they covered."""
+    """Seconds during which the model ran (calls_in_order's BusyClock), the seconds of (real, unpadded) audio and
+    the samples they covered."""
     seconds: float = 0.0
     audio_seconds: float = 0.0
     batches: int = 0
     precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
     engine: str = "keras"       # what ran the model: "keras" or "onnxruntime" (see ENGINES)
     samples: int = 0
+    sessions: int = 1           # the most calls that ran at once (OnnxModelPass.parallel_calls)
 
     def add(self, seconds: float, audio_seconds: float, samples: int) -> None:
         self.seconds += seconds
@@ -98,17 +104,19 @@ class ModelPassTiming:
         self.batches += 1
         self.samples += samples
 
-    def continue_with(self, engine: str, precision: str) -> None:
+    def continue_with(self, engine: str, precision: str, sessions: int = 1) -> None:
         """What runs the calls from now on; a resumed run that changed engine names both ("keras+onnxruntime")."""
         engines = set(self.engine.split("+")) if self.samples else set()
         self.engine, self.precision = "+".join(sorted(engines | {engine})), precision
+        self.sessions = max(self.sessions, sessions) if self.samples else sessions
 
     def line(self) -> str:
         factor = f"{self.seconds / self.audio_seconds:.3f}" if self.audio_seconds else "n/a"
         precision = "" if self.precision == "float32" else f" ({self.precision} export: not float-exact)"
         engines = " + ".join(ENGINE_NAMES.get(engine, engine) for engine in self.engine.split("+"))
+        sessions = f", {self.sessions} sessions at once" if self.sessions > 1 else ""
         return (f"model pass{precision}: {self.seconds:.1f} s for {self.audio_seconds:.1f} s of audio (real-time "
-                f"factor {factor}, {self.batches} batch{'' if self.batches == 1 else 'es'}, {engines})")
+                f"factor {factor}, {self.batches} batch{'' if self.batches == 1 else 'es'}, {engines}{sessions})")
 
 
 def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GROWTH) -> list[int]:
@@ -156,6 +164,94 @@ def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int
 ACCELERATOR_BATCH_SIZE = 8
 ACCELERATOR_AUDIO_PER_CALL = 120.0
 CPU_BATCH_SIZE = 1  # chosen by measurement on CPU: see benchmarks/EVALUATE_RESULTS.md
+
+
+# ONNX Runtime runs one session per core, each on one thread, several utterances at once (calls_in_order): on the
+# 2-core machine two sessions of one thread made `evaluate` 3.7 s (11%) faster than one session of two threads, in
+# each of three interleaved rounds, as the rows' analysis fills the gaps of the calls it overlaps; one thread per
+# call also spends nothing on splitting ops across threads (benchmarks/EVALUATE_RESULTS.md). A session holds about
+# SESSION_BYTES_PER_MODEL_BYTE x the model file (weights, ONNX Runtime's packed copies, an 8 s utterance's
+# activations: 440-730 MB for the 360 MB base .h5), so the sessions take at most MEMORY_SHARE of the memory available.
+SESSION_BYTES_PER_MODEL_BYTE = 2
+MEMORY_SHARE = 0.5
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, e.g. under taskset or a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new work (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None = None) -> int:
+    """ONNX Runtime sessions evaluate runs at once: one per core of `cores`, no more than MEMORY_SHARE of `memory`
+    (bytes available; None: no limit) holds for a model file of `model_bytes`; at least one."""
+    sessions = cores
+    if memory is not None and model_bytes > 0:
+        sessions = min(sessions, int(MEMORY_SHARE * memory // (SESSION_BYTES_PER_MODEL_BYTE * model_bytes)))
+    return max(1, sessions)
+
+
+class BusyClock:
+    """Seconds during which at least one model call ran: with calls running at once (parallel_calls), the model
+    pass's time, where their own seconds would count the overlap several times."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = 0
+        self._since = 0.0
+        self._seconds = 0.0
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._seconds + (time.perf_counter() - self._since if self._running else 0.0)
+
+    def timed(self, call, *args):
+        with self._lock:
+            if not self._running:
+                self._since = time.perf_counter()
+            self._running += 1
+        try:
+            return call(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._seconds += time.perf_counter() - self._since
+
+
+def calls_in_order(model_pass, inputs, busy: BusyClock):
+    """(context, outputs) for each (context, arguments) of `inputs`, in order: `arguments` are call_batch's (audio,
+    lengths, rows), or None for no call (outputs None). A model pass with parallel_calls > 1 gets the next calls while
+    the caller works on the outputs before them, up to parallel_calls at once; `inputs` is read in the caller's
+    thread, as each call is started."""
+    def call(arguments):
+        return None if arguments is None else busy.timed(call_batch, model_pass, *arguments)
+
+    if model_pass.parallel_calls <= 1:
+        for context, arguments in inputs:
+            yield context, call(arguments)
+        return
+    pool = ThreadPoolExecutor(model_pass.parallel_calls, thread_name_prefix="model-pass")
+    started = deque()
+    try:
+        for context, arguments in inputs:
+            started.append((context, pool.submit(call, arguments)))
+            if len(started) > model_pass.parallel_calls:
+                context, outputs = started.popleft()
+                yield context, outputs.result()
+        while started:
+            context, outputs = started.popleft()
+            yield context, outputs.result()
+    finally:  # an error or Ctrl-C in the caller: calls not yet running are dropped, running ones end by themselves
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def runs_in_one_shape(model_pass) -> bool:
@@ -220,12 +316,13 @@ class KerasModelPass:
     """A model pass: (audio [batch, samples], audio_length [batch, 1]) -> (logits, last hidden state), numpy.
 
     Another engine (e.g. an ONNX Runtime session with a dynamic time axis) plugs in as any object with the same
-    __call__, num_frames, precision, engine, fixed_samples, compiles_each_shape and on_accelerator.
+    __call__, num_frames, precision, engine, fixed_samples, compiles_each_shape, on_accelerator and parallel_calls.
     """
 
     precision = "float32"
     engine = "keras"
     fixed_samples = None  # any input length
+    parallel_calls = 1    # calls it takes at once (calls_in_order)
 
     def __init__(self, model, jit_compile: bool = False):
         import keras
@@ -267,27 +364,29 @@ class KerasModelPass:
 class OnnxModelPass:
     """The model pass run by ONNX Runtime: an .onnx export (`model_path`), or a Keras model converted in memory
     (`from_keras`: float32, within 1e-5 of Keras, and faster on CPU: see ENGINES). The time axis is dynamic unless
-    export-model was given --max-seconds; then `fixed_samples` is that length and every input must be padded to it."""
+    export-model was given --max-seconds; then `fixed_samples` is that length and every input must be padded to it.
+    With `sessions` > 1 it takes that many calls at once (parallel_calls), each on a session of its own."""
 
     engine = "onnxruntime"
     compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
     on_accelerator = False       # its sessions run on the CPU
 
-    def __init__(self, model_path: Path | None = None, converted=None):
+    def __init__(self, model_path: Path | None = None, converted=None, sessions: int = 1):
         if converted is None:  # the session with the hidden state, and the runtime's file checks (one-line errors)
-            converted = load_onnx_with_latent(model_path)
+            converted = load_onnx_with_latent(model_path, sessions)
         self.model = converted
         self.config = self.model.wav2vec2_config
         self.precision = self.model.precision
+        self.parallel_calls = len(self.model.sessions)
         length = self.model.session.get_inputs()[0].shape[1]
         self.fixed_samples = length if isinstance(length, int) else None
 
     @classmethod
-    def from_keras(cls, model) -> "OnnxModelPass":
+    def from_keras(cls, model, sessions: int = 1) -> "OnnxModelPass":
         from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
 
         try:
-            return cls(converted=OnnxWithHiddenState.from_keras(model))
+            return cls(converted=OnnxWithHiddenState.from_keras(model, sessions, usable_cores()))
         except OnnxExportError as error:  # e.g. onnx not installed, with --engine onnxruntime
             raise ModelPassError(f"the ONNX Runtime engine: {error}") from None
 
@@ -371,19 +470,26 @@ def onnx_converter_available() -> bool:
     return True
 
 
-def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False):
-    """The model pass of `model_path` for the engine (see ENGINES)."""
+def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False,
+                    sessions: int | None = None):
+    """The model pass of `model_path` for the engine (see ENGINES); `sessions`: ONNX Runtime's (None: as many as
+    default_onnx_sessions says for this machine)."""
     engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
+    if sessions is not None and engine != "onnxruntime":
+        raise ModelPassError("--sessions is for the ONNX Runtime engine, and this run's model pass runs in Keras")
+    if engine == "onnxruntime" and sessions is None:
+        sessions = default_onnx_sessions(usable_cores(), model_path.stat().st_size if model_path.is_file() else 0,
+                                         available_memory())
     if model_path.suffix.lower() == ".onnx":
-        return OnnxModelPass(model_path)
+        return OnnxModelPass(model_path, sessions=sessions)
     if fixed_length:
         return KerasModelPass(load_model_with_latent(model_path)[0], jit_compile)
     if engine == "onnxruntime":
-        return onnx_model_pass_of_h5(model_path)
+        return onnx_model_pass_of_h5(model_path, sessions)
     return KerasModelPass(load_dynamic_length_model(model_path), jit_compile)
 
 
-def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
+def onnx_model_pass_of_h5(model_path: Path, sessions: int = 1) -> "OnnxModelPass":
     """The .h5 converted in memory for ONNX Runtime from its weights as h5py reads them (h5_layers: no Keras, no
     TensorFlow), after the runtime's file checks. What that cannot read or convert (weights stored under other
     paths, a damaged file) goes through Keras (load_dynamic_length_model), which converts it or reports it."""
@@ -396,7 +502,7 @@ def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
         check_h5_export(model_path)
         layers = read_h5_layers(model_path, name=model_path.stem)
         check_finite_weights(model_path, layers.weights)
-        return OnnxModelPass.from_keras(layers)
+        return OnnxModelPass.from_keras(layers, sessions)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
     except ModelPassError:
@@ -404,7 +510,7 @@ def onnx_model_pass_of_h5(model_path: Path) -> "OnnxModelPass":
     except (KeyError, ValueError, TypeError, OSError) as error:  # weights under other paths or shapes, or damaged
         print(f"evaluate: {model_path}: {first_line(error)} reading its weights without Keras; reading them through "
               f"Keras instead", file=sys.stderr)
-        return OnnxModelPass.from_keras(load_dynamic_length_model(model_path))
+        return OnnxModelPass.from_keras(load_dynamic_length_model(model_path), sessions)
 
 
 def load_dynamic_length_model(model_path: Path):

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -561,40 +563,60 @@ def exported_config(proto):
 class OnnxWithHiddenState:
     """An ONNX export run by ONNX Runtime, returning [logits, last_hidden_state] like model.with_hidden_states:
     `predict_on_batch([audio, audio_length])`, `wav2vec2_config` for frame counts, and `precision` ("int8" for an
-    export-model --int8 file, else "float32")."""
+    export-model --int8 file, else "float32").
 
-    def __init__(self, path: str | Path):
+    `sessions` > 1 makes that many sessions of the same graph, each with `threads` // `sessions` intra-op threads
+    (`threads`: the cores this process may use), so that as many threads can call predict_on_batch at once, each
+    on a session of its own (see model_pass.default_onnx_sessions). Every session holds its own copy of the weights.
+    """
+
+    def __init__(self, path: str | Path, sessions: int = 1, threads: int | None = None):
         onnx = _onnx()
         try:
             proto = onnx.load(str(path))
         except Exception as error:  # a truncated or foreign file
             raise OnnxExportError(f"cannot read {path} as ONNX ({type(error).__name__})") from None
-        self._start(with_hidden_state_output(proto))
+        self._start(with_hidden_state_output(proto), sessions=sessions, threads=threads)
 
     @classmethod
-    def from_keras(cls, model) -> "OnnxWithHiddenState":
+    def from_keras(cls, model, sessions: int = 1, threads: int | None = None) -> "OnnxWithHiddenState":
         """A Keras Wav2Vec2ForCTC (or an .h5's layers: h5_layers) converted in memory (float32, dynamic batch and
         time axes), whatever its size: nothing is written (see without_weights)."""
         converted = cls.__new__(cls)
         graph_builder = GraphBuilder(weights_outside=True)
         proto = to_onnx(model, hidden_state_output=True, check=False, graph_builder=graph_builder)
         weights = graph_builder.outside_weights
-        converted._start(proto, (proto.SerializeToString(), list(weights), list(weights.values())))
+        converted._start(proto, (proto.SerializeToString(), list(weights), list(weights.values())), sessions, threads)
         return converted
 
-    def _start(self, proto, without_its_weights: tuple[bytes, list[str], list[np.ndarray]] | None = None) -> None:
-        """The session of `proto`; `without_its_weights`: the graph already serialised without its large weights, and
+    def _start(self, proto, without_its_weights: tuple[bytes, list[str], list[np.ndarray]] | None = None,
+               sessions: int = 1, threads: int | None = None) -> None:
+        """The sessions of `proto`; `without_its_weights`: the graph already serialised without its large weights, and
         those weights (else without_weights(proto) makes them). ONNX Runtime copies the weights it is handed (checked
         with 1.32: changing or freeing them after the session is made changes nothing), so nothing keeps them."""
         import onnxruntime
 
+        if sessions < 1:
+            raise ValueError(f"sessions must be at least 1, not {sessions}")
         self.wav2vec2_config = exported_config(proto)
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
         graph, names, weights = without_its_weights or without_weights(proto)
-        options = onnxruntime.SessionOptions()
-        options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(w) for w in weights])
-        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.sessions = []
+        for _ in range(sessions):
+            options = onnxruntime.SessionOptions()
+            if sessions > 1:  # one session keeps ONNX Runtime's own choice (its physical cores)
+                options.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // sessions)
+            options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(w) for w in weights])
+            self.sessions.append(onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+        self.session = self.sessions[0]
+        self._free_sessions = queue.SimpleQueue()
+        for session in self.sessions:
+            self._free_sessions.put(session)
 
     def predict_on_batch(self, inputs: list[Any]) -> list[np.ndarray]:
         audio, audio_length = (np.asarray(x, np.float32) for x in inputs)
-        return self.session.run([LOGITS, HIDDEN_STATE], {AUDIO: audio, AUDIO_LENGTH: audio_length})
+        session = self._free_sessions.get()  # blocks while every session runs a call of another thread
+        try:
+            return session.run([LOGITS, HIDDEN_STATE], {AUDIO: audio, AUDIO_LENGTH: audio_length})
+        finally:
+            self._free_sessions.put(session)

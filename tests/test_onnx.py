@@ -6,6 +6,9 @@ import librispeech  # noqa: F401  first: its telemetry guard runs before anythin
 import functools
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -475,6 +478,45 @@ def test_onnx_runtime_takes_the_weights_from_memory(monkeypatch):
                                                            if t.name in external)
     for want, have in zip(expected, got):
         np.testing.assert_array_equal(have, want)
+
+
+def test_sessions_run_calls_at_once_each_with_its_share_of_the_threads(monkeypatch):
+    """With sessions > 1 each session gets threads // sessions intra-op threads, calls from several threads run on
+    different sessions at once, and every session gives the one session's outputs, bit for bit."""
+    from conftest import TINY_CONFIG
+
+    keras.utils.set_random_seed(5)
+    model = build_wav2vec2_for_ctc(TINY_CONFIG, None)
+    inputs = [[audio, np.array([[audio.shape[1]]], np.float32)]
+              for audio in (random(1, 24000, seed=2), random(1, 17000, seed=3), random(1, 9000, seed=4))]
+    expected = [onnx_export.OnnxWithHiddenState.from_keras(model).predict_on_batch(x) for x in inputs]
+    threads, open_session = [], onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda model_source, options, **kwargs: threads.append(
+        options.intra_op_num_threads) or open_session(model_source, options, **kwargs))
+    converted = onnx_export.OnnxWithHiddenState.from_keras(model, sessions=3, threads=7)
+    assert threads == [2, 2, 2] and len(converted.sessions) == 3 and converted.session is converted.sessions[0]
+
+    running, most, lock = [], [], threading.Lock()
+    for session in converted.sessions:  # record which session runs, and how many run at once
+        def run(*args, session=session, run=session.run):
+            with lock:
+                running.append(session)
+                most.append(len(running))
+            time.sleep(0.1)
+            try:
+                return run(*args)
+            finally:
+                with lock:
+                    running.remove(session)
+        monkeypatch.setattr(session, "run", run, raising=False)
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(converted.predict_on_batch, inputs * 2))
+    assert max(most) == 3
+    for want, have in zip(expected * 2, got):
+        for want_output, have_output in zip(want, have):
+            np.testing.assert_array_equal(have_output, want_output)
+    with pytest.raises(ValueError, match="sessions must be at least 1"):
+        onnx_export.OnnxWithHiddenState.from_keras(model, sessions=0)
 
 
 def test_export_refuses_an_onnx_file_over_the_protobuf_limit(tmp_path, monkeypatch, capsys):
