@@ -229,7 +229,7 @@ def compare(args) -> None:
         print(f"  recipe: {seconds:.1f} s", file=sys.stderr, flush=True)
         details["recipe"] = last_json(stdout)
         for engine, model in models.items():
-            for sessions in [None, *args.sessions]:  # None: evaluate's default
+            for sessions in [None, *(args.sessions if engine != "keras" else [])]:  # None: evaluate's default
                 name = f"model pass {engine}" + (f", {sessions} sessions" if sessions else "")
                 _, stdout = timed(this + ["model-pass", "--model", str(model), "--corpus", str(corpus), "--engine",
                                           ENGINES[engine][2]] + (["--xla"] if args.xla else [])
@@ -248,7 +248,7 @@ def compare(args) -> None:
     ratios = {engine: {"end_to_end": medians["recipe"] / medians[f"evaluate {engine}"],
                        "model_pass": medians["pytorch model calls"] / medians[f"model pass {engine}"],
                        **{f"model_pass_{n}_sessions": medians["pytorch model calls"]
-                          / medians[f"model pass {engine}, {n} sessions"] for n in args.sessions}}
+                          / medians[f"model pass {engine}, {n} sessions"] for n in args.sessions if engine != "keras"}}
               for engine in models}
     print(json.dumps({"utterances": args.utterances, "audio_seconds": audio, "rounds": results, "medians": medians,
                       "ratios_vs_recipe": ratios,
@@ -345,7 +345,7 @@ def main(argv=None) -> None:
         command.add_argument("--xla", action="store_true", help="for the model-pass process")
         command.add_argument("--sessions", type=int, nargs="+", default=[],
                              help="also time the model pass with each of these ONNX Runtime session counts "
-                                  "(compare; the default count is always timed)")
+                                  "(compare; the default count is always timed; not for --engines keras)")
         command.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["onnxruntime-h5"],
                              help="evaluate's model and engine: keras (.h5 in Keras), onnxruntime-h5 (.h5 converted "
                                   "in memory: evaluate's default on CPU), onnxruntime (.onnx file), onnxruntime-int8 "

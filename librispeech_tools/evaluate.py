@@ -31,9 +31,10 @@ import librispeech
 from librispeech.config import REPO_ROOT, SUBSETS, ConfigError, ProjectConfig, project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
-from librispeech_tools.model_pass import (ENGINES, Batch, BusyClock, ModelPassError, ModelPassTiming,
-                                          calls_in_order, default_batch_size, length_order, load_model_pass,
-                                          plan_fixed_length, plan_model_batches, resolve_engine, usable_cores)
+from librispeech_tools.model_pass import (ENGINES, SESSIONS_NEED_ONNX_RUNTIME, Batch, BusyClock, ModelPassError,
+                                          ModelPassTiming, calls_in_order, default_batch_size, length_order,
+                                          load_model_pass, plan_fixed_length, plan_model_batches, resolve_engine,
+                                          usable_cores)
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
 
@@ -187,8 +188,9 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
         from librispeech import data
 
         response = split_response(split)
-    # metadata computed in line reads the batch's audio again: keep it decoded
-    split.audio_cache_size = max(split.audio_cache_size, max((len(b.ids) for b in batches), default=1))
+    # metadata computed in line reads the batch's audio again: keep it decoded, for every batch read ahead too
+    split.audio_cache_size = max(split.audio_cache_size, max((len(b.ids) for b in batches), default=1)
+                                 * (model_pass.parallel_calls + 2))
     config = project_config()
 
     def prepared():  # read as calls_in_order starts each call (ahead of the rows, with parallel calls)
@@ -654,7 +656,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         lm_report.check_decoder()
     except lm_report.LMReportError as error:
         raise EvaluationError(str(error)) from None
-    model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions)
+    longest = config.max_samples if fixed_length else max((split.utterances[i].num_samples for i in pending), default=1)
+    model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions,
+                                 longest_seconds=longest / config.sample_rate, calls=len(pending))
     if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         leave_out_longer_than(split, fixed_samples, model_path)
@@ -970,6 +974,8 @@ def main(argv=None) -> None:
             if resolve_engine(args.engine, model_path, args.fixed_length, args.xla) == "onnxruntime":
                 # no Keras model to load, here or in the metadata workers: leap_binder needs no TensorFlow
                 os.environ[librispeech.WITHOUT_KERAS_ENV] = "1"
+            elif args.sessions is not None:  # said before the data is listed
+                raise EvaluationError(SESSIONS_NEED_ONNX_RUNTIME)
             run(args.split, args.limit, model_path, args.out, args.batch_size, args.fixed_length, args.xla,
                 args.metadata_workers, args.shard, args.engine, args.sessions)
     except (EvaluationError, ModelPassError, ConfigError) as error:

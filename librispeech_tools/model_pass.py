@@ -52,12 +52,14 @@ def load_onnx_with_latent(model_path: Path, sessions: int = 1):
     start-up). A file it cannot open gets the runtime's one-line error (load_wav2vec2)."""
     from librispeech.model_file import (ModelFileError, check_onnx_export, check_onnx_io, first_line, load_wav2vec2,
                                         require_model_file)
-    from librispeech_tools.onnx_wav2vec2 import HIDDEN_STATE, OnnxExportError, OnnxWithHiddenState
+    from librispeech_tools.onnx_wav2vec2 import HIDDEN_STATE, OnnxExportError, OnnxWithHiddenState, SessionsError
 
     try:
         require_model_file(model_path)
         try:
             converted = OnnxWithHiddenState(model_path, sessions, usable_cores())
+        except SessionsError as error:
+            raise ModelPassError(str(error)) from None
         except Exception as error:  # noqa: BLE001  unreadable, foreign, or refused by ONNX Runtime
             load_wav2vec2(model_path)  # what the runtime says of the file, where it refuses it
             said = str(error) if isinstance(error, OnnxExportError) else (
@@ -169,33 +171,65 @@ CPU_BATCH_SIZE = 1  # chosen by measurement on CPU: see benchmarks/EVALUATE_RESU
 # ONNX Runtime runs one session per core, each on one thread, several utterances at once (calls_in_order): on the
 # 2-core machine two sessions of one thread made `evaluate` 3.7 s (11%) faster than one session of two threads, in
 # each of three interleaved rounds, as the rows' analysis fills the gaps of the calls it overlaps; one thread per
-# call also spends nothing on splitting ops across threads (benchmarks/EVALUATE_RESULTS.md). A session holds about
-# SESSION_BYTES_PER_MODEL_BYTE x the model file (weights, ONNX Runtime's packed copies, an 8 s utterance's
-# activations: 440-730 MB for the 360 MB base .h5), so the sessions take at most MEMORY_SHARE of the memory available.
-SESSION_BYTES_PER_MODEL_BYTE = 2
+# call also spends nothing on splitting ops across threads (benchmarks/EVALUATE_RESULTS.md). Each session holds a copy
+# of the weights and keeps the activations of its longest call: by RSS, a base-model session (360 MB
+# .h5) took 441 MB after an 8 s utterance and 941 MB after a 34.9 s one. So a session is counted as
+# SESSION_BYTES_PER_MODEL_BYTE x the model file plus ACTIVATION_BYTES_PER_SECOND x the longest utterance, and the
+# sessions take at most MEMORY_SHARE of the memory available.
+SESSION_BYTES_PER_MODEL_BYTE = 1.25
+ACTIVATION_BYTES_PER_SECOND = 20 * 2**20
 MEMORY_SHARE = 0.5
 
 
+def _cgroup_value(*paths: str) -> float | None:
+    """The first readable number among cgroup files (v2, then v1); None where none is set ("max") or readable."""
+    for path in paths:
+        try:
+            with open(path, encoding="ascii") as file:
+                words = file.read().split()
+        except OSError:
+            continue
+        if words and words[0].isdigit():
+            return float(words[0]) / (float(words[1]) if len(words) > 1 else 1.0)
+        return None
+    return None
+
+
 def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity, e.g. under taskset or a container's cpuset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The CPUs this process may run on: its affinity (taskset, a cpuset), and a container's CPU quota (cgroup)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_value("/sys/fs/cgroup/cpu.max")  # "quota period" on cgroup v2
+    if quota is None:
+        limit, period = (_cgroup_value(f"/sys/fs/cgroup/cpu/cpu.cfs_{name}_us") for name in ("quota", "period"))
+        quota = limit / period if limit and period else None
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available for new work (Linux's MemAvailable), or None where unknown."""
+    """Bytes of memory available for new work: Linux's MemAvailable, or less under a container's memory limit
+    (cgroup v2, then v1); None where unknown."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
-            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+            available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError, IndexError):
-        return None
+        available = None
+    limit = _cgroup_value("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    used = _cgroup_value("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
+    if limit is not None and limit < 2**60:  # v1 writes "no limit" as a huge number
+        room = max(0, int(limit - (used or 0)))
+        available = room if available is None else min(available, room)
+    return available
 
 
-def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None = None) -> int:
+def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None = None, longest_seconds: float = 35.0,
+                          calls: int | None = None) -> int:
     """ONNX Runtime sessions evaluate runs at once: one per core of `cores`, no more than MEMORY_SHARE of `memory`
-    (bytes available; None: no limit) holds for a model file of `model_bytes`; at least one."""
-    sessions = cores
+    (bytes available; None: no limit) holds for a model file of `model_bytes` and utterances of up to
+    `longest_seconds`, and no more than the `calls` to make; at least one."""
+    sessions = cores if calls is None else min(cores, calls)
     if memory is not None and model_bytes > 0:
-        sessions = min(sessions, int(MEMORY_SHARE * memory // (SESSION_BYTES_PER_MODEL_BYTE * model_bytes)))
+        session_bytes = SESSION_BYTES_PER_MODEL_BYTE * model_bytes + ACTIVATION_BYTES_PER_SECOND * longest_seconds
+        sessions = min(sessions, int(MEMORY_SHARE * memory // session_bytes))
     return max(1, sessions)
 
 
@@ -383,10 +417,12 @@ class OnnxModelPass:
 
     @classmethod
     def from_keras(cls, model, sessions: int = 1) -> "OnnxModelPass":
-        from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState
+        from librispeech_tools.onnx_wav2vec2 import OnnxExportError, OnnxWithHiddenState, SessionsError
 
         try:
             return cls(converted=OnnxWithHiddenState.from_keras(model, sessions, usable_cores()))
+        except SessionsError as error:
+            raise ModelPassError(str(error)) from None
         except OnnxExportError as error:  # e.g. onnx not installed, with --engine onnxruntime
             raise ModelPassError(f"the ONNX Runtime engine: {error}") from None
 
@@ -470,16 +506,22 @@ def onnx_converter_available() -> bool:
     return True
 
 
+SESSIONS_NEED_ONNX_RUNTIME = ("--sessions is for the ONNX Runtime engine, and this run's model pass runs in Keras "
+                              "(--engine keras, --fixed-length, --xla, a GPU Keras sees, or onnx not installed)")
+
+
 def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False,
-                    sessions: int | None = None):
+                    sessions: int | None = None, longest_seconds: float = 35.0, calls: int | None = None):
     """The model pass of `model_path` for the engine (see ENGINES); `sessions`: ONNX Runtime's (None: as many as
-    default_onnx_sessions says for this machine)."""
+    default_onnx_sessions says for this machine, utterances of up to `longest_seconds` and `calls` calls)."""
     engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
     if sessions is not None and engine != "onnxruntime":
-        raise ModelPassError("--sessions is for the ONNX Runtime engine, and this run's model pass runs in Keras")
+        raise ModelPassError(SESSIONS_NEED_ONNX_RUNTIME)
+    if sessions is not None and sessions < 1:
+        raise ModelPassError(f"--sessions must be at least 1, not {sessions}")
     if engine == "onnxruntime" and sessions is None:
         sessions = default_onnx_sessions(usable_cores(), model_path.stat().st_size if model_path.is_file() else 0,
-                                         available_memory())
+                                         available_memory(), longest_seconds, calls)
     if model_path.suffix.lower() == ".onnx":
         return OnnxModelPass(model_path, sessions=sessions)
     if fixed_length:

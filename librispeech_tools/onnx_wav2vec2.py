@@ -560,6 +560,10 @@ def exported_config(proto):
     return Wav2Vec2Config.from_dict(json.loads(props[CONFIG_KEY]))
 
 
+class SessionsError(RuntimeError):
+    """The model's first session was made but a further one could not be (memory): not the model's fault."""
+
+
 class OnnxWithHiddenState:
     """An ONNX export run by ONNX Runtime, returning [logits, last_hidden_state] like model.with_hidden_states:
     `predict_on_batch([audio, audio_length])`, `wav2vec2_config` for frame counts, and `precision` ("int8" for an
@@ -602,12 +606,19 @@ class OnnxWithHiddenState:
         self.precision = "int8" if any(node.op_type == "MatMulInteger" for node in proto.graph.node) else "float32"
         graph, names, weights = without_its_weights or without_weights(proto)
         self.sessions = []
-        for _ in range(sessions):
+        for index in range(sessions):
             options = onnxruntime.SessionOptions()
             if sessions > 1:  # one session keeps ONNX Runtime's own choice (its physical cores)
                 options.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // sessions)
             options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(w) for w in weights])
-            self.sessions.append(onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+            try:
+                self.sessions.append(onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+            except Exception as error:  # noqa: BLE001  the first session's errors are the model's, later ones not
+                if not self.sessions:
+                    raise
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise SessionsError(f"ONNX Runtime made {index} of the {sessions} sessions asked for, then failed "
+                                    f"({first_line}); run fewer with --sessions") from None
         self.session = self.sessions[0]
         self._free_sessions = queue.SimpleQueue()
         for session in self.sessions:

@@ -137,7 +137,7 @@ def test_summary_reports_the_model_pass(real_lengths):
                            "LM decoding", "words", "report"} and min(stages.values()) >= 0
     # the stage is the wait for the model's outputs; the model pass's seconds are those its calls ran, which with
     # several sessions overlap the rows' work (waited for less), else are the wait
-    assert 0 < stages["model pass"] <= info["model_pass"]["seconds"] + 0.01
+    assert 0 < stages["model pass"] <= info["model_pass"]["seconds"] * 1.05 + 0.05
     assert sum(stages.values()) - stages["start-up"] - stages["report"] <= info["seconds"]
     line = next(line for line in summary.splitlines() if line.startswith("- time by stage"))
     assert f"({LIMIT} samples; more in run.json): " in line and "LM decoding " in line and "report" not in line
@@ -238,7 +238,7 @@ class TimedModel:
     """A model pass whose calls sleep `unit` x their first input value (so later calls can finish first), fail where
     it is negative, and record how many run at once."""
 
-    def __init__(self, parallel_calls: int, unit: float = 0.05):
+    def __init__(self, parallel_calls: int, unit: float = 0.1):
         self.parallel_calls, self.unit = parallel_calls, unit
         self.lock, self.running, self.most, self.calls = threading.Lock(), 0, 0, []
 
@@ -277,9 +277,9 @@ def test_calls_run_up_to_the_parallel_calls_at_once_and_come_back_in_order(paral
     assert came_back == list(range(len(durations))) and model.most == parallel_calls
     called = sum(d for d in durations if d) * model.unit
     if parallel_calls == 1:  # one after the other: the model ran for the sum of the calls
-        assert called <= busy.seconds() < called + 0.2
-    else:  # the overlapping calls count once
-        assert busy.seconds() < 0.75 * called
+        assert called <= busy.seconds() < called + 0.3
+    else:  # the overlapping calls count once (~0.6 s of the 1.1 s called)
+        assert busy.seconds() < 0.85 * called
 
 
 def test_a_failed_call_reaches_the_caller_at_its_turn_and_no_call_starts_after_it():
@@ -299,9 +299,9 @@ def test_busy_clock_counts_overlapping_calls_once():
     busy = model_pass.BusyClock()
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda seconds: busy.timed(time.sleep, seconds), [0.3, 0.3]))
-    time.sleep(0.1)  # idle: not counted
+    time.sleep(0.4)  # idle: not counted
     busy.timed(time.sleep, 0.2)
-    assert 0.5 <= busy.seconds() < 0.65
+    assert 0.5 <= busy.seconds() < 0.75  # the overlap counted twice would be 0.8, the idle time 0.9
 
 
 def test_stage_clock_counts_a_stage_within_another_in_its_own_only():
@@ -309,24 +309,55 @@ def test_stage_clock_counts_a_stage_within_another_in_its_own_only():
     with clock.stage("outer"):
         time.sleep(0.1)
         with clock.stage("inner"):
-            time.sleep(0.2)
-    assert clock.seconds["inner"] >= 0.2 and 0.1 <= clock.seconds["outer"] < 0.18
+            time.sleep(0.3)
+    assert clock.seconds["inner"] >= 0.3 and 0.1 <= clock.seconds["outer"] < 0.35  # 0.4 with the inner one
     assert set(dataclasses.asdict(clock)) == {"seconds", "samples"}  # what run.json keeps
 
 
-def test_sessions_follow_the_cores_and_are_refused_where_they_do_not_apply(capsys):
-    assert [model_pass.default_onnx_sessions(cores) for cores in (1, 2, 16)] == [1, 2, 16]  # one per core
-    gib = 2 ** 30  # a session holds about twice the model file: at most half the available memory for them
-    assert model_pass.default_onnx_sessions(16, model_bytes=gib // 2, memory=8 * gib) == 4
-    assert model_pass.default_onnx_sessions(16, model_bytes=gib // 2, memory=gib // 2) == 1
-    assert model_pass.default_onnx_sessions(2, model_bytes=gib // 2, memory=64 * gib) == 2
+def test_sessions_follow_the_cores_the_memory_and_the_work(tmp_path, capsys):
+    default = model_pass.default_onnx_sessions
+    assert [default(cores) for cores in (1, 2, 16)] == [1, 2, 16]  # one per core
+    assert default(16, calls=3) == 3 and default(16, calls=0) == 1  # no more than there are calls to make
+    mib = 2 ** 20  # a 400 MB model's session at 35 s: 1.25 x 400 + 20 x 35 = 1,200 MB; half the memory for them
+    assert default(16, model_bytes=400 * mib, memory=9_600 * mib, longest_seconds=35) == 4
+    assert default(16, model_bytes=400 * mib, memory=9_600 * mib, longest_seconds=5) == 8  # 600 MB each
+    assert default(16, model_bytes=400 * mib, memory=100 * mib) == 1
     assert model_pass.available_memory() is None or model_pass.available_memory() > 0
     assert 1 <= model_pass.usable_cores() <= (os.cpu_count() or 1)
+    # a container's limits, as cgroup files give them
+    (tmp_path / "quota").write_text("250000 100000\n")
+    (tmp_path / "none").write_text("max\n")
+    assert model_pass._cgroup_value(str(tmp_path / "missing"), str(tmp_path / "quota")) == 2.5
+    assert model_pass._cgroup_value(str(tmp_path / "none"), str(tmp_path / "quota")) is None
+    assert model_pass._cgroup_value(str(tmp_path / "missing")) is None
+
+
+def test_sessions_are_refused_where_they_do_not_apply_and_said_where_they_fail(monkeypatch, capsys):
     with pytest.raises(model_pass.ModelPassError, match="--sessions is for the ONNX Runtime engine"):
         model_pass.load_model_pass(project_config().model_path, "keras", sessions=2)
+    with pytest.raises(model_pass.ModelPassError, match="--sessions must be at least 1"):
+        model_pass.load_model_pass(project_config().model_path, "onnxruntime", sessions=0)
     with pytest.raises(SystemExit):
         evaluate.main(["--sessions", "0"])
     assert "--sessions must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="evaluate: --sessions is for the ONNX Runtime engine"):
+        evaluate.main(["--engine", "keras", "--sessions", "2"])  # before the data is listed or the model loads
+    # a later session that cannot be made (memory): said as such, not as a fault of the model
+    import onnxruntime
+
+    made, open_session = [], onnxruntime.InferenceSession
+
+    def second_fails(*args, **kwargs):
+        if made:
+            raise RuntimeError("Failed to allocate memory for requested buffer of size 9437184")
+        made.append(open_session(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", second_fails)
+    with pytest.raises(model_pass.ModelPassError, match=r"^ONNX Runtime made 1 of the 3 sessions asked for, then "
+                                                        r"failed \(Failed to allocate memory .*\); run fewer with "
+                                                        r"--sessions$"):
+        model_pass.load_model_pass(project_config().model_path, "onnxruntime", sessions=3)
 
 
 def test_keras_model_pass_runs_in_full_float32(monkeypatch):
