@@ -940,10 +940,10 @@ def main(argv=None) -> None:
                              "converted in memory; faster on CPU). auto (default): onnxruntime unless Keras has a "
                              "GPU, or --xla / --fixed-length is given. An .onnx always runs with onnxruntime")
     parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
-    parser.add_argument("--sessions", type=int,
+    parser.add_argument("--sessions", type=int, metavar="N",
                         help=f"ONNX Runtime sessions running utterances at once, each on cores/N threads (default: "
-                             f"one per core this process may use, {usable_cores()} here, fewer where half the "
-                             f"available memory holds fewer copies of the model)")
+                             f"one per core this process may use, {usable_cores()} here; fewer where half the "
+                             f"available memory holds fewer, or where there are fewer utterances)")
     parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
                         help=f"processes computing the metadata while the model loads and runs (default "
                              f"{DEFAULT_METADATA_WORKERS}; 0: in line)")
