@@ -172,10 +172,10 @@ CPU_BATCH_SIZE = 1  # chosen by measurement on CPU: see benchmarks/EVALUATE_RESU
 # 2-core machine two sessions of one thread made `evaluate` 3.7 s (11%) faster than one session of two threads, in
 # each of three interleaved rounds, as the rows' analysis fills the gaps of the calls it overlaps; one thread per
 # call also spends nothing on splitting ops across threads (benchmarks/EVALUATE_RESULTS.md). Each session holds a copy
-# of the weights and keeps the activations of its longest call: by RSS, a base-model session (360 MB
-# .h5) took 441 MB after an 8 s utterance and 941 MB after a 34.9 s one. So a session is counted as
-# SESSION_BYTES_PER_MODEL_BYTE x the model file plus ACTIVATION_BYTES_PER_SECOND x the longest utterance, and the
-# sessions take at most MEMORY_SHARE of the memory available.
+# of the weights and keeps the activations of its longest call: by RSS, a base-model session (360 MB .h5) took 441 MB
+# after an 8 s utterance and 941 MB after a 34.9 s one. So a session is counted as SESSION_BYTES_PER_MODEL_BYTE x the
+# model file plus ACTIVATION_BYTES_PER_SECOND x the longest utterance, and the sessions take at most MEMORY_SHARE of
+# the memory available.
 SESSION_BYTES_PER_MODEL_BYTE = 1.25
 ACTIVATION_BYTES_PER_SECOND = 20 * 2**20
 MEMORY_SHARE = 0.5
