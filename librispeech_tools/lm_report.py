@@ -18,7 +18,10 @@ def check_decoder(build: bool = True) -> None:
     from librispeech.lm_decoding import DecoderSettings, LanguageModelError, lm_decoder
 
     try:
-        lm_decoder() if build else DecoderSettings.from_config().check_files()
+        if build:
+            lm_decoder()
+        else:
+            DecoderSettings.from_config().check_files()
     except LanguageModelError as error:
         raise LMReportError(str(error)) from None
 
