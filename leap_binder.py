@@ -32,9 +32,11 @@ if not os.environ.get(librispeech.WITHOUT_KERAS_ENV) and importlib.util.find_spe
 
 @tensorleap_preprocess()
 def preprocess() -> List[PreprocessResponse]:
+    with data.warnings_on_stdout():  # where the platform's dataset log shows them
+        splits = data.configured_splits()
     return [PreprocessResponse(sample_ids=list(split.utterances), data=split, state=SUBSET_STATES[subset],
                                sample_id_type=str)
-            for subset, split in data.configured_splits().items()]
+            for subset, split in splits.items()]
 
 
 def _directions(keys, higher_is_better) -> dict:
@@ -142,11 +144,15 @@ def word_errors_visualizer(logits: np.ndarray, transcript: np.ndarray) -> LeapTe
     return visualizers.word_errors(logits, transcript)
 
 
+# Tensorleap passes a heatmap function each input's attribution under its name (audio_length's too), and the inputs
+# themselves in raw_inputs: the real length is the raw audio_length, not its attribution.
+def _raw_audio_length(raw_inputs: RawInputsForHeatmap) -> np.ndarray:
+    return raw_inputs.raw_input_by_vizualizer_arg_name["audio_length"]
+
+
 def mel_spectrogram_heatmap(audio: np.ndarray, audio_length: np.ndarray, raw_inputs: RawInputsForHeatmap
                             ) -> np.ndarray:
-    """Tensorleap passes each input's attribution under its name, and the inputs themselves in raw_inputs: the
-    real length is the raw audio_length, not its attribution."""
-    return visualizers.mel_spectrogram_heatmap(audio, raw_inputs.raw_input_by_vizualizer_arg_name["audio_length"])
+    return visualizers.mel_spectrogram_heatmap(audio, _raw_audio_length(raw_inputs))
 
 
 @tensorleap_custom_visualizer("mel_spectrogram", LeapDataType.Image, heatmap_function=mel_spectrogram_heatmap)
@@ -154,12 +160,21 @@ def mel_spectrogram_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> L
     return visualizers.mel_spectrogram(audio, audio_length, project_config().sample_rate)
 
 
-@tensorleap_custom_visualizer("waveform", LeapDataType.Graph)
+def waveform_heatmap(audio: np.ndarray, audio_length: np.ndarray, raw_inputs: RawInputsForHeatmap) -> np.ndarray:
+    return visualizers.waveform_heatmap(audio, _raw_audio_length(raw_inputs))
+
+
+@tensorleap_custom_visualizer("waveform", LeapDataType.Graph, heatmap_function=waveform_heatmap)
 def waveform_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapGraph:
     return visualizers.waveform(audio, audio_length, project_config().sample_rate)
 
 
-@tensorleap_custom_visualizer("audio_player", LeapDataType.Audio)
+def audio_player_heatmap(audio: np.ndarray, audio_length: np.ndarray, raw_inputs: RawInputsForHeatmap
+                         ) -> np.ndarray:
+    return visualizers.audio_player_heatmap(audio, _raw_audio_length(raw_inputs))
+
+
+@tensorleap_custom_visualizer("audio_player", LeapDataType.Audio, heatmap_function=audio_player_heatmap)
 def audio_player_visualizer(audio: np.ndarray, audio_length: np.ndarray) -> LeapAudio:
     return visualizers.audio_player(audio, audio_length, project_config().sample_rate)
 

@@ -5,12 +5,14 @@ cache per split, so the encoders, metadata and visualizers of a sample share one
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
 import random
 import re
+import sys
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -622,6 +624,20 @@ def load_all_splits(config: ProjectConfig | None = None) -> dict[str, SplitData]
 
 
 _configured_splits: tuple[ProjectConfig, dict[str, SplitData]] | None = None
+
+
+@contextlib.contextmanager
+def warnings_on_stdout():
+    """Send this package's warnings (utterances left out, records missing) to the stdout of the moment: Tensorleap
+    shows the user what the dataset's parse prints (code-loader's check_dataset keeps stdout, not stderr), and with
+    no handler of its own a library's warning would reach stderr only."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def configured_splits() -> dict[str, SplitData]:

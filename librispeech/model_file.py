@@ -17,8 +17,9 @@ class ModelFileError(Exception):
     """A model path that cannot be used; the message is one line naming the path and what is wrong."""
 
 
-MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5`, or "
-            "use the bundled demo model, model/demo-wav2vec2.h5 (the default)")
+MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960h --output model/wav2vec.h5` and "
+            "name it with WAV2VEC_MODEL (or evaluate --model), or use the repository's demo model, "
+            "model/demo-wav2vec2.h5 (the default; `leap push` uploads the code without it)")
 ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
 VOCAB_SOURCE = "text.vocab_file in librispeech/config.yaml"
 INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names

@@ -98,23 +98,45 @@ def mel_spectrogram_heatmap(attribution: np.ndarray, audio_length: np.ndarray) -
     return np.repeat(per_frame[None, :], MEL_BANDS, axis=0).astype(np.float32)
 
 
+def _waveform_block(samples: int) -> int:
+    """Samples per point of the waveform envelope: about WAVEFORM_POINTS points, the last block shorter."""
+    return max(1, int(np.ceil(samples / WAVEFORM_POINTS)))
+
+
 def waveform(audio: np.ndarray, audio_length: np.ndarray, sample_rate: int) -> LeapGraph:
     """Min/max envelope of the real audio in about WAVEFORM_POINTS blocks (what a waveform display draws)."""
     samples = real_audio(audio, audio_length)
-    block = max(1, int(np.ceil(len(samples) / WAVEFORM_POINTS)))
+    block = _waveform_block(len(samples))
     padded = np.pad(samples, (0, (-len(samples)) % block), mode="edge").reshape(-1, block)
     envelope = np.stack([padded.max(axis=1), padded.min(axis=1)], axis=1).astype(np.float32)
     return LeapGraph(envelope, x_label="time [s]", y_label="amplitude (normalised)",
                      x_range=(0.0, len(samples) / sample_rate), legend=["max", "min"])
 
 
+def waveform_heatmap(attribution: np.ndarray, audio_length: np.ndarray) -> np.ndarray:
+    """Map an attribution over the audio samples onto the waveform graph: the mean |attribution| of each block the
+    envelope draws as one point. audio_length is the input's real length. Returns [points]."""
+    heat = np.abs(real_audio(attribution, audio_length)).astype(np.float64)
+    starts = np.arange(0, len(heat), _waveform_block(len(heat)))
+    counts = np.diff(np.append(starts, len(heat)))
+    return (np.add.reduceat(heat, starts) / counts).astype(np.float32)
+
+
+def _playable(samples: np.ndarray) -> np.ndarray:
+    """code-loader squeezes a one-sample clip to a scalar (preprocess keeps >= 400 samples anyway): pad to two."""
+    return np.pad(samples, (0, max(0, 2 - len(samples))))
+
+
 def audio_player(audio: np.ndarray, audio_length: np.ndarray, sample_rate: int) -> LeapAudio:
-    samples = real_audio(audio, audio_length)
-    if len(samples) < 2:  # code-loader squeezes one sample to a scalar (preprocess keeps >= 400 samples anyway)
-        samples = np.pad(samples, (0, 2 - len(samples)))
+    samples = _playable(real_audio(audio, audio_length))
     # Normalised input can exceed [-1, 1]; scale to full range so it plays without clipping.
     peak = float(np.max(np.abs(samples))) or 1.0
     return default_audio_visualizer(samples / peak, sample_rate)
+
+
+def audio_player_heatmap(attribution: np.ndarray, audio_length: np.ndarray) -> np.ndarray:
+    """|attribution| of each sample the player plays (the real audio). Returns [samples]."""
+    return np.abs(_playable(real_audio(attribution, audio_length)))
 
 
 # ---------------------------------------------------------------- word errors (words.align_words)

@@ -174,7 +174,12 @@ def check_visualizer(name: str, handler, result):
     if isinstance(result, LeapTextMask):
         assert len(result.mask) == len(result.text)
     if handler.heatmap_function is not None:
-        assert isinstance(result, LeapImage)
+        assert isinstance(result, tuple(HEATMAP_SHAPE)), f"{name}: a heatmap over {type(result)}"
+
+
+# What each kind of visualizer's heatmap covers: the image's pixels, the graph's points, the clip's samples.
+HEATMAP_SHAPE = {LeapImage: lambda result: result.data.shape[:2], LeapGraph: lambda result: result.data.shape[:1],
+                 LeapAudio: lambda result: result.audio.shape}
 
 
 def check_model_output(name: str, result, batch: int):
@@ -415,7 +420,7 @@ def test_every_loss_metric_and_visualizer(transcript, real_frames, logit_kind, a
                 attributions = [np.abs(value) * 1e-3 for value in values]  # as Tensorleap passes them: not the inputs
                 raw = RawInputsForHeatmap(dict(zip(_arg_names(handler), values)))
                 heatmap = handler.heatmap_function(*attributions, raw)
-                assert heatmap.shape == result.data.shape[:2]
+                assert heatmap.shape == HEATMAP_SHAPE[type(result)](result), name
                 assert_finite_array(heatmap, f"{name} heatmap")
         else:
             check_model_output(name, result, batch=1)

@@ -90,6 +90,25 @@ def test_platform_loader_parses_the_integration(tiny_model):
     assert "Wav2Vec2Encoder" in report["layers"]
 
 
+def test_the_platform_s_dataset_log_says_what_was_left_out(tmp_path, tiny_model):
+    """The platform shows the user what its dataset check prints (LeapLoader keeps stdout as print_log): the
+    utterances left out, and those of a reader SPEAKERS.TXT lacks, are said there."""
+    from conftest import tone, write_tables, write_utterance
+
+    for split in ("train-clean-100", "dev-clean", "test-clean"):
+        write_utterance(tmp_path, split, 11, 110, 0, "YES", tone(1.5))
+        write_utterance(tmp_path, split, 11, 110, 1, "NO AUDIO HERE")  # a transcript line without its file
+        write_utterance(tmp_path, split, 12, 120, 0, "NO", tone(1.5))  # reader 12: no SPEAKERS.TXT row
+    write_tables(tmp_path, {11: ("F", "Ann")}, {110: (11, "7", "One"), 120: (12, "7", "Two")}, {"7": "A Book"})
+    result = _run(LOADER + "print(json.dumps({'log': result.print_log}))\n", tiny_model,
+                  LIBRISPEECH_ROOT=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = json.loads(result.stdout.strip().splitlines()[-1])["log"]
+    for split in ("train-clean-100", "dev-clean", "test-clean"):
+        assert f"{split} (" in log and "left out 1 of 3 utterances examined" in log, log
+    assert "1 of 2 utterances have no SPEAKERS.TXT row" in log and "left out" not in result.stderr
+
+
 def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_model):
     """The platform's calls after the model: LeapLoader's run_custom_loss / run_metric / run_visualizer (and the
     mel spectrogram's heatmap) on a batch of two samples' float16 logits, as Tensorleap hands them over."""
@@ -123,16 +142,22 @@ def test_platform_loader_runs_every_loss_metric_and_visualizer_on_a_batch(tiny_m
         "            attributions = {a: np.abs(v) * 1e-3 for a, v in one.items()}\n"
         "            heat = loader.run_heatmap_visualizer(name, np.array(ids[:1]), state,\n"
         "                                                 {**attributions, raw_name: RawInputsForHeatmap(one)})\n"
-        "            image = loader.run_visualizer(name, np.array(ids[:1]), state, dict(one))\n"
-        "            report[name + ' heatmap'] = [list(np.shape(heat)), list(image.data.shape[:2])]\n"
+        "            result = loader.run_visualizer(name, np.array(ids[:1]), state, dict(one))\n"
+        "            shown = result.audio if hasattr(result, 'audio') else result.data\n"
+        "            report[name + ' heatmap'] = [list(np.shape(heat)), list(np.shape(shown))]\n"
         "print(json.dumps(report))\n", tiny_model)
     assert report["ctc_loss"] == [[2], True]
     for metric in ("error_rates", "confidence", "error_rates_lm", "lm_gain"):
         assert report[metric] == [[[2]], True], metric
     assert report["transcription"] == "LeapText" and report["alignment"] == "LeapTextMask"
     assert report["mel_spectrogram"] == "LeapImage" and report["audio_player"] == "LeapAudio"
+    # Every visualizer of the inputs has a heatmap: with two inputs and none, code-loader's engine fails an assert.
     heatmap_shape, image_shape = report["mel_spectrogram heatmap"]
-    assert heatmap_shape == image_shape and image_shape[0] == 128
+    assert heatmap_shape == image_shape[:2] and image_shape[0] == 128
+    heatmap_shape, graph_shape = report["waveform heatmap"]
+    assert heatmap_shape == graph_shape[:1] and graph_shape[1] == 2
+    heatmap_shape, audio_shape = report["audio_player heatmap"]
+    assert heatmap_shape == audio_shape and audio_shape[0] > 400
     assert {"reference", "word_errors", "waveform", "transcription_lm"} <= set(report)
 
 

@@ -108,8 +108,11 @@ def test_visualizers_pass_code_loader_validation(binder, validation):
     assert heatmap.shape == image.data.shape[:2]
     graph = binder.waveform_visualizer(audio, length)
     assert isinstance(graph, LeapGraph) and graph.data.shape[1] == 2 and graph.data.shape[0] <= 2000
+    assert binder.waveform_heatmap(np.abs(audio), np.array([0.37], np.float32), raw).shape == graph.data.shape[:1]
     player = binder.audio_player_visualizer(audio, length)
     assert isinstance(player, LeapAudio) and player.sample_rate == 16000 and len(player.audio) == int(length[0])
+    np.testing.assert_array_equal(binder.audio_player_heatmap(-audio, np.array([0.37], np.float32), raw),
+                                  np.abs(audio[:int(length[0])]))
     # A leading batch axis of one is stripped.
     assert binder.reference_visualizer(transcript[None]).data == text.split()
 
@@ -206,6 +209,24 @@ def test_heatmap_of_an_impulse_is_the_mean_over_the_windows_that_cover_it(k, cov
         expected[frame] = 2.0 / window
     assert heatmap.shape == (128, 10)
     np.testing.assert_allclose(heatmap, np.tile(expected, (128, 1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("real_samples, block", [(5000, 3), (4000, 2), (1500, 1)])
+def test_waveform_heatmap_is_the_mean_over_each_point_s_block(real_samples, block):
+    """One value per point of the envelope: the mean |attribution| of the samples that point draws (the last block
+    is shorter where the real length is not a multiple of the block)."""
+    from librispeech import visualizers
+
+    rng = np.random.default_rng(real_samples)
+    attribution = rng.normal(size=8000).astype(np.float32)
+    attribution[real_samples:] = 50.0  # beyond the real length: ignored
+    length = np.array([real_samples], np.float32)
+    heatmap = visualizers.waveform_heatmap(attribution, length)
+    graph = visualizers.waveform(attribution, length, 16000)
+    assert heatmap.shape == graph.data.shape[:1]
+    real = np.abs(attribution[:real_samples])
+    expected = [real[start:start + block].mean() for start in range(0, real_samples, block)]
+    np.testing.assert_allclose(heatmap, expected, rtol=1e-6)
 
 
 def test_metadata_values_are_plain_and_finite(binder, validation):
