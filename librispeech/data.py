@@ -386,15 +386,17 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             f"LibriSpeech split {split_name!r} (the {subset} subset) not found: {split_dir} is not a folder{hint}. "
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
-    candidates, structural, first_transcripts, walked = [], [], {}, set()
+    candidates, structural, first_transcripts, walked, unread = [], [], {}, set(), []
     for folder, subfolders, files in os.walk(split_dir, followlinks=True):  # one listing; linked folders too
         if os.path.realpath(folder) in walked:  # a link back up the tree
             subfolders[:] = []
             continue
         walked.add(os.path.realpath(folder))
-        # hidden files are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it copies
+        # hidden files and folders are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it
+        # copies
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         names = sorted(name for name in files if name.endswith((".flac", ".trans.txt")) and not name.startswith("."))
+        unread += [os.path.join(folder, name) for name in files if not name.startswith(".") and name not in names]
         if len(Path(folder).relative_to(split_dir).parts) == 2:  # SPEAKER/CHAPTER: its files are the corpus
             found, problems = _chapter_candidates(Path(folder), names, first_transcripts)
             candidates += found
@@ -406,6 +408,9 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
     def header(candidate: _Candidate):
         return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)
 
+    if unread:  # not utterances, but said: audio in another format or with another suffix (.wav, .FLAC) is not read
+        logger.warning("%s (%s): %d file(s) not read, being neither .flac audio nor .trans.txt transcripts (first: "
+                       "%s)", split_name, subset, len(unread), sorted(unread)[0])
     corpus_info = corpus_info if corpus_info is not None else read_corpus_info(config.root)
     split = _finish(subset, split_name, config, candidates, structural, header, corpus_info)
     _report_missing_records(split, config.root)

@@ -70,16 +70,18 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
         if name == split:
             return subset, config
     if config.source == "openslr":
-        folder = Path(os.path.normpath(config.root / split))  # relative: under the root; an absolute path stays itself
-        if folder.is_dir():
+        # a name under the corpus root first, then a path from the current folder (an absolute path is itself)
+        candidates = list(dict.fromkeys([Path(os.path.normpath(config.root / split)), Path(os.path.abspath(split))]))
+        folder = next((candidate for candidate in candidates if candidate.is_dir()), None)
+        if folder is not None:
             for subset, name in config.splits.items():  # a configured split, named by its path
                 if folder == Path(os.path.normpath(config.root / name)):
                     return subset, config
             return "validation", replace(config, root=folder.parent,
                                          splits={**config.splits, "validation": folder.name})
         available = sorted(p.name for p in config.root.iterdir() if p.is_dir()) if config.root.is_dir() else []
-        raise EvaluationError(f"unknown split {split!r}: no folder {folder} (available: "
-                              f"{', '.join(available) or 'none'})")
+        raise EvaluationError(f"unknown split {split!r}: no folder {' or '.join(map(str, candidates))} (splits of "
+                              f"the corpus at {config.root}: {', '.join(available) or 'none'})")
     return "validation", replace(config, hf_splits={**config.hf_splits, "validation": split})
 
 
@@ -112,9 +114,9 @@ def load_selection(config: ProjectConfig, subset: str, limit: int | None):
 
 @dataclass
 class StageClock:
-    """Seconds spent in each stage of one process's run, over `samples` samples: where the time goes besides the
-    model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and summary.md. A stage
-    run within another is counted in its own, not in the outer one."""
+    """Seconds spent in each stage of a run (and of the runs it resumed), over `samples` samples: where the time
+    goes besides the model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and
+    summary.md. A stage run within another is counted in its own, not in the outer one."""
     seconds: dict[str, float] = field(default_factory=dict)
     samples: int = 0
 
@@ -309,6 +311,26 @@ def markdown_cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def data_notes(table, source: str) -> list[str]:
+    """What in the data bends the numbers of the summary: readers or chapters the corpus tables lack (their records
+    are empty: `unknown` by sex), and characters outside the vocabulary (the model cannot spell them)."""
+    notes = []
+    if source == "openslr" and {"records.sex", "records.chapter_title"} <= set(table.columns):
+        no_speaker = table["records.sex"].isna() & table["records.speaker_name"].isna()
+        no_chapter = table["records.chapter_title"].isna() & table["records.chapter_minutes"].isna()
+        if no_speaker.any() or no_chapter.any():
+            notes.append(f"- records: {int(no_speaker.sum())} sample(s) have no SPEAKERS.TXT row (sex `unknown` "
+                         f"below) and {int(no_chapter.sum())} no CHAPTERS.TXT row (first: "
+                         f"{table['id'][no_speaker | no_chapter].min()})")
+    if "text.unknown_character_count" in table.columns:
+        unknown = table["text.unknown_character_count"].fillna(0)
+        if (unknown > 0).any():
+            notes.append(f"- characters outside the vocabulary: {int(unknown.sum())} in {int((unknown > 0).sum())} "
+                         f"reference(s), each read as one ⁇ that the model cannot spell, so the loss and error rates "
+                         f"count them (first: {table['id'][unknown > 0].min()})")
+    return notes
+
+
 def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, seconds: float,
                   model_pass: ModelPassTiming | None = None) -> dict:
     from librispeech.metrics import corpus_error_rates
@@ -324,6 +346,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
                 if len(run_info.excluded) > EXCLUDED_SHOWN else ""),
+             *data_notes(table, run_info.source),
              f"- evaluation time (after start-up): {seconds:.1f} s"
              + (f" (summed over the {run_info.merged_shards} shards' runs)" if run_info.merged_shards else "")
              + (f"; {model_pass.line()}" if model_pass else "")
@@ -440,7 +463,7 @@ class RunInfo:
     timing: ModelPassTiming
     seconds: float
     made_by: dict | None = None  # rows_identity (None in run.json files from before it was recorded)
-    stages: StageClock | None = None  # the last process's (or, merged, the shards' summed); None in older files
+    stages: StageClock | None = None  # summed over the runs that made the rows (resumed ones, merged shards)
     selection: dict | None = None  # the whole selection's size and digest (sharded or not); None in older files
     data: str | None = None  # what the rows were made from, as summary.md names it; None in older files
     merged_shards: int | None = None  # a --merge of this many shards (its seconds are their sum)
@@ -494,6 +517,7 @@ def merge(folders: list[Path], out: Path) -> Path:
     """One report from the folders of `evaluate --shard i/n` runs: all n shards, each finished, same split/model."""
     if any(out.resolve() == folder.resolve() for folder in folders) or (out / PROGRESS_FILE).is_file():
         raise EvaluationError(f"--out {out} is a shard's or another run's folder; merge into a folder of its own")
+    refuse_other_files(out)
     infos = [RunInfo.read(folder) for folder in folders]
     first = infos[0]
     for folder, info in zip(folders, infos):
@@ -557,11 +581,12 @@ def merge(folders: list[Path], out: Path) -> Path:
     merged = RunInfo(first.split, first.subset, first.source, excluded, first.model, len(rows), None, timing,
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
                      stages if stages.samples else None, first.selection, data, count)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
-        overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
-    (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
+    prepare_folder(out)
+    with report_files(out):
+        (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
+            overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
+        (out / RUN_INFO_FILE).write_text(json.dumps(merged.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples from {count} shards: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"report in {out}")
     return out
@@ -638,7 +663,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)
     digests = {i: digests[i] for i in split.utterances}
-    done_rows, seconds_before, timing = resume(out, made_by, rows_path, digests)  # refusals before the model loads
+    # refusals before the model loads
+    done_rows, seconds_before, timing, stages_before = resume(out, made_by, rows_path, digests)
     unknown = [row["id"] for row in done_rows if row["id"] not in split.utterances]
     if unknown:  # the same selection gave other ids: the corpus changed under the report
         raise EvaluationError(f"{out} holds {len(unknown)} rows of samples this selection no longer has (first: "
@@ -682,11 +708,11 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     if batches:  # a finished report rewritten names only the engines that made its rows
         timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
     started = time.perf_counter()
-    clock = StageClock()
+    clock = stages_before or StageClock()  # a resumed run's stages add to those of the runs before it
     clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
 
     def save_progress():
-        write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests)
+        write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests, clock)
 
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
                                                               desc=f"evaluate {split.split}") as progress:
@@ -714,13 +740,13 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
               file=sys.stderr)
         return out
     try:
-        with clock.stage("report"):  # in run.json; summary.md is written within it
+        with clock.stage("report"), report_files(out):  # in run.json; summary.md is written within it
             overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+            # last: a run.json marks a finished report (--merge takes only those)
+            (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     except KeyboardInterrupt:
         raise EvaluationError(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
                               f"write it") from None
-    # last: a run.json marks a finished report (--merge takes only those)
-    (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
     return out
@@ -729,10 +755,15 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
 PROGRESS_FILE = "progress.json"  # what made the rows of samples.jsonl, and the time spent on them so far
 
 
+REPORT_MARKS = ("samples.jsonl", PROGRESS_FILE, RUN_INFO_FILE)  # a folder holding one of them is a report's
+
+
 def prepare_folder(out: Path) -> bool:
-    """The report folder, made now: a path that cannot hold it stops the run in one line, before the model loads.
+    """The report folder, made now: a path that cannot hold it, or a folder with other files that is not a report
+    (the report would overwrite its summary.md, samples.csv...), stops the run in one line, before the model loads.
     True when this call made it."""
     made = not out.exists()
+    refuse_other_files(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -740,6 +771,24 @@ def prepare_folder(out: Path) -> bool:
     if not os.access(out, os.W_OK):
         raise EvaluationError(f"cannot write into the report folder {out}")
     return made
+
+
+def refuse_other_files(out: Path) -> None:
+    with contextlib.suppress(OSError):  # not a folder, or one that cannot be listed: said where it is made
+        if any(out.iterdir()) and not any((out / mark).exists() for mark in REPORT_MARKS):
+            raise EvaluationError(f"{out} holds other files and no report ({', '.join(REPORT_MARKS)}); the report "
+                                  f"would overwrite some: use an empty or new --out")
+
+
+@contextlib.contextmanager
+def report_files(out: Path):
+    """A report file that cannot be written (read-only, a full disk) stops the run in one line; the rows stay."""
+    try:
+        yield
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        raise EvaluationError(f"cannot write the report in {out}:{where} {error.strerror or error}; the rows are kept "
+                              f"in samples.jsonl: rerun into the same --out once it can be written") from None
 
 
 def remove_if_empty(folder: Path) -> None:
@@ -843,9 +892,9 @@ def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limi
 
 
 def resume(out: Path, made_by: dict, rows_path: Path, digests: dict[str, str] | None = None
-           ) -> tuple[list[dict], float, ModelPassTiming | None]:
-    """The rows an earlier run into `out` finished, with its seconds and model-pass timing (none when some of its
-    rows were lost, so that the timing then covers this run's samples only); EvaluationError when they were made by
+           ) -> tuple[list[dict], float, ModelPassTiming | None, StageClock | None]:
+    """The rows an earlier run into `out` finished, with its seconds, model-pass timing and stages (none when some of
+    its rows were lost, so that the timing then covers this run's samples only); EvaluationError when they were made by
     another model, data or selection, or from a sample whose transcript, audio or records changed since (digests:
     sample_digests now; their rows would be reported as this run's)."""
     rows = read_rows(rows_path)
@@ -864,7 +913,7 @@ def resume(out: Path, made_by: dict, rows_path: Path, digests: dict[str, str] | 
         raise EvaluationError(f"{out} holds {len(rows)} rows but no {PROGRESS_FILE} saying which model and data made "
                               f"them; use another --out, or delete the folder to start again")
     if previous is None or not rows:
-        return [], 0.0, None
+        return [], 0.0, None, None
     # a key recorded only since that run matches only where it does not apply (hf_config of an OpenSLR run)
     old = {key: repr(value) for key, value in previous["made_by"].items()}
     changed = [f"{key} was {old.get(key, 'not recorded')}, now {made_by[key]!r}" for key in made_by
@@ -880,16 +929,18 @@ def resume(out: Path, made_by: dict, rows_path: Path, digests: dict[str, str] | 
                               f"again")
     timing = ModelPassTiming(**previous["model_pass"])
     if timing.samples != len(rows):  # rows were lost (a damaged line): the time so far no longer matches them
-        return rows, 0.0, None
-    return rows, float(previous["seconds"]), timing
+        return rows, 0.0, None, None
+    stages = StageClock(**previous["stages"]) if previous.get("stages") else None  # none in older progress.json
+    return rows, float(previous["seconds"]), timing, stages
 
 
 def write_progress(out: Path, made_by: dict, seconds: float, timing: ModelPassTiming,
-                   digests: dict[str, str] | None = None) -> None:
+                   digests: dict[str, str] | None = None, stages: StageClock | None = None) -> None:
     """progress.json, replaced whole (a run killed while writing leaves the previous one, not half a file)."""
     partial = out / (PROGRESS_FILE + ".partial")
     partial.write_text(json.dumps({"made_by": made_by, "seconds": seconds, "model_pass": dataclasses.asdict(timing),
-                                  "digests": digests}, indent=1) + "\n", encoding="utf-8")
+                                  "digests": digests, "stages": dataclasses.asdict(stages) if stages else None},
+                                 indent=1) + "\n", encoding="utf-8")
     os.replace(partial, out / PROGRESS_FILE)
 
 
@@ -980,6 +1031,9 @@ def main(argv=None) -> None:
                 args.metadata_workers, args.shard, args.engine, args.sessions)
     except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
+    except KeyboardInterrupt:  # outside the model pass (which says what it kept): one line, no traceback
+        print("evaluate: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def cli() -> None:

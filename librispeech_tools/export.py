@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from librispeech.wav2vec2.convert_hf import (
-    TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, convert_to_keras, load_checkpoint, read_json,
-    resolve_checkpoint)
+    TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, check_feature_extractor, convert_to_keras, load_checkpoint,
+    read_json, resolve_checkpoint)
 from librispeech_tools.precision import full_float32
 
 logger = logging.getLogger("librispeech_tools.export")
@@ -273,9 +273,11 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
             model = with_input_length(model, max_samples)
         vocab = path.parent / VOCAB_FILE
         return model, None, vocab if vocab.is_file() else None
+    from librispeech.config import project_config
     from librispeech.tokenizer import vocabulary_tokens
 
     checkpoint_dir = resolve_checkpoint(checkpoint)
+    check_feature_extractor(checkpoint_dir, project_config().sample_rate)
     config, weights = load_checkpoint(checkpoint_dir)
     mapping = vocabulary_mapping(checkpoint_dir, config)
     if not (checkpoint_dir / VOCAB_FILE).is_file():
@@ -403,24 +405,24 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     the .onnx time axis is fixed at max_seconds, or dynamic when it is None. int8: each .onnx is checked in float,
     then rewritten int8 (onnx_wav2vec2.save_onnx(int8=True)). Returns the model paths."""
     from librispeech.config import project_config
-    from librispeech.data import FRAME_CONFIG
     from librispeech.model_file import ModelFileError, check_conv_stack
-    from librispeech.wav2vec2.model import model_config
+    from librispeech.wav2vec2.model import InputTooShortError, model_config
     from librispeech_tools.onnx_wav2vec2 import save_onnx
 
     project = project_config()
     sample_rate = project.sample_rate
     fixed_samples = None if max_seconds is None else int(round(max_seconds * sample_rate))
-    if fixed_samples is not None and fixed_samples < FRAME_CONFIG.receptive_field:
-        raise CheckpointError(f"--max-seconds {max_seconds} is shorter than the model's first frame "
-                              f"({FRAME_CONFIG.receptive_field / sample_rate:.3f} s)")
     outputs = [Path(path) for path in (output if isinstance(output, (list, tuple)) else [output])]
     for path in outputs:
         if path.suffix not in FORMATS:
             raise ValueError(f"output must end in .h5 (Keras) or .onnx (ONNX), got {path}")
 
     started = time.perf_counter()
-    model, checkpoint_dir, vocab_source = load_source(checkpoint, fixed_samples or project.max_samples)
+    try:
+        model, checkpoint_dir, vocab_source = load_source(
+            checkpoint, project.max_samples if fixed_samples is None else fixed_samples)
+    except InputTooShortError as error:  # the checkpoint's own conv stack says how long its first frame is
+        raise CheckpointError(f"--max-seconds {max_seconds} gives the model no frame: {error}") from None
     if checkpoint_dir is not None and vocab_source is None and (checkpoint_dir / VOCAB_FILE).is_file():
         inside = [str(path) for path in outputs if path.parent.resolve() == checkpoint_dir.resolve()]
         if inside:  # the runtime's vocab.json would replace the checkpoint's own, and HF would then misread it

@@ -551,9 +551,9 @@ def test_int8_export_rows_stay_near_its_fixed_length_rows(tmp_path):
     assert "model pass (int8 export: not float-exact): " in (tmp_path / "dynamic" / "summary.md").read_text()
 
 
-def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
-    """--split dev-clean/ (tab completion) or the folder's path: the same split of the same corpus, so the same
-    report folder and rows; CONFIG/SPLIT picks the hub's config too."""
+def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path, monkeypatch):
+    """--split dev-clean/ (tab completion) or the folder's path, absolute or from the current folder: the same split
+    of the same corpus, so the same report folder and rows; CONFIG/SPLIT picks the hub's config too."""
     from dataclasses import replace
 
     config = project_config()
@@ -564,7 +564,15 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path):
     elsewhere.mkdir(parents=True)
     subset, resolved = evaluate.resolve_split(config, str(elsewhere) + "/")
     assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
-    with pytest.raises(evaluate.EvaluationError, match="unknown split 'nope'"):
+    monkeypatch.chdir(tmp_path)  # a relative path that is not under the corpus root: from the current folder
+    for text in ("LibriSpeech/my-split", "./LibriSpeech/my-split/"):
+        subset, resolved = evaluate.resolve_split(config, text)
+        assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
+    assert evaluate.resolve_split(config, "dev-clean") == ("validation", config)  # the corpus's split comes first
+    (tmp_path / "dev-clean").mkdir()
+    assert evaluate.resolve_split(config, "dev-clean") == ("validation", config)
+    with pytest.raises(evaluate.EvaluationError, match=f"unknown split 'nope': no folder {config.root / 'nope'} or "
+                                                       f"{tmp_path / 'nope'} \\(splits of the corpus at"):
         evaluate.resolve_split(config, "nope")
     hf = replace(config, source="huggingface")
     subset, resolved = evaluate.resolve_split(hf, "all/test.clean")
@@ -584,8 +592,8 @@ def test_resume_compares_what_an_older_run_did_not_record(tmp_path):
     old = {"model": ["m.h5", 1, 2], "split": "test"}
     (tmp_path / "progress.json").write_text(json.dumps({"made_by": old, "seconds": 3.0, "model_pass": {
         "seconds": 1.0, "audio_seconds": 2.0, "batches": 1, "samples": 1}}))
-    rows, seconds, _ = evaluate.resume(tmp_path, {**old, "hf_config": None}, tmp_path / "samples.jsonl")
-    assert [row["id"] for row in rows] == ["a"] and seconds == 3.0
+    rows, seconds, _, stages = evaluate.resume(tmp_path, {**old, "hf_config": None}, tmp_path / "samples.jsonl")
+    assert [row["id"] for row in rows] == ["a"] and seconds == 3.0 and stages is None  # no stages recorded then
     with pytest.raises(evaluate.EvaluationError, match="hf_config was not recorded, now 'clean'"):
         evaluate.resume(tmp_path, {**old, "hf_config": "clean"}, tmp_path / "samples.jsonl")
 

@@ -519,7 +519,13 @@ def test_export_refuses_other_model_families_and_a_vocabulary_it_cannot_know(tmp
     ("vocab_size", "its config.json's vocab_size is None, not a positive integer"),
     ("languages", "its vocab.json holds one vocabulary per language (eng, fra) and its tokenizer_config.json names "
                   "none of them as target_lang (None)"),
-    ("max_seconds", "--max-seconds 0.0 is shorter than the model's first frame (0.025 s)"),
+    ("max_seconds", "--max-seconds 0.0 gives the model no frame: max_samples=0 is shorter than one frame (40 "
+                    "samples)"),
+    # the checkpoint's own conv stack decides (not the base model's 400 samples): kernels 10, 5, 5 at strides 5, 2, 2
+    ("max_seconds_of_its_stack", "--max-seconds 0.004 gives the model no frame: max_samples=64 is shorter than one "
+                                 "frame (70 samples)"),
+    ("sampling_rate", "the checkpoint takes 8000 Hz audio and the runtime feeds 16000 Hz"),
+    ("do_normalize", "the checkpoint was trained on audio that is not normalised (do_normalize: false)"),
 ])
 def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_path, capsys, damage, says):
     from librispeech.tokenizer import vocabulary_tokens
@@ -531,11 +537,18 @@ def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_pat
     if damage in ("config.json", "vocab.json", "model.safetensors"):
         content = (checkpoint / damage).read_bytes()
         (checkpoint / damage).write_bytes(content[:len(content) // 2])
-    if damage == "vocab_size":
+    if damage in ("vocab_size", "max_seconds_of_its_stack"):
         config = json.loads((checkpoint / "config.json").read_text())
-        (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": None}))
+        change = {"vocab_size": None} if damage == "vocab_size" else {"conv_kernel": [10, 5, 5]}
+        (checkpoint / "config.json").write_text(json.dumps({**config, **change}))
+    if damage in ("sampling_rate", "do_normalize"):  # HF's feature extractor settings, as save_pretrained writes them
+        extractor = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "padding_value": 0.0,
+                     "sampling_rate": 16000, "do_normalize": True, "return_attention_mask": False}
+        extractor.update({"sampling_rate": 8000} if damage == "sampling_rate" else {"do_normalize": False})
+        (checkpoint / "preprocessor_config.json").write_text(json.dumps(extractor))
     arguments = ["--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.h5"), "--skip-checks"]
-    assert export_module.main(arguments + (["--max-seconds", "0"] if damage == "max_seconds" else [])) == 1
+    max_seconds = {"max_seconds": "0", "max_seconds_of_its_stack": "0.004"}.get(damage)
+    assert export_module.main(arguments + (["--max-seconds", max_seconds] if max_seconds else [])) == 1
     error = capsys.readouterr().err
     assert error.startswith("export-model: error: ") and says in error and error.count("\n") == 1, error
 
@@ -703,3 +716,15 @@ def test_model_trains_with_ctc_loss():
     for _ in range(15):
         last, _ = step()
     assert np.isfinite(first) and last < 0.7 * first
+
+
+def test_an_export_loads_with_plain_keras_once_the_layers_module_is_imported(tiny_model):
+    """As the README says: keras.models.load_model needs only `import librispeech.wav2vec2.layers` (a fresh
+    interpreter: in this one the layers are registered already)."""
+    code = ("import keras, librispeech.wav2vec2.layers\n"
+            f"model = keras.models.load_model({str(tiny_model)!r}, compile=False)\n"
+            "print(model.input_shape, model.output_shape)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[(None, 559280), (None, 1)] (None, 1747, 32)"

@@ -82,6 +82,7 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     progress = json.loads((out / "progress.json").read_text())
     progress["seconds"], progress["model_pass"] = 100.0, {**progress["model_pass"], "seconds": 50.0, "batches": 1,
                                                          "samples": 4, "audio_seconds": 20.0}
+    progress["stages"] = {"seconds": {"start-up": 40.0, "model pass": 30.0}, "samples": 4}
     (out / "progress.json").write_text(json.dumps(progress))
     third = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
                      "--batch-size", "4")
@@ -92,6 +93,9 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     assert ", 2 batches, " in run_line and "timing covers" not in run_line
     model_pass = json.loads((out / "run.json").read_text())["model_pass"]
     assert model_pass["samples"] == 6 and 50.0 < model_pass["seconds"] and model_pass["audio_seconds"] > 20.0
+    stages = json.loads((out / "run.json").read_text())["stages"]  # the stages add up over the runs, too
+    assert stages["samples"] == 6 and stages["seconds"]["start-up"] > 40.0 and stages["seconds"]["model pass"] > 30.0
+    assert "- time by stage (6 samples; " in (out / "summary.md").read_text()
 
     # A rerun that would make other rows (another selection, model or LM lexicon) does not reuse or drop these.
     lexicon = tmp_path / "lexicon-copy.txt"
@@ -105,6 +109,13 @@ def test_report_files_and_resume(tiny_model, tmp_path):
         assert refused.returncode != 0 and f"holds the rows of another run ({says}" in refused.stderr, refused.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(table["id"])
+    (out / "summary.md").unlink()
+    (out / "summary.md").mkdir()  # a report file that cannot be written (as a read-only one, even for root)
+    blocked = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out))
+    assert blocked.returncode != 0 and "Traceback" not in blocked.stderr, blocked.stderr[-3000:]
+    assert blocked.stderr.strip().splitlines()[-1].startswith(
+        f"evaluate: cannot write the report in {out}: {out / 'summary.md'} Is a directory; the rows are kept")
+    (out / "summary.md").rmdir()
     (out / "progress.json").write_text("")  # as a run killed while writing it would leave it, before it was atomic
     damaged = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out))
     assert damaged.returncode != 0 and damaged.stderr.strip().splitlines()[-1].endswith(
@@ -140,6 +151,18 @@ def test_bad_requests_are_one_line_errors(arguments, environment, message):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("evaluate: ") and message in last
+
+
+def test_a_folder_that_is_not_a_report_is_not_written_into(tmp_path):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "summary.md").write_text("my notes")
+    for arguments in (["--limit", "1"], ["--merge", str(tmp_path / "a"), str(tmp_path / "b")]):
+        result = evaluate(*arguments, "--out", str(out))
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"evaluate: {out} holds other files and no report (samples.jsonl, progress.json, run.json); the report "
+            f"would overwrite some: use an empty or new --out"), result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.md"] and (out / "summary.md").read_text() == "my notes"
 
 
 def test_a_run_that_fails_before_its_model_pass_leaves_no_folder(tmp_path):
@@ -276,6 +299,36 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
     assert {line.replace("\\|", "").count("|") for line in rows} == {7}  # six columns each
     assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 5 more (all in run.json)" in summary
+
+
+def test_summary_says_which_samples_lack_records_or_have_characters_outside_the_vocabulary():
+    from librispeech_tools.evaluate import data_notes
+
+    table = pd.DataFrame({"id": ["3-1-0001", "2-1-0001", "1-1-0001"],
+                          "records.sex": [None, "F", "M"], "records.speaker_name": [None, "Ann", "Bob"],
+                          "records.chapter_title": ["One", None, "Two"], "records.chapter_minutes": [3.2, None, 1.0],
+                          "text.unknown_character_count": [0, 2, 3]})
+    assert data_notes(table, "openslr") == [
+        "- records: 1 sample(s) have no SPEAKERS.TXT row (sex `unknown` below) and 1 no CHAPTERS.TXT row (first: "
+        "2-1-0001)",
+        "- characters outside the vocabulary: 5 in 2 reference(s), each read as one ⁇ that the model cannot spell, "
+        "so the loss and error rates count them (first: 1-1-0001)"]
+    assert len(data_notes(table, "huggingface")) == 1  # the HF copy has no corpus tables to lack a row
+    clean = table.assign(**{"records.sex": "F", "records.speaker_name": "Ann", "records.chapter_title": "One",
+                            "records.chapter_minutes": 1.0, "text.unknown_character_count": 0})
+    assert data_notes(clean, "openslr") == []
+
+
+def test_an_interrupt_before_the_model_pass_is_one_line(monkeypatch, capsys):
+    from librispeech_tools import evaluate as evaluate_module
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "run", interrupted)
+    with pytest.raises(SystemExit) as exit_status:
+        evaluate_module.main(["--limit", "1", "--engine", "keras"])
+    assert exit_status.value.code == 130 and capsys.readouterr().err == "evaluate: interrupted\n"
 
 
 def test_evaluate_on_onnx_runtime_imports_no_tensorflow(tiny_model, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import soundfile
 
 from conftest import make_config, tone, write_utterance
 from librispeech import data, metrics, tokenizer
@@ -83,6 +84,22 @@ def test_hidden_files_are_ignored_and_a_flac_without_a_length_is_unreadable(tmp_
     assert set(split.utterances) == {good}
     assert [(e.id, e.reason) for e in split.excluded] == [(no_length, data.UNREADABLE_AUDIO)]
     assert "gives no length" in split.excluded[0].detail
+
+
+def test_files_that_are_neither_flac_nor_transcripts_are_said_not_read(tmp_path, caplog):
+    """Audio in another format or with another suffix (.wav, .FLAC) is not LibriSpeech's: one warning counts it."""
+    root = tmp_path / "LibriSpeech"
+    good = write_utterance(root, "train-clean-100", 1, 2, 0, "HELLO", tone(1.0))
+    chapter = root / "train-clean-100" / "1" / "2"
+    soundfile.write(chapter / "1-2-0001.wav", tone(1.0), 16000)
+    soundfile.write(chapter / "1-2-0002.FLAC", tone(1.0), 16000, format="FLAC")
+    (root / "train-clean-100" / "notes.txt").write_text("mine")
+    (chapter / ".DS_Store").write_bytes(b"")  # hidden: not the corpus's, not said
+    with caplog.at_level("WARNING", logger="librispeech"):
+        split = data.load_split("training", make_config(root, data__samples_per_split="all"))
+    assert set(split.utterances) == {good}
+    assert (f"train-clean-100 (training): 3 file(s) not read, being neither .flac audio nor .trans.txt transcripts "
+            f"(first: {chapter / '1-2-0001.wav'})") in caplog.text
 
 
 def test_audio_that_fails_to_decode_after_listing_names_its_file(tmp_path, monkeypatch):

@@ -28,8 +28,9 @@ SAFETENSORS_FILE, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.in
 PYTORCH_FILE, PYTORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 TF_FILE = "tf_model.h5"
 WEIGHT_FILES = (SAFETENSORS_INDEX, SAFETENSORS_FILE, PYTORCH_INDEX, PYTORCH_FILE, TF_FILE)  # in order of preference
+PREPROCESSOR_FILE = "preprocessor_config.json"  # the feature extractor's settings: sampling rate, normalisation
 EXTRA_FILES = (CONFIG_FILE, VOCAB_FILE, "added_tokens.json", "tokenizer_config.json", "special_tokens_map.json",
-               "preprocessor_config.json")  # the tokenizer files say which token each CTC output is
+               PREPROCESSOR_FILE)  # the tokenizer files say which token each CTC output is
 
 # Checkpoint weights known to be irrelevant to CTC inference (pre-training heads, SpecAugment's mask vector).
 IGNORED_KEYS = re.compile(r"^(masked_spec_embed|quantizer\..*|project_q\..*|project_hid\..*|dropout_features\..*)$")
@@ -204,6 +205,26 @@ def check_model_type(config: Mapping[str, Any], folder) -> None:
                               f"wav2vec2 checkpoints with a CTC head (Wav2Vec2ForCTC) only")
 
 
+def check_feature_extractor(folder: Path, sample_rate: int) -> None:
+    """The runtime feeds every model 16 kHz audio normalised to zero mean and unit variance (data.model_input), as
+    wav2vec2-base-960h's feature extractor does. A checkpoint whose preprocessor_config.json says otherwise would
+    convert number for number and still transcribe wrongly, so it is refused here (no file: HF's defaults, the same)."""
+    path = folder / PREPROCESSOR_FILE
+    if not path.is_file():
+        return
+    extractor = read_json(path)
+    if not isinstance(extractor, dict):
+        raise CheckpointError(f"{path} is not a JSON object of feature-extractor fields")
+    if extractor.get("sampling_rate", sample_rate) != sample_rate:
+        raise CheckpointError(f"{path}: the checkpoint takes {extractor['sampling_rate']} Hz audio and the runtime "
+                              f"feeds {sample_rate} Hz (audio.sample_rate in librispeech/config.yaml), so every "
+                              f"utterance would reach the model at the wrong speed")
+    if extractor.get("do_normalize", True) is not True:
+        raise CheckpointError(f"{path}: the checkpoint was trained on audio that is not normalised (do_normalize: "
+                              f"{json.dumps(extractor['do_normalize'])}) and the runtime normalises every input to "
+                              f"zero mean and unit variance, so its logits would not be the checkpoint's")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Conversion
 # ---------------------------------------------------------------------------------------------------------------------
@@ -322,8 +343,9 @@ def assign_checkpoint(model, wav2vec2_config, weights: Mapping[str, np.ndarray],
 
     missing = [key for key in mapping if key not in canonical]
     if missing and all(key.startswith("lm_head.") for key in missing):
-        raise CheckpointError("checkpoint has no CTC head (lm_head.weight, lm_head.bias): a pretrained encoder such "
-                              "as Wav2Vec2ForPreTraining or Wav2Vec2Model; fine-tune it with a CTC head first")
+        raise CheckpointError("checkpoint has no CTC head (lm_head.weight, lm_head.bias): a pretrained encoder "
+                              "(Wav2Vec2ForPreTraining, Wav2Vec2Model) or a model with another head (such as "
+                              "Wav2Vec2ForSequenceClassification); export-model converts Wav2Vec2ForCTC only")
     if missing:
         shown = [("wav2vec2." + key if prefixed and not key.startswith("lm_head") else key) for key in missing]
         raise CheckpointError(f"checkpoint is missing {len(missing)} weight(s) of Wav2Vec2ForCTC: "
