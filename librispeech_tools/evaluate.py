@@ -311,6 +311,15 @@ def markdown_cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def repeats_note(excluded: list[Excluded], evaluated: set[str]) -> str:
+    """A repeated id's later lines are left out while its first is evaluated: said, so the count is not read as
+    utterances missing from the rows."""
+    from librispeech.data import REPEATED_ID
+
+    repeats = sum(e.reason == REPEATED_ID and e.id in evaluated for e in excluded)
+    return f" ({repeats} of them repeated lines of ids that are evaluated)" if repeats else ""
+
+
 def data_notes(table, source: str) -> list[str]:
     """What in the data bends the numbers of the summary: readers or chapters the corpus tables lack (their records
     are empty: `unknown` by sex), and characters outside the vocabulary (the model cannot spell them)."""
@@ -341,7 +350,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              f"pairs); mean CTC loss {table['loss'].mean():.3f} per utterance (summed over its frames), "
              f"{loss_per_character(table):.4f} per reference character",
              f"- data: {f'{run_info.data} ({run_info.source})' if run_info.data else run_info.source}; left out: "
-             f"{len(run_info.excluded)}"
+             f"{len(run_info.excluded)}" + repeats_note(run_info.excluded, set(table["id"]))
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"

@@ -283,6 +283,7 @@ def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
 
 def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     """LibriSpeech's SPEAKERS.TXT names speaker 60 "|CBW|Simon"; the long list of left-out utterances is cut."""
+    from librispeech import data
     from librispeech_tools import evaluate as evaluate_module
     from librispeech_tools.model_pass import ModelPassTiming
 
@@ -291,6 +292,7 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
                           "speech.speaker_id": [60, 61], "records.speaker_name": ["|CBW|Simon", "Ann"],
                           "records.sex": ["M", "F"]})
     excluded = [evaluate_module.Excluded(f"1-1-{i:04d}", "unreadable audio") for i in range(25)]
+    excluded.append(evaluate_module.Excluded("61-1-0001", data.REPEATED_ID, "1-1.trans.txt line 3: same transcript"))
     run_info = evaluate_module.RunInfo("test-clean", "test", "openslr", excluded, "m.h5", 2, None,
                                        ModelPassTiming(), 1.0)
     evaluate_module.write_summary(table, tmp_path, run_info, Path("m.h5"), 1.0)
@@ -298,7 +300,8 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     rows = [line for line in summary.splitlines() if line.startswith("| 60 ") or line.startswith("| 61 ")]
     assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
     assert {line.replace("\\|", "").count("|") for line in rows} == {7}  # six columns each
-    assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 5 more (all in run.json)" in summary
+    assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 6 more (all in run.json)" in summary
+    assert "left out: 26 (1 of them repeated lines of ids that are evaluated)" in summary
 
 
 def test_summary_says_which_samples_lack_records_or_have_characters_outside_the_vocabulary():
