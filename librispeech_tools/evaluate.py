@@ -749,8 +749,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
               file=sys.stderr)
         return out
     try:
-        with clock.stage("report"), report_files(out):  # in run.json; summary.md is written within it
-            overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
+        with report_files(out):
+            with clock.stage("report"):  # in run.json; summary.md is written within it
+                overall = write_report(rows, out, run_info, f"{model_path.name} on {label} ({source})")
             # last: a run.json marks a finished report (--merge takes only those)
             (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     except KeyboardInterrupt:
