@@ -6,11 +6,13 @@ The decoder is built once per process from the `decoding` section of config.yaml
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import logging
 import math
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 from librispeech.config import project_config
 from librispeech.ctc import log_softmax
 from librispeech.metrics import ERROR_RATE_KEYS, as_batch, error_rates_of_pair, transcription_pairs
+from librispeech.model_file import first_line
 from librispeech.tokenizer import BLANK_ID, WORD_DELIMITER, decode_reference, vocabulary_tokens
 
 LOGGER = logging.getLogger(__name__)
@@ -61,33 +64,52 @@ class DecoderSettings:
 
 # ---------------------------------------------------------------- lexicon
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    """UTF-8 text, gzip-compressed or not, whatever the name says (KenLM reads a plain ARPA named .gz too)."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str):
+    """A file that cannot be read as text (truncated gzip, not UTF-8, unreadable) as one LanguageModelError
+    naming it."""
+    try:
+        yield
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+        raise LanguageModelError(f"cannot read the {what} {path} (truncated, damaged, or not UTF-8 text?): "
+                                 f"{first_line(error)}") from None
 
 
 def read_lexicon_words(path: Path) -> list[str]:
     """The first column of each non-empty line (flashlight's lexicon format, or OpenSLR's librispeech-lexicon.txt,
     whose further columns are phonemes)."""
-    with _open_text(path) as handle:
+    with _reading(path, "lexicon"), _open_text(path) as handle:
         return list(dict.fromkeys(line.split()[0] for line in handle if line.strip()))
 
 
 def read_arpa_unigrams(path: Path) -> list[str]:
     """The words of an ARPA file's 1-grams section, without <s>, </s> and <unk>. Reads only that section."""
     words, in_unigrams = [], False
-    try:
-        with _open_text(path) as handle:
-            for line in handle:
-                line = line.strip()
-                if line == "\\1-grams:":
-                    in_unigrams = True
-                elif in_unigrams and line.startswith("\\"):
-                    break
-                elif in_unigrams and line:
-                    words.append(line.split()[1])
-    except UnicodeDecodeError as error:  # a KenLM binary, say: no text to read the words from
-        raise LanguageModelError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); with a binary "
-                                 "KenLM file, set a lexicon (LIBRISPEECH_LEXICON or decoding.lexicon)") from None
+    with _reading(path, "language model"):
+        try:
+            with _open_text(path) as handle:
+                for line in handle:
+                    line = line.strip()
+                    if line == "\\1-grams:":
+                        in_unigrams = True
+                    elif in_unigrams and line.startswith("\\"):
+                        break
+                    elif in_unigrams and line:
+                        words.append(line.split()[1])
+        except UnicodeDecodeError as error:  # a KenLM binary, say: no text to read the words from
+            raise LanguageModelError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); with a "
+                                     "binary KenLM file, set a lexicon (LIBRISPEECH_LEXICON or decoding.lexicon)"
+                                     ) from None
     if not in_unigrams:
         raise LanguageModelError(f"{path} has no \\1-grams: section; with a binary KenLM file, set a lexicon")
     return [word for word in words if word not in ("<s>", "</s>", "<unk>")]
@@ -154,7 +176,11 @@ class LMDecoder:
             self.word_dictionary.add_entry(word)
         self.word_dictionary.add_entry("<unk>")
         self.word_dictionary.set_default_index(self.word_dictionary.get_index("<unk>"))
-        self.language_model = KenLM(str(settings.lm_path), self.word_dictionary)
+        try:
+            self.language_model = KenLM(str(settings.lm_path), self.word_dictionary)
+        except Exception as error:  # noqa: BLE001  KenLM's own exceptions (a truncated or non-ARPA file) as C++ errors
+            raise LanguageModelError(f"KenLM cannot load {settings.lm_path} (truncated, damaged, or not an ARPA or "
+                                     f"KenLM binary file?): {first_line(error)}") from None
         silence = token_ids[WORD_DELIMITER]
         trie = Trie(len(tokens), silence)
         start = self.language_model.start(False)

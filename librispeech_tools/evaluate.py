@@ -97,6 +97,16 @@ def split_label(config: ProjectConfig, split_name: str) -> str:
     return f"{location.name if saved_to_disk(location) else config.hf_config}-{split_name}"
 
 
+def hf_source(config: ProjectConfig) -> str:
+    """The HF data as summary.md names it: a save_to_disk copy has no config (its split names still come from
+    data.hf_splits of the configured one)."""
+    from librispeech.data import saved_to_disk
+
+    if saved_to_disk(Path(config.hf_dataset).expanduser()):
+        return f"{config.hf_dataset} (a save_to_disk copy)"
+    return f"{config.hf_dataset}, config {config.hf_config}"
+
+
 def load_selection(config: ProjectConfig, subset: str, limit: int | None):
     from librispeech import data
 
@@ -734,7 +744,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
-              else f"{config.hf_dataset}, config {config.hf_config}")
+              else hf_source(config))
     run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock, selection, str(source))
     rows = sorted(read_rows(rows_path), key=lambda row: row["id"])
     if not rows:

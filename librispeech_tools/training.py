@@ -130,6 +130,22 @@ def export_fixed_length(model, output: Path) -> None:
     fixed.save(output)
 
 
+def init_weights(path: Path, demo_model) -> list:
+    """The weights of an earlier export of the demo config (--init), or a one-line exit saying why not."""
+    from librispeech.model_file import ModelFileError, load_keras_h5, require_model_file
+
+    try:
+        require_model_file(path)
+        weights = load_keras_h5(path).get_weights()
+    except ModelFileError as error:
+        sys.exit(f"train-demo: --init: {error}")
+    shapes, demo_shapes = [w.shape for w in weights], [w.shape for w in demo_model.get_weights()]
+    if shapes != demo_shapes:
+        sys.exit(f"train-demo: --init {path} is not an export of the demo config ({len(shapes)} weights, shaped "
+                 f"{shapes[:3]}..., where the demo model has {len(demo_shapes)}, shaped {demo_shapes[:3]}...)")
+    return weights
+
+
 def build_trainable_model(precision: str, learning_rate):
     """The demo config for any input length, computing in `precision` (a Keras dtype policy), compiled with AdamW
     and the integration's CTC loss. The global policy is float32 again afterwards."""
@@ -160,8 +176,14 @@ def train(args) -> dict:
     if not (corpus_root / args.corpus_split).is_dir():
         sys.exit(f"train-demo: no training corpus at {corpus_root / args.corpus_split}; make it with "
                  f"`python scripts/make_training_corpus.py --out {corpus_root} --utterances {args.utterances}`")
+    # evaluation and export in float32 whatever the training precision: the figures logged are the export's
+    evaluation_model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
+    initial_weights = None if args.init is None else init_weights(args.init, evaluation_model)  # before the corpus
     waveforms, transcripts = load_utterances(corpus_root, args.corpus_split, args.utterances, args.seed)
     held_out = max(1, len(waveforms) // 20)  # model selection slice, never trained on
+    if len(waveforms) <= held_out:
+        sys.exit(f"train-demo: {len(waveforms)} utterance(s) leave none to train on beside the {held_out} held out "
+                 f"for model selection: use --utterances 2 or more")
     select_waveforms, select_references = waveforms[:held_out], transcripts[:held_out]
     waveforms, transcripts = waveforms[held_out:], transcripts[held_out:]
     label_ids = [tokenizer.get_tokenizer()(text).input_ids for text in transcripts]
@@ -180,10 +202,8 @@ def train(args) -> dict:
         0.0, decay_steps=total_steps - warmup_steps, warmup_target=args.learning_rate, warmup_steps=warmup_steps,
         alpha=0.05)
     model = build_trainable_model(args.precision, schedule)
-    # evaluation and export in float32 whatever the training precision: the figures logged are the export's
-    evaluation_model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
-    if args.init is not None:  # continue from an earlier export (same config)
-        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
+    if initial_weights is not None:  # continue from an earlier export (same config)
+        model.set_weights(initial_weights)
 
     rng = np.random.default_rng(args.seed)
     best = {"select_wer": float("inf")}
@@ -246,6 +266,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.epochs, args.batch_size, args.utterances) < 1 or args.warmup_steps < 0:
         parser.error("--epochs, --batch-size and --utterances must be at least 1, --warmup-steps at least 0")
+    if args.output.suffix != ".h5":  # refused now, not after the first epoch's training
+        parser.error(f"--output must end in .h5 (the Keras export Tensorleap takes), got {args.output}")
     return args
 
 

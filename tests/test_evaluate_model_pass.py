@@ -582,6 +582,8 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path, monkeypatch)
     saved.mkdir()
     (saved / "dataset_dict.json").write_text("{}")
     assert evaluate.split_label(replace(hf, hf_dataset=str(saved)), "validation") == "librispeech-other-validation"
+    assert evaluate.hf_source(replace(hf, hf_dataset=str(saved))) == f"{saved} (a save_to_disk copy)"  # no config
+    assert evaluate.hf_source(hf) == f"{hf.hf_dataset}, config {hf.hf_config}"
     subset, resolved = evaluate.resolve_split(hf, "train.360/")  # no config named: the configured one
     assert (subset, resolved.hf_config, resolved.hf_splits[subset]) == ("validation", hf.hf_config, "train.360")
 

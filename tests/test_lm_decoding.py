@@ -1,5 +1,6 @@
 """Beam search with a word LM (flashlight-text): perfect logits keep the reference, the lexicon repairs merged and
 misspelled words, padding and float16 change nothing, bad configuration is a clear error."""
+import gzip
 import logging
 import math
 
@@ -330,3 +331,42 @@ def test_outside_pool_sentences_use_no_generator_word_but_its_function_words():
     outside = [word for word in words if word not in generated]
     assert all(word in frequent or word in general for word in words)
     assert 0.3 < len(outside) / len(words) < 0.7  # about half, as drawn
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("truncated ARPA", "KenLM cannot load"),
+    ("not an ARPA", "KenLM cannot load"),
+    ("truncated gzip", "cannot read the language model"),
+    ("lexicon not UTF-8", "cannot read the lexicon"),
+])
+def test_damaged_lm_or_lexicon_files_are_one_error_naming_the_file(tmp_path, tiny_settings, damage, says):
+    arpa, lexicon = tmp_path / "lm.arpa", tmp_path / "lexicon.txt"
+    text = tiny_settings.lm_path.read_text()
+    lexicon.write_text("THE\nCAT\n")
+    if damage == "truncated ARPA":
+        arpa.write_text(text[:len(text) // 2])
+    elif damage == "not an ARPA":
+        arpa.write_text("these are\nnot the n-grams you are looking for\n")
+    elif damage == "truncated gzip":
+        arpa = tmp_path / "lm.arpa.gz"
+        arpa.write_bytes(gzip.compress(text.encode())[:200])
+    else:
+        arpa.write_text(text)
+        lexicon.write_bytes("CAF\u00c9\nTHE\n".encode("latin-1"))
+    settings = lm_decoding.DecoderSettings(arpa, None if damage == "truncated gzip" else lexicon, 8, 0.5, 0.0)
+    with pytest.raises(lm_decoding.LanguageModelError, match=says) as error:
+        lm_decoding.LMDecoder(settings, vocabulary_tokens())
+    assert str(arpa if "lexicon" not in damage else lexicon) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_arpa_file_is_read_whatever_its_name_says_of_compression(tmp_path, tiny_settings):
+    """KenLM reads a plain ARPA named .gz (and a gzipped one named .arpa): so does the unigram reader."""
+    plain_named_gz, gzipped_named_arpa = tmp_path / "lm.arpa.gz", tmp_path / "lm.arpa"
+    plain_named_gz.write_text(tiny_settings.lm_path.read_text())
+    gzipped_named_arpa.write_bytes(gzip.compress(tiny_settings.lm_path.read_bytes()))
+    expected = lm_decoding.read_arpa_unigrams(tiny_settings.lm_path)
+    assert lm_decoding.read_arpa_unigrams(plain_named_gz) == expected
+    assert lm_decoding.read_arpa_unigrams(gzipped_named_arpa) == expected
+    decoder = lm_decoding.LMDecoder(lm_decoding.DecoderSettings(plain_named_gz, None, 8, 0.5, 0.0),
+                                    vocabulary_tokens())
+    assert decoder.decode(spelled_logits("THE CAT SAT")) == "THE CAT SAT"

@@ -45,3 +45,24 @@ def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
 
     with pytest.raises(SystemExit, match="make_training_corpus.py"):
         training.train(training.parse_args(["--corpus", str(tmp_path), "--output", str(tmp_path / "demo.h5")]))
+
+
+def test_train_demo_refuses_what_would_waste_or_fake_a_run_before_training(tmp_path, tiny_model, capsys):
+    """An --output Keras cannot save, a corpus sample that leaves nothing to train on, and an --init that is not an
+    export of the demo config are each one line, before any training step."""
+    from librispeech_tools import training
+
+    with pytest.raises(SystemExit):
+        training.parse_args(["--output", str(tmp_path / "demo.onnx")])
+    assert "--output must end in .h5 (the Keras export Tensorleap takes)" in capsys.readouterr().err
+    corpus = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--output", str(tmp_path / "m.h5")]
+    with pytest.raises(SystemExit, match="1 utterance\\(s\\) leave none to train on beside the 1 held out"):
+        training.train(training.parse_args(corpus + ["--utterances", "1"]))
+    not_hdf5 = tmp_path / "notes.h5"
+    not_hdf5.write_text("not a model")
+    for init, says in ((tmp_path / "absent.h5", "train-demo: --init: no wav2vec2 model at"),
+                       (not_hdf5, "is not an HDF5 file"),
+                       (tiny_model, f"train-demo: --init {tiny_model} is not an export of the demo config")):
+        with pytest.raises(SystemExit, match=says):
+            training.train(training.parse_args(corpus + ["--utterances", "4", "--init", str(init)]))
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.training.csv").exists()
