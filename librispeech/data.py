@@ -392,11 +392,11 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             subfolders[:] = []
             continue
         walked.add(os.path.realpath(folder))
-        # hidden files and folders are not the corpus's: macOS writes `._NAME` (AppleDouble) beside every file it
-        # copies
+        # hidden files and folders are not the corpus's (macOS writes `._NAME` beside every file it copies)
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        names = sorted(name for name in files if name.endswith((".flac", ".trans.txt")) and not name.startswith("."))
-        unread += [os.path.join(folder, name) for name in files if not name.startswith(".") and name not in names]
+        visible = [name for name in files if not name.startswith(".")]
+        names = sorted(name for name in visible if name.endswith((".flac", ".trans.txt")))
+        unread += [os.path.join(folder, name) for name in visible if not name.endswith((".flac", ".trans.txt"))]
         if len(Path(folder).relative_to(split_dir).parts) == 2:  # SPEAKER/CHAPTER: its files are the corpus
             found, problems = _chapter_candidates(Path(folder), names, first_transcripts)
             candidates += found

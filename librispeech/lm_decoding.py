@@ -80,9 +80,11 @@ def _reading(path: Path, what: str):
     naming it."""
     try:
         yield
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+    except (EOFError, UnicodeDecodeError, zlib.error, gzip.BadGzipFile) as error:
         raise LanguageModelError(f"cannot read the {what} {path} (truncated, damaged, or not UTF-8 text?): "
                                  f"{first_line(error)}") from None
+    except OSError as error:  # a permission, a folder
+        raise LanguageModelError(f"cannot read the {what} {path}: {error.strerror or error}") from None
 
 
 def read_lexicon_words(path: Path) -> list[str]:

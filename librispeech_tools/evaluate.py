@@ -85,24 +85,28 @@ def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, Projec
     return "validation", replace(config, hf_splits={**config.hf_splits, "validation": split})
 
 
+def saved_copy(config: ProjectConfig) -> Path | None:
+    """The HF data's folder when it is a save_to_disk copy, which has no configs (its split names still come from
+    data.hf_splits of the configured one)."""
+    from librispeech.data import saved_to_disk
+
+    location = Path(config.hf_dataset).expanduser()
+    return location if saved_to_disk(location) else None
+
+
 def split_label(config: ProjectConfig, split_name: str) -> str:
     """The split as report titles and default folder names give it: the HF config names the data too (clean/test and
     other/test are both `test`); a save_to_disk copy has no config, so its folder's name does (a clean and an other
     copy both call their dev set `validation`)."""
-    from librispeech.data import saved_to_disk
-
     if config.source != "huggingface":
         return split_name
-    location = Path(config.hf_dataset).expanduser()
-    return f"{location.name if saved_to_disk(location) else config.hf_config}-{split_name}"
+    copy = saved_copy(config)
+    return f"{copy.name if copy else config.hf_config}-{split_name}"
 
 
 def hf_source(config: ProjectConfig) -> str:
-    """The HF data as summary.md names it: a save_to_disk copy has no config (its split names still come from
-    data.hf_splits of the configured one)."""
-    from librispeech.data import saved_to_disk
-
-    if saved_to_disk(Path(config.hf_dataset).expanduser()):
+    """The HF data as summary.md names it."""
+    if saved_copy(config):
         return f"{config.hf_dataset} (a save_to_disk copy)"
     return f"{config.hf_dataset}, config {config.hf_config}"
 
@@ -194,6 +198,8 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     The metadata comes from `metadata`'s worker processes (the clock's "metadata" is then the wait for them), or
     is computed in line.
     """
+    if not batches:  # a finished report rewritten: no row to make, no time to add
+        return
     clock = clock or StageClock()
     with clock.stage("start-up"):
         import leap_binder as binder
@@ -601,7 +607,7 @@ def merge(folders: list[Path], out: Path) -> Path:
                      sum(info.seconds for info in infos), {**first.made_by, "shard": None} if first.made_by else None,
                      stages if stages.samples else None, first.selection, data, count)
     prepare_folder(out)
-    with report_files(out):
+    with report_files(out, then="the shards' folders are unchanged: rerun the --merge once it can be written"):
         (out / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         with stages.stage("report"):  # in run.json, as a run's; summary.md is written within it
             overall = write_report(rows, out, merged, f"{first.model} on {first.split} ({count} shards merged)")
@@ -728,7 +734,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
     started = time.perf_counter()
     clock = stages_before or StageClock()  # a resumed run's stages add to those of the runs before it
-    clock.add("start-up", started - run_started)  # the data listed, the model and the LM loaded
+    if batches:  # the data listed, the model and the LM loaded; a rerun that makes no row adds no start-up
+        clock.add("start-up", started - run_started)
 
     def save_progress():
         write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests, clock)
@@ -795,20 +802,21 @@ def prepare_folder(out: Path) -> bool:
 
 def refuse_other_files(out: Path) -> None:
     with contextlib.suppress(OSError):  # not a folder, or one that cannot be listed: said where it is made
-        if any(out.iterdir()) and not any((out / mark).exists() for mark in REPORT_MARKS):
+        others = [path for path in out.iterdir() if not path.name.startswith(".")]  # .DS_Store, .gitkeep: fine
+        if others and not any((out / mark).exists() for mark in REPORT_MARKS):
             raise EvaluationError(f"{out} holds other files and no report ({', '.join(REPORT_MARKS)}); the report "
                                   f"would overwrite some: use an empty or new --out")
 
 
 @contextlib.contextmanager
-def report_files(out: Path):
-    """A report file that cannot be written (read-only, a full disk) stops the run in one line; the rows stay."""
+def report_files(out: Path, then: str = "the rows are kept in samples.jsonl: rerun into the same --out once it can "
+                                        "be written"):
+    """A report file that cannot be written (read-only, a full disk) stops the run in one line, saying `then`."""
     try:
         yield
     except OSError as error:
         where = f" {error.filename}" if error.filename else ""
-        raise EvaluationError(f"cannot write the report in {out}:{where} {error.strerror or error}; the rows are kept "
-                              f"in samples.jsonl: rerun into the same --out once it can be written") from None
+        raise EvaluationError(f"cannot write the report in {out}:{where} {error.strerror or error}; {then}") from None
 
 
 def remove_if_empty(folder: Path) -> None:

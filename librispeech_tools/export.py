@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from librispeech.wav2vec2.convert_hf import (
-    TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, check_feature_extractor, convert_to_keras, load_checkpoint,
-    read_json, resolve_checkpoint)
+    CONFIG_FILE, TF_FILE, VOCAB_FILE, WEIGHT_FILES, CheckpointError, check_feature_extractor, convert_to_keras,
+    load_checkpoint, read_json, resolve_checkpoint)
 from librispeech_tools.precision import full_float32
 
 logger = logging.getLogger("librispeech_tools.export")
@@ -260,6 +260,18 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
 FORMATS = {".h5": "Keras", ".onnx": "ONNX"}
 
 
+def check_input_length(checkpoint_dir: Path, max_samples: int) -> None:
+    """The input length against the checkpoint's own conv stack, from its config.json alone: before its weights
+    (a gigabyte for a large model) are read. A config.json that does not parse is load_checkpoint's to report."""
+    from librispeech.wav2vec2.configuration import Wav2Vec2Config
+
+    try:
+        config = Wav2Vec2Config.from_dict(read_json(checkpoint_dir / CONFIG_FILE))
+    except (OSError, TypeError, ValueError):  # CheckpointError included
+        return
+    config.check_input_length(max_samples)
+
+
 def load_source(checkpoint: str | os.PathLike, max_samples: int):
     """(Keras model with input length max_samples, HF checkpoint folder or None, vocab.json to copy or None) from a
     hub id, an HF checkpoint folder, or one of this project's .h5 exports."""
@@ -278,6 +290,7 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
 
     checkpoint_dir = resolve_checkpoint(checkpoint)
     check_feature_extractor(checkpoint_dir, project_config().sample_rate)
+    check_input_length(checkpoint_dir, max_samples)
     config, weights = load_checkpoint(checkpoint_dir)
     mapping = vocabulary_mapping(checkpoint_dir, config)
     if not (checkpoint_dir / VOCAB_FILE).is_file():
@@ -406,7 +419,8 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     then rewritten int8 (onnx_wav2vec2.save_onnx(int8=True)). Returns the model paths."""
     from librispeech.config import project_config
     from librispeech.model_file import ModelFileError, check_conv_stack
-    from librispeech.wav2vec2.model import InputTooShortError, model_config
+    from librispeech.wav2vec2.configuration import InputTooShortError
+    from librispeech.wav2vec2.model import model_config
     from librispeech_tools.onnx_wav2vec2 import save_onnx
 
     project = project_config()

@@ -266,8 +266,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.epochs, args.batch_size, args.utterances) < 1 or args.warmup_steps < 0:
         parser.error("--epochs, --batch-size and --utterances must be at least 1, --warmup-steps at least 0")
-    if args.output.suffix != ".h5":  # refused now, not after the first epoch's training
-        parser.error(f"--output must end in .h5 (the Keras export Tensorleap takes), got {args.output}")
+    if args.output.suffix not in (".h5", ".hdf5"):  # refused now, not after the first epoch's training
+        parser.error(f"--output must end in .h5 or .hdf5 (the Keras export Tensorleap takes), got {args.output}")
     return args
 
 

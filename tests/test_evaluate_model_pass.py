@@ -568,9 +568,8 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path, monkeypatch)
     for text in ("LibriSpeech/my-split", "./LibriSpeech/my-split/"):
         subset, resolved = evaluate.resolve_split(config, text)
         assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
-    assert evaluate.resolve_split(config, "dev-clean") == ("validation", config)  # the corpus's split comes first
-    (tmp_path / "dev-clean").mkdir()
-    assert evaluate.resolve_split(config, "dev-clean") == ("validation", config)
+    (tmp_path / "dev-clean").mkdir()  # a path (not the configured name) found both ways: the corpus's comes first
+    assert evaluate.resolve_split(config, "dev-clean/") == ("validation", config)
     with pytest.raises(evaluate.EvaluationError, match=f"unknown split 'nope': no folder {config.root / 'nope'} or "
                                                        f"{tmp_path / 'nope'} \\(splits of the corpus at"):
         evaluate.resolve_split(config, "nope")

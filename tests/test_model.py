@@ -519,6 +519,7 @@ def test_export_refuses_other_model_families_and_a_vocabulary_it_cannot_know(tmp
     ("vocab_size", "its config.json's vocab_size is None, not a positive integer"),
     ("languages", "its vocab.json holds one vocabulary per language (eng, fra) and its tokenizer_config.json names "
                   "none of them as target_lang (None)"),
+    # said from config.json before the weights are read: here they are damaged too, and never reached
     ("max_seconds", "--max-seconds 0.0 gives the model no frame: max_samples=0 is shorter than one frame (40 "
                     "samples)"),
     # the checkpoint's own conv stack decides (not the base model's 400 samples): kernels 10, 5, 5 at strides 5, 2, 2
@@ -534,9 +535,10 @@ def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_pat
     shutil.copytree(GOLDEN / "group", checkpoint)
     vocab = {token: i for i, token in enumerate(vocabulary_tokens())}
     (checkpoint / "vocab.json").write_text(json.dumps({"eng": vocab, "fra": vocab} if damage == "languages" else vocab))
-    if damage in ("config.json", "vocab.json", "model.safetensors"):
-        content = (checkpoint / damage).read_bytes()
-        (checkpoint / damage).write_bytes(content[:len(content) // 2])
+    if damage in ("config.json", "vocab.json", "model.safetensors", "max_seconds"):
+        damage_file = "model.safetensors" if damage == "max_seconds" else damage
+        content = (checkpoint / damage_file).read_bytes()
+        (checkpoint / damage_file).write_bytes(content[:len(content) // 2])
     if damage in ("vocab_size", "max_seconds_of_its_stack"):
         config = json.loads((checkpoint / "config.json").read_text())
         change = {"vocab_size": None} if damage == "vocab_size" else {"conv_kernel": [10, 5, 5]}

@@ -60,11 +60,13 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     # Rerun on the finished report with another engine: nothing is evaluated, and the report still names only the
     # engine that made its rows.
     engine = json.loads((out / "run.json").read_text())["model_pass"]["engine"]
+    start_up = json.loads((out / "run.json").read_text())["stages"]["seconds"]["start-up"]
     other = "keras" if engine == "onnxruntime" else "onnxruntime"
     rerun = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
                      "--engine", other)
     assert rerun.returncode == 0 and "0 evaluated" in rerun.stdout, rerun.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["model_pass"]["engine"] == engine
+    assert json.loads((out / "run.json").read_text())["stages"]["seconds"]["start-up"] == start_up  # made no row
 
     # An interrupted run keeps its rows: drop one, cut one mid-line and damage one in the middle, then rerun: only
     # those three are computed again, and the two unreadable lines are named.
@@ -163,6 +165,12 @@ def test_a_folder_that_is_not_a_report_is_not_written_into(tmp_path):
             f"evaluate: {out} holds other files and no report (samples.jsonl, progress.json, run.json); the report "
             f"would overwrite some: use an empty or new --out"), result.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["summary.md"] and (out / "summary.md").read_text() == "my notes"
+    from librispeech_tools.evaluate import prepare_folder
+
+    hidden_only = tmp_path / "kept-in-git"
+    hidden_only.mkdir()
+    (hidden_only / ".gitkeep").write_text("")
+    assert prepare_folder(hidden_only) is False  # hidden files are nobody's report: the folder is taken
 
 
 def test_a_run_that_fails_before_its_model_pass_leaves_no_folder(tmp_path):

@@ -54,7 +54,7 @@ def test_train_demo_refuses_what_would_waste_or_fake_a_run_before_training(tmp_p
 
     with pytest.raises(SystemExit):
         training.parse_args(["--output", str(tmp_path / "demo.onnx")])
-    assert "--output must end in .h5 (the Keras export Tensorleap takes)" in capsys.readouterr().err
+    assert "--output must end in .h5 or .hdf5 (the Keras export Tensorleap takes)" in capsys.readouterr().err
     corpus = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--output", str(tmp_path / "m.h5")]
     with pytest.raises(SystemExit, match="1 utterance\\(s\\) leave none to train on beside the 1 held out"):
         training.train(training.parse_args(corpus + ["--utterances", "1"]))

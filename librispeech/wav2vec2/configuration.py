@@ -118,6 +118,12 @@ class Wav2Vec2Config:
             length = max(conv_output_length(length, kernel, stride), 0)
         return length
 
+    def check_input_length(self, max_samples: int | None) -> None:
+        """InputTooShortError when a fixed input of `max_samples` gives the conv stack no frame (None: any length)."""
+        if max_samples is not None and self.num_frames(max_samples) < 1:
+            raise InputTooShortError(f"max_samples={max_samples} is shorter than one frame ({self.receptive_field} "
+                                     f"samples)")
+
     @property
     def receptive_field(self) -> int:
         """Samples seen by one output frame (400 for the base conv stack)."""
@@ -126,6 +132,10 @@ class Wav2Vec2Config:
             field_ += (kernel - 1) * jump
             jump *= stride
         return field_
+
+
+class InputTooShortError(ValueError):
+    """An input length that gives the model's conv stack no frame."""
 
 
 def as_config(config: Wav2Vec2Config | Mapping[str, Any]) -> Wav2Vec2Config:

@@ -29,10 +29,6 @@ ENCODER_LAYER_NAME = "encoder"  # its output is the last hidden state [batch, fr
 FRAME_MASK_LAYER_NAME = "frame_mask"  # its output is 1 on real frames, 0 on padded ones [batch, frames]
 
 
-class InputTooShortError(ValueError):
-    """An input length that gives the model's conv stack no frame."""
-
-
 def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_samples: int | None,
                            name: str = "wav2vec2_for_ctc") -> keras.Model:
     """Wav2Vec2ForCTC as a functional keras.Model (random weights).
@@ -42,9 +38,7 @@ def build_wav2vec2_for_ctc(config: Wav2Vec2Config | Mapping[str, Any], max_sampl
     builds a model for any length.
     """
     config = as_config(config)
-    if max_samples is not None and config.num_frames(max_samples) < 1:
-        raise InputTooShortError(f"max_samples={max_samples} is shorter than one frame ({config.receptive_field} "
-                                 f"samples)")
+    config.check_input_length(max_samples)
     audio = keras.Input((max_samples,), dtype="float32", name="audio")
     audio_length = keras.Input((1,), dtype="float32", name="audio_length")
     features = Wav2Vec2FeatureEncoder(config, name="feature_extractor")(audio, audio_length)
