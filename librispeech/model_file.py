@@ -22,6 +22,7 @@ MAKE_ONE = ("make one with `export-model --checkpoint facebook/wav2vec2-base-960
             "model/demo-wav2vec2.h5 (the default; `leap push` uploads the code without it)")
 ENCODER_LAYER_NAME = "encoder"  # librispeech.wav2vec2.model.ENCODER_LAYER_NAME (not imported: that loads Keras)
 VOCAB_SOURCE = "text.vocab_file in librispeech/config.yaml"
+WAV2VEC2_SAMPLE_RATE = 16000  # what every wav2vec2 checkpoint takes (export-model refuses another)
 INPUT_NAMES = ("audio", "audio_length")  # the model's inputs; code-loader feeds an ONNX session by these names
 
 
@@ -59,7 +60,8 @@ def check_input_length(path: Path, fixed, input_samples: int | None) -> None:
     """`fixed`: the model's audio length (a name or None for a dynamic time axis)."""
     if input_samples is not None and isinstance(fixed, int) and fixed != input_samples:
         raise ModelFileError(f"{path} takes {fixed} samples of audio, but the integration feeds max_samples = "
-                             f"{input_samples}: export it again without --max-seconds (an .h5 then takes "
+                             f"{input_samples}: export it again with --max-seconds "
+                             f"{input_samples / WAV2VEC2_SAMPLE_RATE:g}, or without it (an .h5 then takes "
                              f"max_samples, an .onnx any length)")
 
 
@@ -216,7 +218,7 @@ def check_onnx_frames(path: Path, session) -> None:
     if len(shape) != 2:
         raise ModelFileError(f"{path} takes `audio` of shape {shape}; the integration feeds [batch, samples]: "
                              f"{MAKE_ONE}")
-    num_samples = shape[1] if isinstance(shape[1], int) else 16000
+    num_samples = shape[1] if isinstance(shape[1], int) else WAV2VEC2_SAMPLE_RATE  # a second, for a dynamic axis
     try:
         logits = session.run(None, {"audio": np.zeros((1, num_samples), np.float32),
                                     "audio_length": np.full((1, 1), num_samples, np.float32)})[0]

@@ -691,3 +691,32 @@ def test_evaluate_opens_one_session_of_an_onnx_export_and_keeps_the_runtimes_err
                        (tmp_path / "missing.onnx", "no wav2vec2 model at")):
         with pytest.raises(ModelPassError, match=says):
             OnnxModelPass(path)
+
+
+def test_an_export_that_fails_its_checks_is_not_left_behind(tmp_path, monkeypatch, capsys):
+    """Nothing that failed its checks stays on disk (with --int8, the file would still be the float graph)."""
+    def failing_check(*arguments, **keywords):
+        raise export_module.ExportCheckError("ONNX Runtime and Keras logits differ by 1.0 > 0.0001 * 1")
+
+    monkeypatch.setattr(export_module, "check_onnx_export", failing_check)
+    output = tmp_path / "m.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", str(output), "--int8"]) == 1
+    assert "logits differ by 1.0" in capsys.readouterr().err and not output.exists()
+
+
+def test_the_onnx_check_scales_its_tolerance_with_the_logits(tmp_path, monkeypatch, capsys):
+    """Weights three times the golden checkpoint's give logits whose float32 rounding passes 1e-4 absolute; the
+    check compares relative to the largest logit, as the PyTorch check does."""
+    model = export_module.load_source(GOLDEN / "group", 16000)[0]
+    model.set_weights([weight * 3 for weight in model.get_weights()])
+    output = tmp_path / "m.onnx"
+    from librispeech_tools.onnx_wav2vec2 import save_onnx
+
+    save_onnx(model, output, None)
+    report = export_module.check_onnx_export(model, output, None, seconds=0.5)
+    largest = float(np.abs(export_module._unpadded_keras_logits(
+        model, export_module._check_audio(model, 0.5, 16000))).max())
+    assert report["onnx_keras_max_abs_diff"] <= 1e-4 * max(1.0, largest)
+    assert f"(largest logit {max(1.0, largest):.3g})" in capsys.readouterr().out
+    with pytest.raises(export_module.ExportCheckError, match=r"differ by .* > 1e-09 \* "):
+        export_module.check_onnx_export(model, output, None, seconds=0.5, tolerance=1e-9)
