@@ -7,8 +7,9 @@ them, and the speech power is the mean power of all frames minus that noise powe
 is then the SNR as it is usually defined when noise is mixed in (signal power over the whole clip against noise
 power). It needs some pauses or silence at the edges: when under 10% of the frames are free of speech, the noise
 estimate includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB],
-so it stays finite: speech over digital silence (no noise at all) gives the ceiling, and a clip with no speech above
-its noise gives the floor, digital silence and empty audio included (nothing there for the model to hear).
+so it stays finite: speech over digital silence (no noise at all) gives the ceiling, and digital silence and empty
+audio give the floor (nothing there for the model to hear). Steady noise alone gives about -9 dB, not the floor: its
+20 ms frame powers spread by ~8%, so its quietest tenth is ~11% below its mean.
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
 decodes it). dc_offset: the mean sample value.
