@@ -262,7 +262,7 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
 FORMATS = {".h5": "Keras", ".onnx": "ONNX"}
 
 
-def check_input_length(checkpoint_dir: Path, max_samples: int) -> None:
+def check_first_frame(checkpoint_dir: Path, max_samples: int) -> None:
     """The input length against the checkpoint's own conv stack, from its config.json alone: before its weights
     (a gigabyte for a large model) are read. A config.json that does not parse is load_checkpoint's to report."""
     from librispeech.wav2vec2.configuration import Wav2Vec2Config
@@ -292,7 +292,7 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
 
     checkpoint_dir = resolve_checkpoint(checkpoint)
     check_feature_extractor(checkpoint_dir, project_config().sample_rate)
-    check_input_length(checkpoint_dir, max_samples)
+    check_first_frame(checkpoint_dir, max_samples)
     config, weights = load_checkpoint(checkpoint_dir)
     mapping = vocabulary_mapping(checkpoint_dir, config)
     if not (checkpoint_dir / VOCAB_FILE).is_file():
