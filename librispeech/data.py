@@ -28,6 +28,9 @@ from librispeech.tokenizer import label_length, min_ctc_frames, normalize_transc
 from librispeech.wav2vec2.configuration import Wav2Vec2Config
 
 logger = logging.getLogger("librispeech")
+OFFLINE_HINT = ("Without network, HF_HUB_OFFLINE=1 reads what an earlier run cached, or set LIBRISPEECH_HF_DATASET "
+                "to a local copy")
+OFFLINE_HINT_SET = "HF_HUB_OFFLINE is set and nothing is cached for it: set LIBRISPEECH_HF_DATASET to a local copy"
 
 
 class SplitError(ValueError):
@@ -527,10 +530,11 @@ def _load_hub_split(config: ProjectConfig, split_name: str):
                            config.hf_dataset, split_name, config.hf_config, ", ".join(patterns))
             return datasets.load_dataset(config.hf_dataset, config.hf_config, split=split_name)
     except Exception as error:  # offline, unknown id, config or split: huggingface_hub and datasets raise many kinds
+        from huggingface_hub import constants  # what datasets downloads with (it reads HF_HUB_OFFLINE)
+
         raise FileNotFoundError(f"cannot load the HF dataset {config.hf_dataset!r} (config {config.hf_config!r}, "
-                                f"split {split_name!r}): {first_line(error)}. Without network, HF_HUB_OFFLINE=1 "
-                                f"reads what an earlier run cached, or set LIBRISPEECH_HF_DATASET to a local "
-                                f"copy") from None
+                                f"split {split_name!r}): {first_line(error).rstrip('.')}. "
+                                f"{OFFLINE_HINT_SET if constants.HF_HUB_OFFLINE else OFFLINE_HINT}") from None
     return _load_parquet_split(folder, config, split_name, files)
 
 

@@ -116,7 +116,7 @@ def check_pytorch(checkpoint_dir: Path | None, audio: np.ndarray, logits: np.nda
         return {"pytorch": "skipped"}
     reference = pytorch_reference_logits(checkpoint_dir, audio)
     if reference is None:
-        print("check: PyTorch reference skipped (torch and transformers are not installed)")
+        print("check: PyTorch reference skipped (it needs both torch and transformers installed)")
         return {"pytorch": "skipped"}
     compared = ~np.isnan(reference[0])  # the checkpoint's own tokens
     reference, logits = reference[:, compared], logits[:, compared]

@@ -108,7 +108,7 @@ def write_broken_models(folder: Path, demo: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--out", type=Path, required=True, help="folder to create (LibriSpeech/ and models/ in it)")
     args = parser.parse_args()
     write_corpus(args.out / "LibriSpeech")
