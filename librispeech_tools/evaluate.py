@@ -43,6 +43,10 @@ class EvaluationError(Exception):
     """A problem with the user's request: reported as one line, exit status 1."""
 
 
+class Interrupted(EvaluationError):
+    """Ctrl-C during the run: one line saying what was kept, exit status 130 as for any interrupted command."""
+
+
 # ---------------------------------------------------------------- what to evaluate
 
 def resolve_split(config: ProjectConfig, split: str | None) -> tuple[str, ProjectConfig]:
@@ -748,7 +752,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             evaluate_rows(split, model_pass, batches, sink, progress, metadata, timing, save_progress, clock)
         except KeyboardInterrupt:
             sink.flush()
-            raise EvaluationError(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
+            raise Interrupted(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
     seconds = seconds_before + time.perf_counter() - started
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else hf_source(config))
@@ -772,7 +776,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
             # last: a run.json marks a finished report (--merge takes only those)
             (out / RUN_INFO_FILE).write_text(json.dumps(run_info.to_json(), indent=1) + "\n", encoding="utf-8")
     except KeyboardInterrupt:
-        raise EvaluationError(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
+        raise Interrupted(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
                               f"write it") from None
     print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
           f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
@@ -1057,6 +1061,9 @@ def main(argv=None) -> None:
                 raise EvaluationError(SESSIONS_NEED_ONNX_RUNTIME)
             run(args.split, args.limit, model_path, args.out, args.batch_size, args.fixed_length, args.xla,
                 args.metadata_workers, args.shard, args.engine, args.sessions)
+    except Interrupted as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        sys.exit(130)
     except (EvaluationError, ModelPassError, ConfigError) as error:
         sys.exit(f"evaluate: {error}")
     except KeyboardInterrupt:  # outside the model pass (which says what it kept): one line, no traceback

@@ -342,6 +342,29 @@ def test_an_interrupt_before_the_model_pass_is_one_line(monkeypatch, capsys):
     assert exit_status.value.code == 130 and capsys.readouterr().err == "evaluate: interrupted\n"
 
 
+def test_an_interrupt_in_the_model_pass_keeps_the_finished_rows_and_exits_130(tiny_model, tmp_path, monkeypatch,
+                                                                              capsys):
+    import librispeech
+    from librispeech_tools import evaluate as evaluate_module
+
+    monkeypatch.delenv(librispeech.WITHOUT_KERAS_ENV, raising=False)  # main() sets it: undone after the test
+    finish_rows = evaluate_module.evaluate_rows
+
+    def first_batch_then_ctrl_c(split, model_pass, batches, *rest):
+        finish_rows(split, model_pass, batches[:1], *rest)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "evaluate_rows", first_batch_then_ctrl_c)
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exit_status:
+        evaluate_module.main(["--split", "test-clean", "--limit", "3", "--model", str(tiny_model), "--out", str(out),
+                              "--metadata-workers", "0"])
+    assert exit_status.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"evaluate: interrupted; finished samples are kept in {out / 'samples.jsonl'} and skipped on a rerun")
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 1 and not (out / "summary.md").exists()
+
+
 def test_evaluate_on_onnx_runtime_imports_no_tensorflow(tiny_model, tmp_path):
     """The default engine on a CPU runs the .h5 with ONNX Runtime: `evaluate` then imports neither Keras nor
     TensorFlow (~3 s of its start-up, ~1 s of its exit), here or in its metadata worker (which inherits
