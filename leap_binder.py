@@ -62,7 +62,7 @@ def input_audio(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
 
 @tensorleap_input_encoder("audio_length", channel_dim=-1)
 def input_audio_length(sample_id: str, preprocess: PreprocessResponse) -> np.ndarray:
-    return np.array([len(preprocess.data.audio(sample_id))], dtype=np.float32)
+    return np.array([_utterance(sample_id, preprocess).num_samples], dtype=np.float32)  # from the header: no decode
 
 
 @tensorleap_gt_encoder("transcript")
@@ -93,7 +93,9 @@ def confidence(logits: np.ndarray, transcript: np.ndarray) -> dict:
 def metadata_speech(sample_id: str, preprocess: PreprocessResponse) -> dict:
     utterance = _utterance(sample_id, preprocess)
     features = audio_features.speech_features(preprocess.data.audio(sample_id), project_config().sample_rate)
-    return {**features, "speaker_id": utterance.speaker_id, "chapter_id": utterance.chapter_id}
+    # ids as strings: the platform groups samples by a string value and bins a number (code-loader reads an int as
+    # a float), and speakers 19 and 20 are not neighbours
+    return {**features, "speaker_id": str(utterance.speaker_id), "chapter_id": str(utterance.chapter_id)}
 
 
 @tensorleap_metadata("text", metadata_type=_metadata_types(text_features.TEXT_FEATURE_TYPES))

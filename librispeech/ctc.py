@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from librispeech.tokenizer import BLANK_ID
+from librispeech.wav2vec2.configuration import BLANK_LOGIT
 
-# A probability float32 cannot hold is 0, as in TensorFlow's kernel (float32 softmax): so the non-blank tokens of the
-# model's padded frames (logits 1e4 below the blank) are impossible, not merely unlikely, and a label that does not
-# fit the real frames has no path (inf) rather than one through the padding.
-LOG_SMALLEST_FLOAT32 = float(np.log(np.finfo(np.float32).smallest_subnormal))
+# The non-blank tokens of the model's padded frames (logits BLANK_LOGIT = 1e4 below the blank) are impossible, not
+# merely unlikely: a label that does not fit the real frames has no path (inf) rather than one through the padding.
+# A real frame's log-probabilities stay far above the cut (wav2vec2's lowest are tens below 0), so a confidently wrong
+# sample keeps its large, finite loss. TensorFlow's kernel (float32 probabilities) loses a path already below ~-87.
+IMPOSSIBLE_LOG_PROBABILITY = -0.1 * BLANK_LOGIT
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -40,7 +42,7 @@ def ctc_negative_log_likelihood(logits: np.ndarray, labels: list[np.ndarray]) ->
     can_skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
     skip_penalty = np.where(can_skip[:, 2:], 0.0, -np.inf)
     log_probs = log_softmax(logits.astype(np.float64))
-    log_probs[log_probs < LOG_SMALLEST_FLOAT32] = -np.inf
+    log_probs[log_probs < IMPOSSIBLE_LOG_PROBABILITY] = -np.inf
     emissions = np.take_along_axis(log_probs, np.broadcast_to(extended[:, None, :], (batch, frames, states)), axis=2)
 
     alpha = np.full((batch, states), -np.inf)

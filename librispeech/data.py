@@ -1,7 +1,7 @@
 """LibriSpeech utterances per Tensorleap subset, from the OpenSLR folder tree or the HF datasets copy.
 
 Preprocessing reads directory listings, transcripts and audio headers only; audio is decoded on demand (one small
-cache per split, so the encoders, metadata and visualizers of a sample share one decode).
+cache per split, so the input encoder and the metadata of a sample share one decode).
 """
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ def ctc_loss(logits, labels):
     Never inf or NaN: a sample whose loss is not finite gets 0 (INFEASIBLE_LOSS), as Hugging Face's
     ctc_zero_infinity does; with TensorFlow its gradient is 0 too. That happens when no CTC path fits the audio's
     real frames (fewer frames than the label needs; preprocessing excludes such utterances and reports them) or when
-    the logits themselves are not finite.
+    the logits themselves are not finite. A confidently wrong sample keeps its large loss: in numpy, a token is
+    impossible only below a log-probability of -1,000 (a padded frame's, ctc.IMPOSSIBLE_LOG_PROBABILITY); the
+    tensor path's kernels work with float32 probabilities, which lose a path below ~-87 (a training step's concern).
 
     numpy in (the platform's calls, evaluate's): computed in numpy (librispeech.ctc), on the CPU, without importing
     a Keras backend. Tensors (a training step): with the backend, where the step runs.

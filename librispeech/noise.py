@@ -9,10 +9,12 @@ power). It needs some pauses or silence at the edges: when under 10% of the fram
 estimate includes quiet speech and the SNR is underestimated. The value is clipped to [SNR_FLOOR_DB, SNR_CEILING_DB],
 so it stays finite: speech over digital silence (no noise at all) gives the ceiling, and digital silence and empty
 audio give the floor (nothing there for the model to hear). Steady noise alone gives about -9 dB, not the floor: its
-20 ms frame powers spread by ~8%, so its quietest tenth is ~11% below its mean.
+20 ms frame powers spread by ~8%, so its quietest tenth is ~11% below its mean (a steady tone reads low likewise).
+A clip of one or two frames (under 40 ms) has no frame quieter than the rest, and reads as the floor too.
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
-decodes it). dc_offset: the mean sample value.
+decodes it). dc_offset: the mean sample value. All three describe the 16 kHz mono waveform the model hears: in a
+file with several channels or another rate, averaging and resampling move samples off full scale first.
 """
 from __future__ import annotations
 

@@ -41,10 +41,15 @@ def transcript_characters() -> frozenset[str]:
     return frozenset(t for t in vocabulary_tokens() if len(t) == 1 and t != WORD_DELIMITER)
 
 
+# Typographic apostrophes (DON’T in transcripts from other sources than LibriSpeech) are the vocabulary's apostrophe:
+# as <unk> they would count an error the model cannot avoid.
+APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
+
+
 def normalize_transcript(text: str) -> str:
-    """LibriSpeech style: upper case, single spaces; a literal `|` (the word delimiter's token) is a space. Other
-    characters stay and are encoded as <unk>."""
-    return " ".join(text.upper().replace(WORD_DELIMITER, " ").split())
+    """LibriSpeech style: upper case, single spaces, ' for a typographic apostrophe; a literal `|` (the word
+    delimiter's token) is a space. Other characters stay and are encoded as <unk>."""
+    return " ".join(text.upper().translate(APOSTROPHES).replace(WORD_DELIMITER, " ").split())
 
 
 def label_length(transcript: str) -> int:

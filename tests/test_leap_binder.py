@@ -243,6 +243,20 @@ def test_metadata_values_are_plain_and_finite(binder, validation):
                 assert math.isfinite(value), key
 
 
+def test_speaker_and_chapter_ids_are_categories_on_the_platform(binder, validation):
+    """code-loader types an int as a float column, which the platform bins: ids go as strings, which it groups."""
+    from code_loader.contract.enums import DatasetMetadataType
+    from code_loader.utils import get_metadata_type_from_variable
+
+    sample_id = validation.sample_ids[0]
+    utterance = validation.data.utterances[sample_id]
+    values = binder.metadata_speech(sample_id, validation)
+    assert (values["speaker_id"], values["chapter_id"]) == (str(utterance.speaker_id), str(utterance.chapter_id))
+    assert sample_id.startswith(f"{values['speaker_id']}-{values['chapter_id']}-")
+    for key in ("speaker_id", "chapter_id"):
+        assert get_metadata_type_from_variable(values[key]) == DatasetMetadataType.string
+
+
 def test_pace_and_noise_declare_every_key_type(binder, validation):
     """Their None values (the rates of a silent clip) need declared types: every returned key has one."""
     from code_loader.contract.enums import DatasetMetadataType

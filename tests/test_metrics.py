@@ -93,6 +93,23 @@ def test_perfect_prediction_is_near_zero_and_wrong_one_is_higher():
     assert float(np.asarray(metrics.ctc_loss(wrong, label))[0]) > 10.0
 
 
+@pytest.mark.parametrize("gap", [85.0, 100.0, 110.0, 200.0])
+def test_a_confidently_wrong_sample_keeps_its_large_loss(gap):
+    """Ten frames all saying E by `gap` logits, against the reference A: every path emits A once at ~-gap, so the
+    loss is finite and large, not 0 as for a label with no path (whose padding frames are impossible)."""
+    logits = np.zeros((1, 10, 32), np.float32)
+    logits[0, :, VOCAB["E"]] = gap
+    expected = reference_ctc_nll(log_softmax(logits[0].astype(np.float64)), [VOCAB["A"]])
+    assert gap < expected < 10 * (gap + 4)
+    padded = with_padded_frames(logits[0], 40)[None]
+    for frames in (logits, padded):
+        assert float(np.asarray(metrics.ctc_loss(frames, label_of("A")[None]))[0]) == pytest.approx(expected,
+                                                                                                     rel=1e-6)
+    # A label longer than the real frames allow still has no path (its only way is through the padding): 0.
+    too_long = with_padded_frames(logits_for_path(["A", "B"], 2), 40)[None]
+    assert float(np.asarray(metrics.ctc_loss(too_long, label_of("AAA")[None]))[0]) == metrics.INFEASIBLE_LOSS
+
+
 def test_padded_frames_add_nothing_and_float16_works():
     rng = np.random.default_rng(1)
     real = rng.normal(size=(25, 32)).astype(np.float32)

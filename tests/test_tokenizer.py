@@ -22,6 +22,13 @@ def test_unknown_characters_become_unk():
     assert tokenizer.decode_reference(encoded) == "CAF\u2047 \u2047\u2047"
 
 
+def test_typographic_apostrophes_are_the_vocabulary_s_apostrophe():
+    encoded = tokenizer.encode_transcript("Don\u2019t say \u2018twas", 630)
+    assert 3 not in encoded.astype(int).tolist()  # no <unk>
+    assert tokenizer.decode_reference(encoded) == "DON'T SAY 'TWAS"
+    assert tokenizer.label_length("Don\u2019t") == len("DON'T")
+
+
 def test_label_longer_than_max_label_length_is_an_error():
     with pytest.raises(ValueError, match="more than max_label_length=5"):
         tokenizer.encode_transcript("TOO LONG FOR FIVE", 5)
