@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -415,31 +416,45 @@ def remap_ctc_head(config: dict, weights: dict, mapping: list[int | None]) -> tu
 
 def save_and_check(model, path: Path, checkpoint_dir: Path | None, vocab_source: Path, fixed_samples: int | None,
                    verify: bool, int8: bool, sample_rate: int) -> None:
-    """One output of export(): the model as .h5 or .onnx (int8 after its float check), vocab.json beside it."""
-    from librispeech_tools.onnx_wav2vec2 import save_onnx
-
-    max_samples = model.inputs[0].shape[1]
+    """One output of export(): the model as .h5 or .onnx (int8 after its float check), vocab.json beside it. The
+    model is written and checked in a hidden folder beside `path` and moved there only once it passed, so a file
+    already at `path` (an earlier export, or the .h5 being converted) stays as it was if a check fails or the run
+    is interrupted."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".h5":
-        model.save(path)
-    else:
-        save_onnx(model, path, fixed_samples)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        staged = staging / path.name  # the checks' messages name the file as it will be called
+        _save_and_check(model, staged, path, checkpoint_dir, fixed_samples, verify, int8, sample_rate)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     vocab_output = path.parent / VOCAB_FILE
     if vocab_source.resolve() != vocab_output.resolve():
         shutil.copyfile(vocab_source, vocab_output)
-    length = f"{max_samples} samples" if path.suffix == ".h5" or fixed_samples else "any length"
-    print(f"saved {path} ({FORMATS[path.suffix]}, input {length}, {path.stat().st_size / 2 ** 20:.1f} MiB) and "
-          f"{vocab_output} (from {vocab_source})")
+    print(f"wrote {path} and {vocab_output} (from {vocab_source})")
+
+
+def _save_and_check(model, staged: Path, path: Path, checkpoint_dir: Path | None, fixed_samples: int | None,
+                    verify: bool, int8: bool, sample_rate: int) -> None:
+    from librispeech_tools.onnx_wav2vec2 import save_onnx
+
+    max_samples = model.inputs[0].shape[1]
+    if staged.suffix == ".h5":
+        model.save(staged)
+    else:
+        save_onnx(model, staged, fixed_samples)
+    length = f"{max_samples} samples" if staged.suffix == ".h5" or fixed_samples else "any length"
+    print(f"saved {path.name} ({FORMATS[staged.suffix]}, input {length}, {staged.stat().st_size / 2 ** 20:.1f} MiB)")
     if verify:
-        check = check_export if path.suffix == ".h5" else check_onnx_export
+        check = check_export if staged.suffix == ".h5" else check_onnx_export
         with full_float32():
-            check(model, path, checkpoint_dir, sample_rate=sample_rate)
-    if int8 and path.suffix == ".onnx":
-        save_onnx(model, path, fixed_samples, int8=True)
-        print(f"rewrote {path} with int8 convs and MatMuls ({path.stat().st_size / 2 ** 20:.1f} MiB)")
+            check(model, staged, checkpoint_dir, sample_rate=sample_rate)
+    if int8 and staged.suffix == ".onnx":
+        save_onnx(model, staged, fixed_samples, int8=True)
+        print(f"rewrote {path.name} with int8 convs and MatMuls ({staged.stat().st_size / 2 ** 20:.1f} MiB)")
         if verify:
             with full_float32():
-                check_int8_export(model, path, sample_rate=sample_rate)
+                check_int8_export(model, staged, sample_rate=sample_rate)
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_seconds: float | None = None,
@@ -482,11 +497,7 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     except ModelFileError as error:
         print(f"warning: {error}")
     for path in outputs:
-        try:
-            save_and_check(model, path, checkpoint_dir, vocab_source, fixed_samples, verify, int8, sample_rate)
-        except BaseException:  # a file that failed its checks (or an int8 export left in float) is not left behind
-            path.unlink(missing_ok=True)
-            raise
+        save_and_check(model, path, checkpoint_dir, vocab_source, fixed_samples, verify, int8, sample_rate)
     print(f"export done in {time.perf_counter() - started:.1f} s")
     return outputs
 
@@ -513,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-checks", action="store_true",
                         help="skip the save/load, ONNX Runtime and PyTorch checks")
     args = parser.parse_args(argv)
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        parser.error(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     outputs = args.output or ["model/wav2vec.h5"]
     if any(Path(path).suffix not in FORMATS for path in outputs):
         parser.error(f"--output must end in .h5 or .onnx: {', '.join(outputs)}")
@@ -520,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export(args.checkpoint, outputs, args.max_seconds, verify=not args.skip_checks, int8=args.int8)
     except (CheckpointError, ExportCheckError, ModelFileError, OnnxExportError) as error:
+        print(f"export-model: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a file that cannot be read or written (an output folder under /proc, a full disk)
         print(f"export-model: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -701,7 +701,46 @@ def test_an_export_that_fails_its_checks_is_not_left_behind(tmp_path, monkeypatc
     monkeypatch.setattr(export_module, "check_onnx_export", failing_check)
     output = tmp_path / "m.onnx"
     assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", str(output), "--int8"]) == 1
-    assert "logits differ by 1.0" in capsys.readouterr().err and not output.exists()
+    assert "logits differ by 1.0" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+    output.write_bytes(b"an earlier export")  # is kept as it was
+    assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", str(output)]) == 1
+    assert output.read_bytes() == b"an earlier export" and list(tmp_path.iterdir()) == [output]
+
+
+def test_an_h5_exported_onto_itself_survives_an_interrupted_check(tmp_path, monkeypatch):
+    """The model is written and checked beside its output and moved there only once it passed: the .h5 being
+    converted, given as the output too, is never deleted."""
+    import shutil
+
+    source = tmp_path / "demo.h5"
+    shutil.copyfile(Path(__file__).resolve().parent.parent / "model" / "demo-wav2vec2.h5", source)
+    before = source.read_bytes()
+
+    def ctrl_c(*arguments, **keywords):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "check_export", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        export_module.main(["--checkpoint", str(source), "--output", str(source)])
+    assert source.read_bytes() == before and list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize("output", ["/proc/m.onnx", "{file}/m.onnx"])
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, output):
+    (tmp_path / "file").write_text("")
+    output = output.format(file=tmp_path / "file")
+    assert export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--output", output, "--skip-checks"]) == 1
+    error = capsys.readouterr().err
+    assert "Traceback" not in error, error
+    last = error.strip().splitlines()[-1]  # after the conversion's progress bar
+    assert last.startswith("export-model: error: [Errno ") and str(Path(output).parent) in last
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-2"])
+def test_max_seconds_must_be_a_positive_number(seconds, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--max-seconds", seconds])
+    assert exit_status.value.code == 2 and "--max-seconds must be a positive number" in capsys.readouterr().err
 
 
 def test_the_onnx_check_scales_its_tolerance_with_the_logits(tmp_path, monkeypatch, capsys):
