@@ -714,7 +714,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     longest = config.max_samples if fixed_length else max((split.utterances[i].num_samples for i in pending), default=1)
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions,
                                  longest_seconds=longest / config.sample_rate, calls=len(pending))
-    if model_pass.fixed_samples is not None:  # an .onnx exported with --max-seconds
+    if model_pass.fixed_samples is not None:  # a fixed-length model: the .h5 (--fixed-length), an .onnx
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         leave_out_longer_than(split, fixed_samples, model_path)
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
@@ -872,14 +872,14 @@ def combined_digest(digests: dict[str, str]) -> str:
 
 
 def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
-    """An .onnx exported with --max-seconds takes at most fixed_samples: longer utterances are left out and
-    reported like the preprocessing's, never padded past the model's input."""
+    """A model exported with --max-seconds (an .onnx, or an .h5 run with --fixed-length) takes at most
+    fixed_samples: longer utterances are left out and reported like the preprocessing's, never cut to its input."""
     from librispeech.data import ExcludedUtterance
 
     longer = sorted(i for i, u in split.utterances.items() if u.num_samples > fixed_samples)
     if not longer:
         return
-    reason = f"longer than the .onnx model's fixed input ({fixed_samples} samples)"
+    reason = f"longer than the model's fixed input ({fixed_samples} samples)"
     split.excluded += [ExcludedUtterance(i, reason) for i in longer]
     split.utterances = {i: u for i, u in split.utterances.items() if u.num_samples <= fixed_samples}
     print(f"evaluate: {model_path.name} takes at most {fixed_samples} samples; left out {len(longer)} longer "

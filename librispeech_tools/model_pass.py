@@ -29,20 +29,14 @@ class ModelPassError(Exception):
     """A model file or engine choice that cannot run: reported by evaluate as one line, exit status 1."""
 
 
-def load_model_with_latent(model_path: Path):
-    """The model, returning logits and the transformer's last hidden state."""
+def load_keras_model(model_path: Path):
+    """The Keras export at `model_path`; a missing, damaged or unsupported file is the runtime's one-line error."""
     from librispeech.model_file import ModelFileError, load_wav2vec2
 
-    if model_path.suffix.lower() == ".onnx":  # one session, checked as load_wav2vec2 checks it
-        converted = load_onnx_with_latent(model_path)
-        return converted.session, converted
     try:
-        model = load_wav2vec2(model_path)
+        return load_wav2vec2(model_path)
     except ModelFileError as error:
         raise ModelPassError(str(error)) from None
-    from librispeech.wav2vec2 import model as wav2vec2_model
-
-    return model, wav2vec2_model.with_hidden_states(model)
 
 
 def load_onnx_with_latent(model_path: Path, sessions: int = 1):
@@ -355,11 +349,12 @@ class KerasModelPass:
 
     precision = "float32"
     engine = "keras"
-    fixed_samples = None  # any input length
     parallel_calls = 1    # calls it takes at once (calls_in_order)
 
-    def __init__(self, model, jit_compile: bool = False):
+    def __init__(self, model, jit_compile: bool = False, fixed_samples: int | None = None):
         import keras
+
+        self.fixed_samples = fixed_samples  # the input length of a fixed-length model; None: any length
 
         from librispeech.wav2vec2 import model as wav2vec2_model
 
@@ -525,7 +520,8 @@ def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool =
     if model_path.suffix.lower() == ".onnx":
         return OnnxModelPass(model_path, sessions=sessions)
     if fixed_length:
-        return KerasModelPass(load_model_with_latent(model_path)[0], jit_compile)
+        model = load_keras_model(model_path)
+        return KerasModelPass(model, jit_compile, fixed_samples=model.inputs[0].shape[1])
     if engine == "onnxruntime":
         return onnx_model_pass_of_h5(model_path, sessions)
     return KerasModelPass(load_dynamic_length_model(model_path), jit_compile)
@@ -539,7 +535,7 @@ def onnx_model_pass_of_h5(model_path: Path, sessions: int = 1) -> "OnnxModelPass
     from librispeech_tools.h5_layers import read_h5_layers
 
     if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
-        load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
+        load_keras_model(model_path)  # the one-line error of a missing or unsupported model file
     try:
         check_h5_export(model_path)
         layers = read_h5_layers(model_path, name=model_path.stem)
@@ -564,7 +560,7 @@ def load_dynamic_length_model(model_path: Path):
     from librispeech.wav2vec2 import model as wav2vec2_model
 
     if model_path.suffix.lower() not in (".h5", ".hdf5") or not model_path.is_file():
-        load_model_with_latent(model_path)  # the one-line error of a missing or unsupported model file
+        load_keras_model(model_path)  # the one-line error of a missing or unsupported model file
     try:
         encoder_config = check_h5_export(model_path)
     except ModelFileError as error:
@@ -575,7 +571,7 @@ def load_dynamic_length_model(model_path: Path):
         model = wav2vec2_model.build_and_assign(encoder_config, None, lambda built: built.load_weights(model_path),
                                                 name=model_path.stem)
     except (OSError, KeyError, TypeError, ValueError):
-        model, _ = load_model_with_latent(model_path)
+        model = load_keras_model(model_path)
         return dynamic_length_model(model)
     try:
         check_finite_weights(model_path, model)

@@ -214,16 +214,18 @@ def test_onnx_export_gives_the_h5_report_rows(tiny_model, tmp_path):
         assert max(abs(a - b) for a, b in zip(other["latent"], row["latent"])) <= 1e-4
 
 
-def test_utterances_longer_than_a_fixed_length_onnx_are_left_out_and_listed(tiny_model, tmp_path):
+@pytest.mark.parametrize("suffix, options", [(".onnx", []), (".h5", ["--fixed-length"])])
+def test_utterances_longer_than_a_fixed_length_model_are_left_out_and_listed(tiny_model, tmp_path, suffix, options):
+    """An .onnx exported with --max-seconds, or such an .h5 run at its fixed length."""
     from librispeech_tools.export import export
 
-    short = export(tiny_model, tmp_path / "short.onnx", max_seconds=3.5, verify=False)[0]
-    result = evaluate("--split", "test-clean", "--model", str(short), "--out", str(tmp_path / "out"))
+    short = export(tiny_model, tmp_path / f"short{suffix}", max_seconds=3.5, verify=False)[0]
+    result = evaluate("--split", "test-clean", "--model", str(short), "--out", str(tmp_path / "out"), *options)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "short.onnx takes at most 56000 samples; left out 18 longer utterance(s)" in result.stderr
+    assert f"short{suffix} takes at most 56000 samples; left out 18 longer utterance(s)" in result.stderr
     assert len(pd.read_csv(tmp_path / "out" / "samples.csv")) == 2  # the bundled test-clean has two under 3.5 s
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "left out: 18" in summary and "longer than the .onnx model's fixed input (56000 samples)" in summary
+    assert "left out: 18" in summary and "longer than the model's fixed input (56000 samples)" in summary
 
 
 def damage_flac_bodies(folder: Path, count: int | None = None) -> list[str]:
