@@ -518,17 +518,20 @@ class RunInfo:
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
         path = folder / RUN_INFO_FILE
+        if not path.is_file():
+            raise EvaluationError(f"{folder} has no {RUN_INFO_FILE}: not a finished evaluate run")
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise EvaluationError(f"{folder} has no {RUN_INFO_FILE}: not a finished evaluate run") from None
-        # files from before the timing counted samples covered all of theirs
-        timing = ModelPassTiming(**{"samples": values["samples"], **values["model_pass"]})
-        return cls(values["split"], values["subset"], values["source"], [Excluded(*e) for e in values["excluded"]],
-                   values["model"], values["samples"], tuple(values["shard"]) if values["shard"] else None,
-                   timing, values["seconds"], values.get("made_by"),
-                   StageClock(**values["stages"]) if values.get("stages") else None, values.get("selection"),
-                   values.get("data"), values.get("merged_shards"))
+            # files from before the timing counted samples covered all of theirs
+            timing = ModelPassTiming(**{"samples": values["samples"], **values["model_pass"]})
+            return cls(values["split"], values["subset"], values["source"],
+                       [Excluded(*e) for e in values["excluded"]], values["model"], values["samples"],
+                       tuple(values["shard"]) if values["shard"] else None, timing, values["seconds"],
+                       values.get("made_by"), StageClock(**values["stages"]) if values.get("stages") else None,
+                       values.get("selection"), values.get("data"), values.get("merged_shards"))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError: a ValueError
+            raise EvaluationError(f"{path} cannot be read as an evaluate run ({type(error).__name__}: {error}); "
+                                  f"run that shard again into a new folder") from None
 
 
 def same_run_key(made_by: dict | None) -> dict:
@@ -890,7 +893,8 @@ def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
 
 
 def default_folder_name(split_name: str, model_path: Path, limit: int | None, shard: Shard | None) -> str:
-    """reports/<split>-<model>[-onnx][-limit-N][-shard-i-of-n]: runs that would make other rows get other folders."""
+    """reports/<split>-<model>[-onnx][-limit-N][-shard-i-of-n]: another model format, --limit or shard gets another
+    folder; a run on other data or another LM under the same names is refused there (resume), and takes --out."""
     return (f"{split_name}-{model_path.stem}{'-onnx' if model_path.suffix.lower() == '.onnx' else ''}"
             f"{f'-limit-{limit}' if limit is not None else ''}"
             f"{f'-shard-{shard.index}-of-{shard.count}' if shard else ''}")

@@ -332,6 +332,27 @@ def test_summary_says_which_samples_lack_records_or_have_characters_outside_the_
     assert data_notes(clean, "openslr") == []
 
 
+@pytest.mark.parametrize("damage, says", [
+    ("a file", "has no run.json: not a finished evaluate run"),
+    ("", "cannot be read as an evaluate run (JSONDecodeError: "),
+    ("{}", "cannot be read as an evaluate run (KeyError: 'samples')"),
+    ("[1, 2]", "cannot be read as an evaluate run (TypeError: "),
+])
+def test_merge_of_a_folder_that_is_no_finished_run_is_one_line(tmp_path, capsys, damage, says):
+    from librispeech_tools import evaluate as evaluate_module
+
+    shard = tmp_path / "shard"
+    if damage == "a file":
+        shard.write_text("")
+    else:
+        shard.mkdir()
+        (shard / "run.json").write_text(damage)
+    with pytest.raises(SystemExit) as exit_status:
+        evaluate_module.main(["--merge", str(shard), "--out", str(tmp_path / "merged")])
+    assert exit_status.value.code.startswith("evaluate: ") and says in exit_status.value.code, exit_status.value.code
+    assert not (tmp_path / "merged").exists()
+
+
 def test_an_interrupt_before_the_model_pass_is_one_line(monkeypatch, capsys):
     from librispeech_tools import evaluate as evaluate_module
 
