@@ -304,23 +304,39 @@ class CorpusStats:
         return "\n".join(lines)
 
 
+# Marks a corpus root this module wrote: only there does write_corpus replace existing split folders (a real
+# LibriSpeech root given by mistake keeps its dev-clean). Hidden, so corpus listings never see it.
+CORPUS_MARKER = ".synthetic-corpus"
+
+
+class NotASyntheticCorpusError(RuntimeError):
+    """write_corpus was pointed at split folders it did not make."""
+
+
 def write_corpus(root: Path, plan: CorpusPlan, jobs: int = 1, progress: bool = False,
                  description: str = "utterances") -> CorpusStats:
     """Generate every utterance of plan under root in LibriSpeech's layout, with transcripts and tables.
 
-    The split folders the plan writes are emptied first (so a regenerated corpus holds no stale files);
-    SPEAKERS.TXT, CHAPTERS.TXT and BOOKS.TXT are rewritten. Work runs in `jobs` threads: the heavy lifting happens
-    in the espeak-ng and sox processes and in libsndfile, which do not hold Python's lock.
+    The split folders the plan writes are emptied first (so a regenerated corpus holds no stale files), but only in
+    a root that holds CORPUS_MARKER, which this writes: split folders it did not make are refused
+    (NotASyntheticCorpusError). SPEAKERS.TXT, CHAPTERS.TXT and BOOKS.TXT are rewritten. Work runs in `jobs` threads:
+    the heavy lifting happens in the espeak-ng and sox processes and in libsndfile, which do not hold Python's lock.
     """
     plan.validate()
     require_tools()
     check_voices(spec.voice for spec in plan.utterances)
     root = Path(root)
     subsets = {s.id: s.subset for s in plan.speakers}
-    for subset in sorted(set(subsets.values())):
-        if (root / subset).exists():
-            shutil.rmtree(root / subset)
+    existing = [root / subset for subset in sorted(set(subsets.values())) if (root / subset).exists()]
+    if existing and not (root / CORPUS_MARKER).is_file():
+        raise NotASyntheticCorpusError(
+            f"{root} already holds {', '.join(path.name for path in existing)}, which this generator did not make "
+            f"(no {CORPUS_MARKER} there), so it will not replace them: write the corpus to another folder")
+    for split_folder in existing:
+        shutil.rmtree(split_folder)
     root.mkdir(parents=True, exist_ok=True)
+    (root / CORPUS_MARKER).write_text("made by librispeech_tools.synthetic: regenerating it replaces its splits\n",
+                                      encoding="utf-8")
 
     def make(spec: UtteranceSpec) -> tuple[str, float]:
         samples = render(spec)

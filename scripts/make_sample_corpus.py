@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    stats = synthetic.write_corpus(args.out, synthetic.sample_corpus_plan(), jobs=args.jobs, progress=True,
-                                   description="sample corpus")
+    try:
+        stats = synthetic.write_corpus(args.out, synthetic.sample_corpus_plan(), jobs=args.jobs, progress=True,
+                                       description="sample corpus")
+    except synthetic.NotASyntheticCorpusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(stats.summary())
     print(f"wrote {args.out} ({folder_bytes(args.out) / 2**20:.2f} MiB of files) in "
           f"{time.perf_counter() - started:.1f} s")

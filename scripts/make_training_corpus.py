@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --out is the bundled sample corpus; choose another folder", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    stats = synthetic.write_corpus(args.out, plan, jobs=args.jobs, progress=True, description="training corpus")
+    try:
+        stats = synthetic.write_corpus(args.out, plan, jobs=args.jobs, progress=True, description="training corpus")
+    except synthetic.NotASyntheticCorpusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - started
     print(stats.summary())
     print(f"wrote {args.out} in {elapsed:.1f} s ({args.utterances / elapsed:.1f} utterances/s, "

@@ -92,7 +92,7 @@ def test_every_file_and_folder_follows_the_layout(corpus):
         if path.is_dir():
             assert len(relative) <= 3 and relative[0] in SPLITS and all(p.isdigit() for p in relative[1:])
         elif len(relative) == 1:
-            assert relative[0] in ("SPEAKERS.TXT", "CHAPTERS.TXT", "BOOKS.TXT")
+            assert relative[0] in ("SPEAKERS.TXT", "CHAPTERS.TXT", "BOOKS.TXT", synthetic.CORPUS_MARKER)
         else:
             assert len(relative) == 4 and relative[0] in SPLITS, path
             assert path.name.endswith((".flac", ".trans.txt")), path
@@ -302,6 +302,18 @@ def test_generating_a_tiny_training_corpus(tmp_path):
     speakers = table_rows(tmp_path / "SPEAKERS.TXT", ";ID  |SEX| SUBSET           |MINUTES| NAME")
     assert {row[0] for row in speakers} == {str(spec.speaker_id) for spec in plan.utterances}
     assert (tmp_path / "CHAPTERS.TXT").is_file() and (tmp_path / "BOOKS.TXT").is_file()
+
+    # Its own corpus is regenerated in place (no stale file stays); a split folder it did not make is never deleted.
+    stale = tmp_path / "train-synthetic" / "stale.txt"
+    stale.write_text("")
+    assert module.main(["--out", str(tmp_path), "--utterances", "3", "--seed", "1", "--jobs", "2"]) == 0
+    assert not stale.exists() and read_transcripts(tmp_path) == transcripts
+    real = tmp_path / "real"
+    (real / "train-synthetic" / "19" / "198").mkdir(parents=True)
+    (real / "train-synthetic" / "19" / "198" / "19-198-0000.flac").write_bytes(b"a user's file")
+    assert module.main(["--out", str(real), "--utterances", "3", "--seed", "1"]) == 2
+    assert (real / "train-synthetic" / "19" / "198" / "19-198-0000.flac").read_bytes() == b"a user's file"
+    assert not (real / synthetic.CORPUS_MARKER).exists()
 
 
 @needs_espeak
