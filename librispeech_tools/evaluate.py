@@ -37,6 +37,7 @@ from librispeech_tools.model_pass import (ENGINES, SESSIONS_NEED_ONNX_RUNTIME, B
                                           usable_cores)
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
+ERROR_COUNT_PREFIXES = ("word_", "char_")  # word_hits ... char_insertions: counts
 
 
 class EvaluationError(Exception):
@@ -161,9 +162,16 @@ class StageClock:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ranked)
 
 
+def float32_value(value) -> float:
+    """A float32 result (the registered loss and metrics return float32, as the platform takes them) as the shortest
+    decimal that reads back to it: 0.6, not 0.6000000238418579."""
+    return float(str(np.float32(value)))
+
+
 def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hidden: np.ndarray, real_frames: int,
                loss: float, rates: dict, metadata: dict) -> dict:
-    """One samples.jsonl row: ids, reference, hypothesis, loss, metrics, metadata and the mean-pooled latent."""
+    """One samples.jsonl row: ids, reference, hypothesis, loss, metrics (the error counts as whole numbers),
+    metadata and the mean-pooled latent."""
     from librispeech import tokenizer
 
     return {"id": sample_id, "subset": split.subset, "split": split.split,
@@ -171,7 +179,9 @@ def sample_row(split, sample_id: str, logits: np.ndarray, label: np.ndarray, hid
             "reference": tokenizer.decode_reference(label),
             # the metrics see float16 logits, as on the platform; decode what they saw
             "hypothesis": tokenizer.decode_greedy(logits.astype(np.float16)),
-            "loss": float(loss), **{key: float(value) for key, value in rates.items()}, **metadata,
+            "loss": float32_value(loss),
+            **{key: int(value) if key.startswith(ERROR_COUNT_PREFIXES) else float32_value(value)
+               for key, value in rates.items()}, **metadata,
             # hidden is zero past the real frames
             "latent": hidden[:max(1, real_frames)].mean(axis=0).astype(float).round(6).tolist()}
 
@@ -190,7 +200,7 @@ def decoded_audio(split, sample_ids, metadata: MetadataProcesses | None) -> dict
             del split.utterances[sample_id]  # the run covers the others (run.json's samples, which --merge checks)
             split.excluded.append(data.ExcludedUtterance(sample_id, data.UNREADABLE_AUDIO, str(error)))
             if metadata is not None:
-                metadata.forget(sample_id)
+                metadata.forget([sample_id])
     return waveforms
 
 
@@ -382,7 +392,8 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              + (f" (the timing covers {model_pass.samples} of the {len(table)} samples)"
                 if model_pass and model_pass.samples != len(table) else "")]
     if run_info.stages:
-        lines.append(f"- time by stage ({run_info.stages.samples} samples; more in {RUN_INFO_FILE}): "
+        count = run_info.stages.samples
+        lines.append(f"- time by stage ({count} sample{'' if count == 1 else 's'}; more in {RUN_INFO_FILE}): "
                      f"{run_info.stages.line()}")
     lines.append("")
     by_speaker = table.assign(speaker=table["speech.speaker_id"].astype(str) + " " +
@@ -719,7 +730,9 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
                                  longest_seconds=longest / config.sample_rate, calls=len(pending))
     if model_pass.fixed_samples is not None:  # a fixed-length model: the .h5 (--fixed-length), an .onnx
         fixed_length, fixed_samples = True, model_pass.fixed_samples
-        leave_out_longer_than(split, fixed_samples, model_path)
+        left_out = leave_out_longer_than(split, fixed_samples, model_path)
+        if metadata is not None:
+            metadata.forget(left_out)
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")
     num_samples = {i: split.utterances[i].num_samples for i in split.utterances if i not in done}
     batch_size = batch_size or default_batch_size(model_pass, fixed_samples if fixed_length else max(
@@ -874,14 +887,14 @@ def combined_digest(digests: dict[str, str]) -> str:
     return hashlib.blake2b(json.dumps(sorted(digests.items())).encode(), digest_size=16).hexdigest()
 
 
-def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
+def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> list[str]:
     """A model exported with --max-seconds (an .onnx, or an .h5 run with --fixed-length) takes at most
     fixed_samples: longer utterances are left out and reported like the preprocessing's, never cut to its input."""
     from librispeech.data import ExcludedUtterance
 
     longer = sorted(i for i, u in split.utterances.items() if u.num_samples > fixed_samples)
     if not longer:
-        return
+        return []
     reason = f"longer than the model's fixed input ({fixed_samples} samples)"
     split.excluded += [ExcludedUtterance(i, reason) for i in longer]
     split.utterances = {i: u for i, u in split.utterances.items() if u.num_samples <= fixed_samples}
@@ -890,6 +903,7 @@ def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> None:
     if not split.utterances:
         raise EvaluationError(f"every selected utterance is longer than {model_path.name}'s fixed input of "
                               f"{fixed_samples} samples; export the model without --max-seconds")
+    return longer
 
 
 def default_folder_name(split_name: str, model_path: Path, limit: int | None, shard: Shard | None) -> str:
@@ -1012,7 +1026,10 @@ def write_report(rows: list[dict], out: Path, run_info: "RunInfo", title: str) -
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--split", help="split folder or subset name (default: the validation split, dev-clean)")
+    parser.add_argument("--split", help="a split folder (its name under the corpus root, or a path), a subset "
+                                        "(training, validation, test), or with the HF source a split name, "
+                                        "CONFIG/SPLIT naming the config too (default: the validation split, "
+                                        "dev-clean)")
     parser.add_argument("--limit", type=int, help="at most this many samples (seeded selection); default: all")
     parser.add_argument("--model", type=Path, help=".h5 or .onnx export (default: WAV2VEC_MODEL or the demo model)")
     parser.add_argument("--out", type=Path, help="report folder (default: reports/<split>-<model>[-onnx][-limit-N]"
@@ -1025,7 +1042,8 @@ def main(argv=None) -> None:
     parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="what runs an .h5 on real lengths: keras, or onnxruntime (the same float32 model "
                              "converted in memory; faster on CPU). auto (default): onnxruntime unless Keras has a "
-                             "GPU, or --xla / --fixed-length is given. An .onnx always runs with onnxruntime")
+                             "GPU, --xla / --fixed-length is given, or the onnx package (dev extra) is missing. An "
+                             ".onnx always runs with onnxruntime")
     parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
     parser.add_argument("--sessions", type=int, metavar="N",
                         help=f"ONNX Runtime sessions running utterances at once, each on cores/N threads (default: "

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 
 METADATA_SECTIONS = ("speech", "text", "readability", "records", "pace", "noise")
 
@@ -95,10 +96,16 @@ class MetadataProcesses:
                 self._go_in_line(STOPPED)
         return metadata_row(sample_id, response)
 
-    def forget(self, sample_id: str) -> None:
-        """A sample left out of the run: its row is never asked for."""
-        self.futures.pop(sample_id, None)
-        self._submit(1)
+    def forget(self, sample_ids: Iterable[str]) -> None:
+        """Samples left out of the run (unreadable audio; longer than a fixed-length model's input, found once the
+        model has loaded): their rows are never asked for, so those not yet started are not computed."""
+        forgotten = set(sample_ids)
+        self.to_submit = (sample_id for sample_id in self.to_submit if sample_id not in forgotten)
+        for sample_id in forgotten:
+            future = self.futures.pop(sample_id, None)
+            if future is not None:
+                future.cancel()
+        self._submit(max(0, LOOKAHEAD - len(self.futures)))
 
     def _go_in_line(self, what: str) -> None:
         if self.in_line:

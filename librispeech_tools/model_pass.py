@@ -121,7 +121,7 @@ def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GR
     while length < max_samples:
         lengths.append(int(np.ceil(length / FRAME_STRIDE_SAMPLES)) * FRAME_STRIDE_SAMPLES)
         length *= growth
-    return sorted(set(lengths) - {max_samples} | {max_samples})
+    return sorted({min(length, max_samples) for length in lengths} | {max_samples})  # rounding up stays inside
 
 
 def length_order(num_samples: dict[str, int]) -> list[str]:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import soundfile
@@ -117,15 +118,11 @@ def _ssml(text: str) -> str:
     """Spoken text as espeak-ng SSML: escape everything except the pause tags."""
     parts, position = [], 0
     for tag in _BREAK_TAG.finditer(text):
-        parts.append(_xml_escape(text[position:tag.start()]))
+        parts.append(xml_escape(text[position:tag.start()]))
         parts.append(tag.group(0))
         position = tag.end()
-    parts.append(_xml_escape(text[position:]))
+    parts.append(xml_escape(text[position:]))
     return "<speak>" + "".join(parts) + "</speak>"
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _run(command: list[str], stdin: bytes) -> bytes:

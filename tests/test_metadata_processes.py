@@ -53,6 +53,26 @@ def test_worker_rows_equal_the_registered_functions_in_line(source, bundled_spli
     assert [row["speech.rms_std"] for row in rows] != [rows[0]["speech.rms_std"]] * 3  # three different samples
 
 
+def test_forgotten_samples_are_not_computed(bundled_split, monkeypatch):
+    """Samples left out once the run has started (longer than a fixed-length model's input) are dropped from the
+    worker's queue, queued or not yet handed over: the worker computes only the rows that will be asked for."""
+    monkeypatch.setattr(metadata_processes, "LOOKAHEAD", 3)
+    sample_ids = sorted(bundled_split.utterances)[:5]
+    kept = [sample_ids[0], sample_ids[1], sample_ids[3]]
+    workers = MetadataProcesses(bundled_split, sample_ids, workers=1)
+    try:
+        # the pool hands one worker two calls at a time; the third waits in the pool, cancellable
+        queued = workers.futures[sample_ids[2]]
+        workers.forget([sample_ids[2], sample_ids[4]])  # one queued, one not handed over yet
+        assert list(workers.futures) == kept and queued.cancelled()
+        rows = [workers.row(sample_id, None) for sample_id in kept]
+        assert not workers.futures  # nothing left to compute
+    finally:
+        workers.close()
+    response = split_response(bundled_split)
+    assert rows == [metadata_row(sample_id, response) for sample_id in kept]
+
+
 def test_a_stopped_worker_leaves_the_metadata_to_this_process(bundled_split, capsys):
     sample_ids = sorted(bundled_split.utterances)[:2]
     response = split_response(bundled_split)
