@@ -641,4 +641,3 @@ def training_corpus_plan(utterances: int, seed: int = 0, split: str = TRAINING_S
 def _speaker_name(speaker_id: int, sex: str) -> str:
     first = _FIRST_NAMES[sex]
     return f"{first[speaker_id % len(first)]} {_LAST_NAMES[(speaker_id * 7) % len(_LAST_NAMES)]}"
-

@@ -18,7 +18,8 @@ import pytest
 import librispeech  # noqa: F401  telemetry guard first
 from librispeech import data
 from librispeech.config import project_config
-from librispeech_tools import evaluate, model_pass
+from librispeech_tools import evaluate, model_pass, report_folder, sample_rows, shard_merge, split_selection
+from librispeech_tools.evaluate_errors import EvaluationError
 
 SPLIT, LIMIT = "test-clean", 8  # the bundled corpus: 8 utterances of 3.5 to 5.6 s
 
@@ -66,8 +67,8 @@ def test_rows_equal_the_fixed_length_path(engine, real_lengths, fixed_length, tm
     assert difference.max() <= 1e-4, difference.sort_values().tail()
     others = [c for c in fixed.columns if c not in numeric]
     assert dynamic[others].fillna("").equals(fixed[others].fillna(""))
-    rows = {row["id"]: row for row in evaluate.read_rows(out / "samples.jsonl")}
-    fixed_rows = {row["id"]: row for row in evaluate.read_rows(fixed_out / "samples.jsonl")}
+    rows = {row["id"]: row for row in sample_rows.read_rows(out / "samples.jsonl")}
+    fixed_rows = {row["id"]: row for row in sample_rows.read_rows(fixed_out / "samples.jsonl")}
     for sample_id, row in rows.items():
         assert np.allclose(row["latent"], fixed_rows[sample_id]["latent"], atol=1e-4)
 
@@ -126,7 +127,7 @@ def test_engine_choice(monkeypatch, capsys):
 def test_summary_reports_the_model_pass(real_lengths):
     out, table = real_lengths
     summary = (out / "summary.md").read_text()
-    audio_seconds = sum(evaluate.load_selection(project_config(), "test", LIMIT).utterances[i].num_samples
+    audio_seconds = sum(split_selection.load_selection(project_config(), "test", LIMIT).utterances[i].num_samples
                         for i in table["id"]) / project_config().sample_rate
     assert "model pass: " in summary and f"for {audio_seconds:.1f} s of audio (real-time factor " in summary
     # where the time went, stage by stage
@@ -149,7 +150,7 @@ def test_real_length_input_is_the_platform_input_without_its_padding():
     from code_loader.contract.enums import DataStateType
 
     config = project_config()
-    split = evaluate.load_selection(config, "test", 2)
+    split = split_selection.load_selection(config, "test", 2)
     response = PreprocessResponse(sample_ids=list(split.utterances), data=split, state=DataStateType.test,
                                   sample_id_type=str)
     for sample_id in split.utterances:
@@ -305,7 +306,7 @@ def test_busy_clock_counts_overlapping_calls_once():
 
 
 def test_stage_clock_counts_a_stage_within_another_in_its_own_only():
-    clock = evaluate.StageClock()
+    clock = sample_rows.StageClock()
     with clock.stage("outer"):
         time.sleep(0.1)
         with clock.stage("inner"):
@@ -395,10 +396,10 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     out, whole = real_lengths
     shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
     for index, folder in enumerate(shards, 1):
-        run(folder, shard=evaluate.Shard(index, 2), batch_size=1)  # one per call: exact lengths, no bucket
+        run(folder, shard=split_selection.Shard(index, 2), batch_size=1)  # one per call: exact lengths, no bucket
     first, second = (set(pd.read_csv(folder / "samples.csv")["id"]) for folder in shards)
     assert first and second and not first & second and first | second == set(whole["id"])
-    evaluate.merge(shards[::-1], tmp_path / "merged")
+    shard_merge.merge(shards[::-1], tmp_path / "merged")
     merged = pd.read_csv(tmp_path / "merged" / "samples.csv")
     pd.testing.assert_frame_equal(merged, whole, check_exact=False, atol=1e-4, rtol=0)
     merged_summary = (tmp_path / "merged" / "summary.md").read_text()
@@ -422,16 +423,16 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     assert "report" not in next(line for line in (tmp_path / "merged" / "summary.md").read_text().splitlines()
                                 if line.startswith("- time by stage"))
 
-    with pytest.raises(evaluate.EvaluationError, match=r"missing \[2\]"):
-        evaluate.merge(shards[:1], tmp_path / "bad")
-    with pytest.raises(evaluate.EvaluationError, match="is a shard's or another run's folder"):
-        evaluate.merge(shards, shards[0])  # would overwrite that shard
+    with pytest.raises(EvaluationError, match=r"missing \[2\]"):
+        shard_merge.merge(shards[:1], tmp_path / "bad")
+    with pytest.raises(EvaluationError, match="is a shard's or another run's folder"):
+        shard_merge.merge(shards, shards[0])  # would overwrite that shard
     # the same corpus in another folder on each shard's machine: both named, in the same order whatever the order given
     for folder, place in zip(shards, ("/machine-b/LibriSpeech", "/machine-a/LibriSpeech")):
         info = json.loads((folder / "run.json").read_text())
         (folder / "run.json").write_text(json.dumps({**info, "data": place}))
     for order, name in ((shards, "two-places"), (shards[::-1], "two-places-reversed")):
-        evaluate.merge(order, tmp_path / name)
+        shard_merge.merge(order, tmp_path / name)
         assert "- data: /machine-a/LibriSpeech or /machine-b/LibriSpeech (openslr)" in (
             tmp_path / name / "summary.md").read_text()
     # run.json files from before made_by and the timing's sample count: merged, their timing taken as complete
@@ -440,7 +441,7 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     for folder, info in infos.items():
         del info["made_by"], info["model_pass"]["samples"]
         (folder / "run.json").write_text(json.dumps(info))
-    evaluate.merge(shards, tmp_path / "merged-old")
+    shard_merge.merge(shards, tmp_path / "merged-old")
     assert "timing covers" not in (tmp_path / "merged-old" / "summary.md").read_text()
     # shards of one run on two machines (model and data in other folders, copied files) merge; of different runs
     # (here another --limit) they are not one report
@@ -449,18 +450,18 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         info["made_by"] = {"limit": 8, "shard": [1 + elsewhere, 2], "data": f"/machine-{elsewhere}/LibriSpeech",
                            "model": [f"/machine-{elsewhere}/model/m.h5", 100, 1234 + elsewhere]}
         (folder / "run.json").write_text(json.dumps(info))
-    evaluate.merge(shards, tmp_path / "merged-machines")
+    shard_merge.merge(shards, tmp_path / "merged-machines")
     info = {**infos[shards[0]], "made_by": {**infos[shards[0]]["made_by"], "limit": 6}}
     (shards[0] / "run.json").write_text(json.dumps(info))
-    with pytest.raises(evaluate.EvaluationError, match="the shards were made by different runs"):
-        evaluate.merge(shards, tmp_path / "bad")
+    with pytest.raises(EvaluationError, match="the shards were made by different runs"):
+        shard_merge.merge(shards, tmp_path / "bad")
     for folder, text in originals.items():
         (folder / "run.json").write_text(text)
     # one utterance left out on both machines, its detail naming each machine's path: listed once
     for folder, text in originals.items():
         info = {**json.loads(text), "excluded": [["x-1", "unreadable audio", f"/{folder.name}/x-1.flac"]]}
         (folder / "run.json").write_text(json.dumps(info))
-    evaluate.merge(shards, tmp_path / "merged-excluded")
+    shard_merge.merge(shards, tmp_path / "merged-excluded")
     assert json.loads((tmp_path / "merged-excluded" / "run.json").read_text())["excluded"] == [
         ["x-1", "unreadable audio", "/shard-1/x-1.flac"]]
     # shards record the model's and the LM's contents and the whole selection's: another model under the same name
@@ -475,14 +476,14 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         info[change[0]][change[1]] = (info[change[0]][change[1]][:3] + ["0" * 64] if change[1] == "model"
                                       else "0" * 32)
         (shards[0] / "run.json").write_text(json.dumps(info))
-        with pytest.raises(evaluate.EvaluationError, match=says):
-            evaluate.merge(shards, tmp_path / "bad")
+        with pytest.raises(EvaluationError, match=says):
+            shard_merge.merge(shards, tmp_path / "bad")
     for folder, text in originals.items():
         (folder / "run.json").write_text(text)
     lines = (shards[1] / "samples.jsonl").read_text().splitlines()
     (shards[1] / "samples.jsonl").write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(evaluate.EvaluationError, match="rerun that shard"):
-        evaluate.merge(shards, tmp_path / "bad")
+    with pytest.raises(EvaluationError, match="rerun that shard"):
+        shard_merge.merge(shards, tmp_path / "bad")
 
 
 def test_a_resume_refuses_rows_of_changed_samples_and_a_second_writer(tmp_path, monkeypatch):
@@ -498,22 +499,22 @@ def test_a_resume_refuses_rows_of_changed_samples_and_a_second_writer(tmp_path, 
     project_config.cache_clear()
     try:
         evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
-        first = evaluate.read_rows(out / "samples.jsonl")[0]["id"]
-        with evaluate.writing_lock(out):  # as a run in another process holds it
-            with pytest.raises(evaluate.EvaluationError, match="another evaluate is writing into"):
-                with evaluate.writing_lock(out):
+        first = sample_rows.read_rows(out / "samples.jsonl")[0]["id"]
+        with report_folder.writing_lock(out):  # as a run in another process holds it
+            with pytest.raises(EvaluationError, match="another evaluate is writing into"):
+                with report_folder.writing_lock(out):
                     pass
         transcript = next(corpus.glob(f"{SPLIT}/*/*/{first.rsplit('-', 1)[0]}.trans.txt"))
         lines = transcript.read_text().splitlines()
         transcript.write_text("\n".join(f"{first} A CHANGED TRANSCRIPT" if line.startswith(first + " ") else line
                                         for line in lines) + "\n")
-        with pytest.raises(evaluate.EvaluationError, match=rf"whose transcript, audio or records changed since "
+        with pytest.raises(EvaluationError, match=rf"whose transcript, audio or records changed since "
                                                             rf"\(first: {first}\)"):
             evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
         transcript.write_text("\n".join(lines) + "\n")
         rows = (out / "samples.jsonl").read_text()
         (out / "samples.jsonl").write_text(rows + rows.splitlines()[0] + "\n")
-        with pytest.raises(evaluate.EvaluationError, match="holds some samples twice"):
+        with pytest.raises(EvaluationError, match="holds some samples twice"):
             evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)
         (out / "samples.jsonl").write_text(rows)
         evaluate.run(SPLIT, 3, config.model_path, out, 3, metadata_workers=0)  # unchanged again: resumed
@@ -523,11 +524,11 @@ def test_a_resume_refuses_rows_of_changed_samples_and_a_second_writer(tmp_path, 
 
 
 def test_shard_argument():
-    assert evaluate.Shard.parse("2/4") == evaluate.Shard(2, 4)
-    assert evaluate.Shard(2, 3).select([f"u{i}" for i in range(7)]) == ["u1", "u4"]
+    assert split_selection.Shard.parse("2/4") == split_selection.Shard(2, 4)
+    assert split_selection.Shard(2, 3).select([f"u{i}" for i in range(7)]) == ["u1", "u4"]
     for text in ("0/4", "5/4", "a/b", "3"):
         with pytest.raises(Exception, match="--shard"):
-            evaluate.Shard.parse(text)
+            split_selection.Shard.parse(text)
 
 
 def test_int8_export_rows_stay_near_its_fixed_length_rows(tmp_path):
@@ -558,32 +559,33 @@ def test_split_as_a_folder_path_or_an_hf_config_and_split(tmp_path, monkeypatch)
 
     config = project_config()
     for text in ("dev-clean/", str(config.root / "dev-clean"), str(config.root / "dev-clean") + "/"):
-        assert evaluate.resolve_split(config, text) == ("validation", config), text
-    assert evaluate.resolve_split(config, "test-clean/") == ("test", config)  # its own subset, as test-clean
+        assert split_selection.resolve_split(config, text) == ("validation", config), text
+    assert split_selection.resolve_split(config, "test-clean/") == ("test", config)  # its own subset, as test-clean
     elsewhere = tmp_path / "LibriSpeech" / "my-split"
     elsewhere.mkdir(parents=True)
-    subset, resolved = evaluate.resolve_split(config, str(elsewhere) + "/")
+    subset, resolved = split_selection.resolve_split(config, str(elsewhere) + "/")
     assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
     monkeypatch.chdir(tmp_path)  # a relative path that is not under the corpus root: from the current folder
     for text in ("LibriSpeech/my-split", "./LibriSpeech/my-split/"):
-        subset, resolved = evaluate.resolve_split(config, text)
+        subset, resolved = split_selection.resolve_split(config, text)
         assert (subset, resolved.root, resolved.splits[subset]) == ("validation", elsewhere.parent, "my-split")
     (tmp_path / "dev-clean").mkdir()  # a path (not the configured name) found both ways: the corpus's comes first
-    assert evaluate.resolve_split(config, "dev-clean/") == ("validation", config)
-    with pytest.raises(evaluate.EvaluationError, match=f"unknown split 'nope': no folder {config.root / 'nope'} or "
-                                                       f"{tmp_path / 'nope'} \\(splits of the corpus at"):
-        evaluate.resolve_split(config, "nope")
+    assert split_selection.resolve_split(config, "dev-clean/") == ("validation", config)
+    with pytest.raises(EvaluationError, match=f"unknown split 'nope': no folder {config.root / 'nope'} or "
+                                              f"{tmp_path / 'nope'} \\(splits of the corpus at"):
+        split_selection.resolve_split(config, "nope")
     hf = replace(config, source="huggingface")
-    subset, resolved = evaluate.resolve_split(hf, "all/test.clean")
+    subset, resolved = split_selection.resolve_split(hf, "all/test.clean")
     assert (resolved.hf_config, resolved.hf_splits[subset]) == ("all", "test.clean")
-    assert evaluate.split_label(resolved, "test.clean") == "all-test.clean"
+    assert split_selection.split_label(resolved, "test.clean") == "all-test.clean"
     saved = tmp_path / "librispeech-other"
     saved.mkdir()
     (saved / "dataset_dict.json").write_text("{}")
-    assert evaluate.split_label(replace(hf, hf_dataset=str(saved)), "validation") == "librispeech-other-validation"
-    assert evaluate.hf_source(replace(hf, hf_dataset=str(saved))) == f"{saved} (a save_to_disk copy)"  # no config
-    assert evaluate.hf_source(hf) == f"{hf.hf_dataset}, config {hf.hf_config}"
-    subset, resolved = evaluate.resolve_split(hf, "train.360/")  # no config named: the configured one
+    saved_copy = replace(hf, hf_dataset=str(saved))
+    assert split_selection.split_label(saved_copy, "validation") == "librispeech-other-validation"
+    assert split_selection.hf_source(saved_copy) == f"{saved} (a save_to_disk copy)"  # no config
+    assert split_selection.hf_source(hf) == f"{hf.hf_dataset}, config {hf.hf_config}"
+    subset, resolved = split_selection.resolve_split(hf, "train.360/")  # no config named: the configured one
     assert (subset, resolved.hf_config, resolved.hf_splits[subset]) == ("validation", hf.hf_config, "train.360")
 
 
@@ -593,10 +595,10 @@ def test_resume_compares_what_an_older_run_did_not_record(tmp_path):
     old = {"model": ["m.h5", 1, 2], "split": "test"}
     (tmp_path / "progress.json").write_text(json.dumps({"made_by": old, "seconds": 3.0, "model_pass": {
         "seconds": 1.0, "audio_seconds": 2.0, "batches": 1, "samples": 1}}))
-    rows, seconds, _, stages = evaluate.resume(tmp_path, {**old, "hf_config": None}, tmp_path / "samples.jsonl")
+    rows, seconds, _, stages = report_folder.resume(tmp_path, {**old, "hf_config": None}, tmp_path / "samples.jsonl")
     assert [row["id"] for row in rows] == ["a"] and seconds == 3.0 and stages is None  # no stages recorded then
-    with pytest.raises(evaluate.EvaluationError, match="hf_config was not recorded, now 'clean'"):
-        evaluate.resume(tmp_path, {**old, "hf_config": "clean"}, tmp_path / "samples.jsonl")
+    with pytest.raises(EvaluationError, match="hf_config was not recorded, now 'clean'"):
+        report_folder.resume(tmp_path, {**old, "hf_config": "clean"}, tmp_path / "samples.jsonl")
 
 
 def test_no_accelerator_driver_means_no_keras_import_to_ask(monkeypatch):

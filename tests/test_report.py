@@ -126,7 +126,8 @@ def test_report_files_and_resume(tiny_model, tmp_path):
 
 
 def test_default_report_folders_differ_for_runs_that_make_other_rows():
-    from librispeech_tools.evaluate import Shard, default_folder_name
+    from librispeech_tools.report_folder import default_folder_name
+    from librispeech_tools.split_selection import Shard
 
     names = {default_folder_name("dev-clean", Path(model), limit, shard)
              for model in ("m/demo.h5", "m/demo.onnx") for limit in (None, 5) for shard in (None, Shard(1, 2))}
@@ -165,7 +166,7 @@ def test_a_folder_that_is_not_a_report_is_not_written_into(tmp_path):
             f"evaluate: {out} holds other files and no report (samples.jsonl, progress.json, run.json); the report "
             f"would overwrite some: use an empty or new --out"), result.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["summary.md"] and (out / "summary.md").read_text() == "my notes"
-    from librispeech_tools.evaluate import prepare_folder
+    from librispeech_tools.report_folder import prepare_folder
 
     hidden_only = tmp_path / "kept-in-git"
     hidden_only.mkdir()
@@ -294,18 +295,18 @@ def test_onnx_without_the_hidden_state_is_a_one_line_error(tmp_path):
 def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     """LibriSpeech's SPEAKERS.TXT names speaker 60 "|CBW|Simon"; the long list of left-out utterances is cut."""
     from librispeech import data
-    from librispeech_tools import evaluate as evaluate_module
     from librispeech_tools.model_pass import ModelPassTiming
+    from librispeech_tools.report import write_summary
+    from librispeech_tools.run_info import Excluded, RunInfo
 
     table = pd.DataFrame({"id": ["60-1-0001", "61-1-0001"], "reference": ["A CAT", "A DOG"],
                           "hypothesis": ["A CAT", "A DOT"], "loss": [1.0, 2.0], "wer": [0.0, 0.5],
                           "speech.speaker_id": [60, 61], "records.speaker_name": ["|CBW|Simon", "Ann"],
                           "records.sex": ["M", "F"]})
-    excluded = [evaluate_module.Excluded(f"1-1-{i:04d}", "unreadable audio") for i in range(25)]
-    excluded.append(evaluate_module.Excluded("61-1-0001", data.REPEATED_ID, "1-1.trans.txt line 3: same transcript"))
-    run_info = evaluate_module.RunInfo("test-clean", "test", "openslr", excluded, "m.h5", 2, None,
-                                       ModelPassTiming(), 1.0)
-    evaluate_module.write_summary(table, tmp_path, run_info, Path("m.h5"), 1.0)
+    excluded = [Excluded(f"1-1-{i:04d}", "unreadable audio") for i in range(25)]
+    excluded.append(Excluded("61-1-0001", data.REPEATED_ID, "1-1.trans.txt line 3: same transcript"))
+    run_info = RunInfo("test-clean", "test", "openslr", excluded, "m.h5", 2, None, ModelPassTiming(), 1.0)
+    write_summary(table, tmp_path, run_info, Path("m.h5"), 1.0)
     summary = (tmp_path / "summary.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| 60 ") or line.startswith("| 61 ")]
     assert rows[0].startswith("| 60 \\|CBW\\|Simon | 1 |")
@@ -315,7 +316,7 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
 
 
 def test_summary_says_which_samples_lack_records_or_have_characters_outside_the_vocabulary():
-    from librispeech_tools.evaluate import data_notes
+    from librispeech_tools.report import data_notes
 
     table = pd.DataFrame({"id": ["3-1-0001", "2-1-0001", "1-1-0001"],
                           "records.sex": [None, "F", "M"], "records.speaker_name": [None, "Ann", "Bob"],
