@@ -121,7 +121,8 @@ def metadata_pace(sample_id: str, preprocess: PreprocessResponse) -> dict:
 
 @tensorleap_metadata("noise", metadata_type=_metadata_types(noise.NOISE_TYPES))
 def metadata_noise(sample_id: str, preprocess: PreprocessResponse) -> dict:
-    return noise.noise_features(preprocess.data.audio(sample_id), project_config().sample_rate)
+    return noise.noise_features(preprocess.data.audio(sample_id), project_config().sample_rate,
+                                preprocess.data.clipping_fraction(sample_id))
 
 
 # ---------------------------------------------------------------- visualizers

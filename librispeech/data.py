@@ -120,6 +120,14 @@ class SplitData:
 
     def audio(self, sample_id: str) -> np.ndarray:
         """The utterance's mono float32 waveform at the model's sample rate (unpadded, not normalised)."""
+        return self.decoded(sample_id).waveform
+
+    def clipping_fraction(self, sample_id: str) -> float:
+        """The fraction of the file's frames with a channel at full scale, before the downmix and resampling that
+        move clipped samples off full scale."""
+        return self.decoded(sample_id).clipping_fraction
+
+    def decoded(self, sample_id: str) -> DecodedAudio:
         if sample_id in self._audio_cache:
             self._audio_cache.move_to_end(sample_id)
             return self._audio_cache[sample_id]
@@ -132,19 +140,34 @@ class SplitData:
                 source = io.BytesIO(_hf_audio_bytes(self.hf_dataset, utterance.hf_row))
             except ValueError as error:  # its file went away after the listing
                 raise AudioDecodeError(f"cannot read audio of {name}: {error}") from None
-        waveform = decode_audio(source, self.sample_rate, name=name)
-        if len(waveform) != utterance.num_samples:  # the lengths and frame counts of preprocessing would be wrong
-            raise AudioDecodeError(f"audio of {name} decodes to {len(waveform)} samples, but its header gave "
-                                   f"{utterance.num_samples}: the file is damaged")
-        self._audio_cache[sample_id] = waveform
+        decoded = read_audio(source, self.sample_rate, name=name)
+        if len(decoded.waveform) != utterance.num_samples:  # preprocessing's lengths and frame counts would be wrong
+            raise AudioDecodeError(f"audio of {name} decodes to {len(decoded.waveform)} samples, but its header "
+                                   f"gave {utterance.num_samples}: the file is damaged")
+        self._audio_cache[sample_id] = decoded
         if len(self._audio_cache) > self.audio_cache_size:
             self._audio_cache.popitem(last=False)
-        return waveform
+        return decoded
+
+
+FULL_SCALE = 1.0 - 2.0 ** -15  # int16's largest value as soundfile decodes it: a sample this loud is clipped
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    waveform: np.ndarray  # mono float32 at the model's sample rate
+    clipping_fraction: float  # of the file's frames with a channel at full scale, as the file holds them
 
 
 def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
     """Decode, average channels to mono, resample to sample_rate (soxr, as librosa does). Samples beyond full scale
     (float files only) are clipped to [-1, 1] and NaN set to 0, with a warning."""
+    return read_audio(source, sample_rate, name).waveform
+
+
+def read_audio(source, sample_rate: int, name: str = "") -> DecodedAudio:
+    """decode_audio's waveform, and the clipping of the file itself: averaging a clipped channel with a clean one,
+    or resampling, moves its clipped samples off full scale."""
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt data
@@ -154,12 +177,13 @@ def decode_audio(source, sample_rate: int, name: str = "") -> np.ndarray:
         logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
                        "to [-1, 1]", name or source)
         samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    clipped = float(np.mean(np.abs(samples).max(axis=1) >= FULL_SCALE)) if len(samples) else 0.0
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), clipped)
 
 
 # Model frames are counted with the conv stack of the default (base) config: kernels 10,3,3,3,3,2,2 and strides

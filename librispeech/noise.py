@@ -13,19 +13,21 @@ audio give the floor (nothing there for the model to hear). Steady noise alone g
 A clip of one or two frames (under 40 ms) has no frame quieter than the rest, and reads as the floor too.
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
-decodes it). dc_offset: the mean sample value. All three describe the 16 kHz mono waveform the model hears: in a
-file with several channels or another rate, averaging and resampling move samples off full scale first.
+decodes it); the registered metadata counts the file's own frames with any channel there (data.read_audio), since
+averaging channels and resampling move clipped samples off full scale. dc_offset: the mean sample value. The SNR and
+the offset describe the 16 kHz mono waveform the model hears.
 """
 from __future__ import annotations
 
 import librosa
 import numpy as np
 
+from librispeech.data import FULL_SCALE
+
 NOISE_FRAME_SECONDS = 0.020
 NOISE_FRAME_FRACTION = 0.10
 SNR_FLOOR_DB = -30.0
 SNR_CEILING_DB = 100.0
-FULL_SCALE = 1.0 - 2.0 ** -15
 
 NOISE_TYPES = {"snr_db": "float", "clipping_fraction": "float", "dc_offset": "float"}
 
@@ -54,15 +56,18 @@ def estimate_snr_db(audio: np.ndarray, sample_rate: int) -> float:
     return float(np.clip(10.0 * np.log10(speech / noise), SNR_FLOOR_DB, SNR_CEILING_DB))
 
 
-def noise_features(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+def noise_features(audio: np.ndarray, sample_rate: int, clipping_fraction: float | None = None) -> dict[str, float]:
+    """clipping_fraction: the source file's (SplitData.clipping_fraction); None: counted on `audio`."""
     audio = np.asarray(audio, dtype=np.float32)
     if not np.isfinite(audio).all():
         raise ValueError("audio has non-finite samples (NaN or inf)")
     if audio.size == 0:
-        return {"snr_db": SNR_FLOOR_DB, "clipping_fraction": 0.0, "dc_offset": 0.0}
+        return {"snr_db": SNR_FLOOR_DB, "clipping_fraction": clipping_fraction or 0.0, "dc_offset": 0.0}
+    if clipping_fraction is None:
+        clipping_fraction = float(np.mean(np.abs(audio) >= FULL_SCALE))
     return {
         "snr_db": estimate_snr_db(audio, sample_rate),
-        "clipping_fraction": float(np.mean(np.abs(audio) >= FULL_SCALE)),
+        "clipping_fraction": float(clipping_fraction),
         # float64 accumulation: a long float32 sum would lose the digits of a small offset
         "dc_offset": float(np.mean(audio, dtype=np.float64)),
     }

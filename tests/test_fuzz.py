@@ -330,7 +330,9 @@ def test_every_input_ground_truth_and_metadata_function(transcript, extra, signa
     utterance = data.Utterance("1-2-0000", 1, 2, normalized, num_samples, SAMPLE_RATE, 1, audio_path="unused")
     split = data.SplitData("training", "train-clean-100", "openslr", {utterance.id: utterance}, [], data.CorpusInfo(),
                            SAMPLE_RATE)
-    split._audio_cache[utterance.id] = make_signal(signal, num_samples, seed)[:, 0]  # as decode_audio returns it
+    waveform = make_signal(signal, num_samples, seed)[:, 0]
+    split._audio_cache[utterance.id] = data.DecodedAudio(  # as read_audio returns it
+        waveform, float(np.mean(np.abs(waveform) >= data.FULL_SCALE)))
     response = PreprocessResponse(sample_ids=[utterance.id], data=split, state=DataStateType.training,
                                   sample_id_type=str)
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,14 @@ def test_speaker_and_chapter_ids_are_categories_on_the_platform(binder, validati
     assert sample_id.startswith(f"{values['speaker_id']}-{values['chapter_id']}-")
     for key in ("speaker_id", "chapter_id"):
         assert get_metadata_type_from_variable(values[key]) == DatasetMetadataType.string
+
+
+def test_noise_metadata_counts_clipping_in_the_file(binder, validation, monkeypatch):
+    """metadata_noise takes the file's own clipping (SplitData.clipping_fraction), not the mono waveform's."""
+    sample_id = validation.sample_ids[0]
+    decoded = validation.data.decoded(sample_id)
+    monkeypatch.setitem(validation.data._audio_cache, sample_id, replace(decoded, clipping_fraction=0.25))
+    assert binder.metadata_noise(sample_id, validation)["clipping_fraction"] == 0.25
 
 
 def test_pace_and_noise_declare_every_key_type(binder, validation):

@@ -130,6 +130,30 @@ def test_clipping_fraction_and_dc_offset():
     assert shifted == pytest.approx(0.05 + float(np.mean(clip, dtype=np.float64)), abs=1e-6)
 
 
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 1), (16000, 2)])
+def test_clipping_is_counted_in_the_file_before_the_downmix_and_resampling(tmp_path, rate, channels):
+    """A clipped channel averaged with a clean one, or resampled, leaves full scale: the registered metadata counts
+    the file's frames with a channel at full scale (SplitData.clipping_fraction), which the waveform alone loses."""
+    from conftest import make_config, write_utterance
+    from librispeech import data
+
+    t = np.arange(rate) / rate
+    clipped = np.clip(1.5 * np.sin(2 * np.pi * 220 * t), -1.0, 1.0)
+    wave = clipped[:, None] if channels == 1 else np.stack([clipped, 0.1 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    root = tmp_path / "LibriSpeech"
+    sample_id = write_utterance(root, "dev-clean", 1, 2, 0, "HELLO THERE", wave.astype(np.float32), sample_rate=rate)
+    split = data.load_split("validation", make_config(root, data__samples_per_split="all"))
+    in_file = float(np.mean(np.abs(clipped) >= 0.99999))  # written as 16-bit: full scale is 32767
+    assert 0.3 < in_file and split.clipping_fraction(sample_id) == pytest.approx(in_file, abs=1e-4)
+    registered = noise.noise_features(split.audio(sample_id), RATE, split.clipping_fraction(sample_id))
+    assert registered["clipping_fraction"] == split.clipping_fraction(sample_id)
+    from_waveform = noise.noise_features(split.audio(sample_id), RATE)["clipping_fraction"]
+    if (rate, channels) == (16000, 1):
+        assert from_waveform == pytest.approx(in_file)
+    else:
+        assert from_waveform < 0.8 * in_file  # what the waveform alone would say
+
+
 def test_non_finite_audio_is_an_error():
     bad = known_clip()
     bad[10] = np.nan

@@ -114,8 +114,13 @@ def test_audio_that_fails_to_decode_after_listing_names_its_file(tmp_path, monke
     assert set(split.utterances) == {cut, short}
     with pytest.raises(data.AudioDecodeError, match=f"cannot decode audio of {cut} \\({re.escape(str(flac))}\\)"):
         split.audio(cut)
-    decode = data.decode_audio
-    monkeypatch.setattr(data, "decode_audio", lambda *args, **kwargs: decode(*args, **kwargs)[:-1])
+    read = data.read_audio
+
+    def one_sample_short(*arguments, **keywords):
+        decoded = read(*arguments, **keywords)
+        return data.DecodedAudio(decoded.waveform[:-1], decoded.clipping_fraction)
+
+    monkeypatch.setattr(data, "read_audio", one_sample_short)
     with pytest.raises(data.AudioDecodeError, match="decodes to 31999 samples, but its header gave 32000"):
         split.audio(short)
 
