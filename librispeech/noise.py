@@ -10,7 +10,7 @@ estimate includes quiet speech and the SNR is underestimated. The value is clipp
 so it stays finite: speech over digital silence (no noise at all) gives the ceiling, and digital silence and empty
 audio give the floor (nothing there for the model to hear). Steady noise alone gives about -9 dB, not the floor: its
 20 ms frame powers spread by ~8%, so its quietest tenth is ~11% below its mean (a steady tone reads low likewise).
-A clip of one or two frames (under 40 ms) has no frame quieter than the rest, and reads as the floor too.
+A clip under 40 ms is a single frame, with none quieter than the rest: it reads as the floor too.
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
 decodes it); the registered metadata counts the file's own frames with any channel there (data.read_audio), since

@@ -13,7 +13,7 @@ the LM-decoded second hypothesis in lm_report.py.
 
 This module is the command and the run's order of work; its parts: split_selection.py (what a run covers),
 sample_rows.py (the rows), report_folder.py (the folder, its lock and resuming), report.py (tables, summary.md,
-plots), run_info.py (run.json) and shard_merge.py (--merge).
+plots), run_info.py (run.json), shard_merge.py (--merge) and evaluate_errors.py (its one-line refusals).
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from librispeech_tools.model_pass import (ENGINES, SESSIONS_NEED_ONNX_RUNTIME, M
 from librispeech_tools.report import import_report_libraries, write_report
 from librispeech_tools.report_folder import (default_folder_name, prepare_folder, remove_if_empty, report_files, resume,
                                              rows_identity, write_progress, writing_lock)
-from librispeech_tools.run_info import RUN_INFO_FILE, RunInfo
-from librispeech_tools.sample_rows import StageClock, evaluate_rows, read_rows
+from librispeech_tools.run_info import RUN_INFO_FILE, RunInfo, StageClock
+from librispeech_tools.sample_rows import evaluate_rows, read_rows
 from librispeech_tools.shard_merge import merge
 from librispeech_tools.split_selection import (Shard, combined_digest, hf_source, leave_out_longer_than, load_selection,
                                                resolve_split, sample_digests, split_label)
@@ -200,7 +200,8 @@ def main(argv=None) -> None:
                         help="utterances per model call (default: 1 on CPU; on a GPU with JAX or XLA, up to 8, "
                              "all in one shape)")
     parser.add_argument("--fixed-length", action="store_true",
-                        help="pad every input to the platform's fixed length (slow; the platform's exact path)")
+                        help="pad every input to the model's fixed length, the platform's 34.955 s for an .h5 "
+                             "exported without --max-seconds (slow; the platform's exact path)")
     parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="what runs an .h5 on real lengths: keras, or onnxruntime (the same float32 model "
                              "converted in memory; faster on CPU). auto (default): onnxruntime unless Keras has a "

@@ -187,7 +187,8 @@ def check_onnx_export(model, output: Path, checkpoint_dir: Path | None, seconds:
 
     problems = limit_violations(onnx.load(str(output), load_external_data=False))
     if problems:
-        raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
+        raise ExportCheckError(f"{output.name} is outside what Tensorleap's ONNX importer reads: "
+                               f"{'; '.join(problems)}")
     session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     config = model_config(model)
     audio = _check_audio(model, seconds, sample_rate)
@@ -242,7 +243,8 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
 
     problems = limit_violations(onnx.load(str(output), load_external_data=False))
     if problems:
-        raise ExportCheckError(f"{output} is outside what Tensorleap's ONNX importer reads: {'; '.join(problems)}")
+        raise ExportCheckError(f"{output.name} is outside what Tensorleap's ONNX importer reads: "
+                               f"{'; '.join(problems)}")
     session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     audio = _check_audio(model, seconds, sample_rate)
     keras_logits = _unpadded_keras_logits(model, audio)
@@ -418,19 +420,25 @@ def save_and_check(model, path: Path, checkpoint_dir: Path | None, vocab_source:
                    verify: bool, int8: bool, sample_rate: int) -> None:
     """One output of export(): the model as .h5 or .onnx (int8 after its float check), vocab.json beside it. The
     model is written and checked in a hidden folder beside `path` and moved there only once it passed, so a file
-    already at `path` (an earlier export, or the .h5 being converted) stays as it was if a check fails or the run
-    is interrupted."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    already at `path` (an earlier export, or the .h5 being converted) stays as it was if a check fails or the run is
+    interrupted (a process killed outright can leave the hidden `.NAME.*` folder). A link at `path` keeps pointing
+    to the new model; a replaced file's permissions are kept."""
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        staged = staging / path.name  # the checks' messages name the file as it will be called
+        staged = staging / target.name  # the checks' messages name the file as it will be called
         _save_and_check(model, staged, path, checkpoint_dir, fixed_samples, verify, int8, sample_rate)
-        os.replace(staged, path)
+        if target.exists():
+            shutil.copymode(target, staged)
+        os.replace(staged, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     vocab_output = path.parent / VOCAB_FILE
     if vocab_source.resolve() != vocab_output.resolve():
-        shutil.copyfile(vocab_source, vocab_output)
+        partial = vocab_output.with_name(f".{VOCAB_FILE}.partial")  # a copy cut short leaves the old one whole
+        shutil.copyfile(vocab_source, partial)
+        os.replace(partial, vocab_output)
     print(f"wrote {path} and {vocab_output} (from {vocab_source})")
 
 

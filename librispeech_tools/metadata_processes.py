@@ -60,7 +60,8 @@ class MetadataProcesses:
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool, self.futures, self.in_line = None, {}, False
-        self.to_submit = iter(sample_ids)
+        self.forgotten: set[str] = set()
+        self.to_submit = (sample_id for sample_id in sample_ids if sample_id not in self.forgotten)
         try:
             # spawned, not forked: this process already runs threads (numpy's BLAS pool), which a fork does not copy
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -99,9 +100,9 @@ class MetadataProcesses:
     def forget(self, sample_ids: Iterable[str]) -> None:
         """Samples left out of the run (unreadable audio; longer than a fixed-length model's input, found once the
         model has loaded): their rows are never asked for, so those not yet started are not computed."""
-        forgotten = set(sample_ids)
-        self.to_submit = (sample_id for sample_id in self.to_submit if sample_id not in forgotten)
-        for sample_id in forgotten:
+        sample_ids = set(sample_ids)
+        self.forgotten |= sample_ids  # the queue still to hand over skips them
+        for sample_id in sample_ids:
             future = self.futures.pop(sample_id, None)
             if future is not None:
                 future.cancel()

@@ -13,12 +13,17 @@ from pathlib import Path
 from librispeech.config import ProjectConfig
 from librispeech_tools.evaluate_errors import EvaluationError
 from librispeech_tools.model_pass import ModelPassTiming
-from librispeech_tools.run_info import RUN_INFO_FILE
-from librispeech_tools.sample_rows import StageClock, read_rows
+from librispeech_tools.run_info import RUN_INFO_FILE, StageClock
+from librispeech_tools.sample_rows import read_rows
 from librispeech_tools.split_selection import Shard
 
 
 PROGRESS_FILE = "progress.json"  # what made the rows of samples.jsonl, and the time spent on them so far
+
+# What a row holds and means, raised when that changes, so that rows of an earlier version are neither resumed nor
+# merged with new ones. 2: speaker and chapter ids as strings, the CTC loss of confidently wrong samples kept,
+# typographic apostrophes read as the vocabulary's, clipping counted in the file.
+ROWS_FORMAT = 2
 
 
 REPORT_MARKS = ("samples.jsonl", PROGRESS_FILE, RUN_INFO_FILE)  # a folder holding one of them is a report's
@@ -111,7 +116,7 @@ def rows_identity(model_path: Path, config: ProjectConfig, split_name: str, limi
     """What decides a report's rows: the model file, the data, the selection, the input settings and the LM
     decoder's (the rows hold the LM hypothesis)."""
     sharded = shard is not None
-    return {"model": file_identity(model_path, sharded), "source": config.source,
+    return {"rows_format": ROWS_FORMAT, "model": file_identity(model_path, sharded), "source": config.source,
             "data": str(config.root if config.source == "openslr" else config.hf_dataset), "split": split_name,
             "hf_config": config.hf_config if config.source == "huggingface" else None,
             "limit": limit, "shard": [shard.index, shard.count] if shard else None,

@@ -1,23 +1,55 @@
 """run.json: what a finished report says about its run besides the rows, so that --merge needs neither the data nor
-the model.
+the model; and the time by stage it records (StageClock, in progress.json too).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from librispeech_tools.evaluate_errors import EvaluationError
 from librispeech_tools.model_pass import ModelPassTiming
-from librispeech_tools.sample_rows import StageClock
 
 if TYPE_CHECKING:  # split_selection names RUN_INFO_FILE
     from librispeech_tools.split_selection import Shard
 
 
 RUN_INFO_FILE = "run.json"
+
+
+@dataclass
+class StageClock:
+    """Seconds spent in each stage of a run (and of the runs it resumed), over `samples` samples: where the time
+    goes besides the model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and
+    summary.md. A stage run within another is counted in its own, not in the outer one."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+
+    def __post_init__(self):
+        self._inner: list[float] = []  # per open stage, the seconds of the stages within it (not a field: not saved)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        started = time.perf_counter()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            self.add(name, seconds - self._inner.pop())
+            if self._inner:
+                self._inner[-1] += seconds
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def line(self) -> str:
+        ranked = sorted(self.seconds.items(), key=lambda item: -item[1])
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ranked)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,43 +15,11 @@ from librispeech.config import project_config
 from librispeech_tools import lm_report, word_report
 from librispeech_tools.metadata_processes import MetadataProcesses, metadata_row, split_response
 from librispeech_tools.model_pass import Batch, BusyClock, ModelPassTiming, calls_in_order
+from librispeech_tools.run_info import StageClock
 
 
 RATE_COLUMNS = ("wer", "cer", "mer", "wil", "wip")
-
-
 ERROR_COUNT_PREFIXES = ("word_", "char_")  # word_hits ... char_insertions: counts
-
-
-@dataclass
-class StageClock:
-    """Seconds spent in each stage of a run (and of the runs it resumed), over `samples` samples: where the time
-    goes besides the model pass (start-up, compiles on a GPU, the LM beam search, metadata...). In run.json and
-    summary.md. A stage run within another is counted in its own, not in the outer one."""
-    seconds: dict[str, float] = field(default_factory=dict)
-    samples: int = 0
-
-    def __post_init__(self):
-        self._inner: list[float] = []  # per open stage, the seconds of the stages within it (not a field: not saved)
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        started = time.perf_counter()
-        self._inner.append(0.0)
-        try:
-            yield
-        finally:
-            seconds = time.perf_counter() - started
-            self.add(name, seconds - self._inner.pop())
-            if self._inner:
-                self._inner[-1] += seconds
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-    def line(self) -> str:
-        ranked = sorted(self.seconds.items(), key=lambda item: -item[1])
-        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ranked)
 
 
 def float32_value(value) -> float:

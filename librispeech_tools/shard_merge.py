@@ -10,8 +10,8 @@ from librispeech_tools.evaluate_errors import EvaluationError
 from librispeech_tools.model_pass import ModelPassTiming
 from librispeech_tools.report import write_report
 from librispeech_tools.report_folder import PROGRESS_FILE, prepare_folder, refuse_other_files, report_files
-from librispeech_tools.run_info import RUN_INFO_FILE, RunInfo
-from librispeech_tools.sample_rows import StageClock, read_rows
+from librispeech_tools.run_info import RUN_INFO_FILE, RunInfo, StageClock
+from librispeech_tools.sample_rows import read_rows
 
 
 def same_run_key(made_by: dict | None) -> dict:

@@ -314,21 +314,23 @@ def write_corpus(root: Path, plan: CorpusPlan, jobs: int = 1, progress: bool = F
                  description: str = "utterances") -> CorpusStats:
     """Generate every utterance of plan under root in LibriSpeech's layout, with transcripts and tables.
 
-    The split folders the plan writes are emptied first (so a regenerated corpus holds no stale files), but only in
-    a root that holds CORPUS_MARKER, which this writes: split folders it did not make are refused
-    (NotASyntheticCorpusError). SPEAKERS.TXT, CHAPTERS.TXT and BOOKS.TXT are rewritten. Work runs in `jobs` threads:
-    the heavy lifting happens in the espeak-ng and sox processes and in libsndfile, which do not hold Python's lock.
+    The root is new or empty, or one this wrote before (it holds CORPUS_MARKER): any other folder (a real
+    LibriSpeech root, whose tables this would rewrite) is refused (NotASyntheticCorpusError). The split folders the
+    plan writes are emptied first (so a regenerated corpus holds no stale files); SPEAKERS.TXT, CHAPTERS.TXT and
+    BOOKS.TXT are rewritten. Work runs in `jobs` threads: the heavy lifting happens in the espeak-ng and sox
+    processes and in libsndfile, which do not hold Python's lock.
     """
     plan.validate()
     require_tools()
     check_voices(spec.voice for spec in plan.utterances)
     root = Path(root)
     subsets = {s.id: s.subset for s in plan.speakers}
-    existing = [root / subset for subset in sorted(set(subsets.values())) if (root / subset).exists()]
-    if existing and not (root / CORPUS_MARKER).is_file():
+    others = sorted(path.name for path in root.iterdir() if not path.name.startswith(".")) if root.is_dir() else []
+    if others and not (root / CORPUS_MARKER).is_file():
         raise NotASyntheticCorpusError(
-            f"{root} already holds {', '.join(path.name for path in existing)}, which this generator did not make "
-            f"(no {CORPUS_MARKER} there), so it will not replace them: write the corpus to another folder")
+            f"{root} already holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''} and was not made by "
+            f"this generator (no {CORPUS_MARKER} there), so it will not write into it: choose a new or empty folder")
+    existing = [root / subset for subset in sorted(set(subsets.values())) if (root / subset).exists()]
     for split_folder in existing:
         shutil.rmtree(split_folder)
     root.mkdir(parents=True, exist_ok=True)

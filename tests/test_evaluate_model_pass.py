@@ -18,7 +18,8 @@ import pytest
 import librispeech  # noqa: F401  telemetry guard first
 from librispeech import data
 from librispeech.config import project_config
-from librispeech_tools import evaluate, model_pass, report_folder, sample_rows, shard_merge, split_selection
+from librispeech_tools import (evaluate, model_pass, report_folder, run_info, sample_rows, shard_merge,
+                               split_selection)
 from librispeech_tools.evaluate_errors import EvaluationError
 
 SPLIT, LIMIT = "test-clean", 8  # the bundled corpus: 8 utterances of 3.5 to 5.6 s
@@ -306,7 +307,7 @@ def test_busy_clock_counts_overlapping_calls_once():
 
 
 def test_stage_clock_counts_a_stage_within_another_in_its_own_only():
-    clock = sample_rows.StageClock()
+    clock = run_info.StageClock()
     with clock.stage("outer"):
         time.sleep(0.1)
         with clock.stage("inner"):

@@ -725,6 +725,23 @@ def test_an_h5_exported_onto_itself_survives_an_interrupted_check(tmp_path, monk
     assert source.read_bytes() == before and list(tmp_path.iterdir()) == [source]
 
 
+def test_an_export_over_a_link_or_a_file_keeps_the_link_and_the_permissions(tmp_path):
+    import os
+    import shutil
+
+    source = tmp_path / "demo.h5"
+    shutil.copyfile(Path(__file__).resolve().parent.parent / "model" / "demo-wav2vec2.h5", source)
+    (tmp_path / "models").mkdir()
+    target, link = tmp_path / "models" / "current.h5", tmp_path / "wav2vec.h5"
+    target.write_bytes(b"an earlier export")
+    target.chmod(0o640)
+    link.symlink_to(target)
+    assert export_module.main(["--checkpoint", str(source), "--output", str(link), "--skip-checks"]) == 0
+    assert link.is_symlink() and link.resolve() == target and target.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    assert (target.stat().st_mode & 0o777) == 0o640 and (tmp_path / "vocab.json").is_file()
+    assert sorted(os.listdir(tmp_path / "models")) == ["current.h5"]  # no staging folder left
+
+
 @pytest.mark.parametrize("output", ["/proc/m.onnx", "{file}/m.onnx"])
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, output):
     (tmp_path / "file").write_text("")

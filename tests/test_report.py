@@ -354,6 +354,27 @@ def test_merge_of_a_folder_that_is_no_finished_run_is_one_line(tmp_path, capsys,
     assert not (tmp_path / "merged").exists()
 
 
+def test_rows_of_an_earlier_format_are_not_resumed(tmp_path):
+    """Rows whose columns mean something else (ids as numbers, losses before the CTC cut moved) would mix with new
+    ones in one report: progress.json records the rows' format, and a folder without it or with another is refused."""
+    import json
+
+    from librispeech_tools.evaluate_errors import EvaluationError
+    from librispeech_tools.report_folder import ROWS_FORMAT, resume
+
+    made_by = {"rows_format": ROWS_FORMAT, "model": ["m.h5", 1, 2], "limit": 2}
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"id": "1-2-0000", "speech.speaker_id": 1}) + "\n")
+    timing = {"seconds": 1.0, "audio_seconds": 2.0, "batches": 1, "samples": 1}
+    for earlier, says in (({k: v for k, v in made_by.items() if k != "rows_format"}, "was not recorded"),
+                          ({**made_by, "rows_format": ROWS_FORMAT - 1}, f"was {ROWS_FORMAT - 1}")):
+        (tmp_path / "progress.json").write_text(json.dumps({"made_by": earlier, "seconds": 1.0, "model_pass": timing}))
+        with pytest.raises(EvaluationError, match=f"holds the rows of another run \\(rows_format {says}, now "
+                                                  f"{ROWS_FORMAT}\\)"):
+            resume(tmp_path, made_by, tmp_path / "samples.jsonl")
+    (tmp_path / "progress.json").write_text(json.dumps({"made_by": made_by, "seconds": 1.0, "model_pass": timing}))
+    assert [row["id"] for row in resume(tmp_path, made_by, tmp_path / "samples.jsonl")[0]] == ["1-2-0000"]
+
+
 def test_an_interrupt_before_the_model_pass_is_one_line(monkeypatch, capsys):
     from librispeech_tools import evaluate as evaluate_module
 

@@ -308,12 +308,13 @@ def test_generating_a_tiny_training_corpus(tmp_path):
     stale.write_text("")
     assert module.main(["--out", str(tmp_path), "--utterances", "3", "--seed", "1", "--jobs", "2"]) == 0
     assert not stale.exists() and read_transcripts(tmp_path) == transcripts
-    real = tmp_path / "real"
-    (real / "train-synthetic" / "19" / "198").mkdir(parents=True)
-    (real / "train-synthetic" / "19" / "198" / "19-198-0000.flac").write_bytes(b"a user's file")
+    real = tmp_path / "real"  # a real LibriSpeech root: none of the plan's splits, but its own tables
+    (real / "dev-clean" / "84" / "121123").mkdir(parents=True)
+    (real / "SPEAKERS.TXT").write_text("the real table")
     assert module.main(["--out", str(real), "--utterances", "3", "--seed", "1"]) == 2
-    assert (real / "train-synthetic" / "19" / "198" / "19-198-0000.flac").read_bytes() == b"a user's file"
-    assert not (real / synthetic.CORPUS_MARKER).exists()
+    assert load_script("make_sample_corpus").main(["--out", str(real)]) == 2
+    assert (real / "SPEAKERS.TXT").read_text() == "the real table" and (real / "dev-clean" / "84").is_dir()
+    assert sorted(path.name for path in real.iterdir()) == ["SPEAKERS.TXT", "dev-clean"]
 
 
 @needs_espeak
