@@ -753,11 +753,12 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, output):
     assert last.startswith("export-model: error: [Errno ") and str(Path(output).parent) in last
 
 
-@pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-2"])
-def test_max_seconds_must_be_a_positive_number(seconds, capsys):
+@pytest.mark.parametrize("seconds", ["nan", "inf"])
+def test_max_seconds_must_be_a_number(seconds, capsys):
+    """0 or less is the checkpoint conv stack's one-line refusal (tests/test_model.py); nan stopped with a ValueError."""
     with pytest.raises(SystemExit) as exit_status:
         export_module.main(["--checkpoint", str(GOLDEN / "legacy"), "--max-seconds", seconds])
-    assert exit_status.value.code == 2 and "--max-seconds must be a positive number" in capsys.readouterr().err
+    assert exit_status.value.code == 2 and "--max-seconds must be a number of seconds" in capsys.readouterr().err
 
 
 def test_the_onnx_check_scales_its_tolerance_with_the_logits(tmp_path, monkeypatch, capsys):
