@@ -354,10 +354,9 @@ class KerasModelPass:
     def __init__(self, model, jit_compile: bool = False, fixed_samples: int | None = None):
         import keras
 
-        self.fixed_samples = fixed_samples  # the input length of a fixed-length model; None: any length
-
         from librispeech.wav2vec2 import model as wav2vec2_model
 
+        self.fixed_samples = fixed_samples  # the input length of a fixed-length model; None: any length
         self.config = wav2vec2_model.model_config(model)
         self.model = wav2vec2_model.with_hidden_states(model)
         # JAX compiles every input shape (so inputs go to length buckets). There the model runs as one jax.jit of

@@ -301,13 +301,13 @@ class CorpusStats:
         return "\n".join(lines)
 
 
-# Marks a corpus root this module wrote: only there does write_corpus replace existing split folders (a real
-# LibriSpeech root given by mistake keeps its dev-clean). Hidden, so corpus listings never see it.
+# Marks a corpus root this module wrote: write_corpus writes only into a new or empty folder or one holding it, so a
+# real LibriSpeech root given by mistake keeps its splits and tables. Hidden, so corpus listings never see it.
 CORPUS_MARKER = ".synthetic-corpus"
 
 
 class NotASyntheticCorpusError(RuntimeError):
-    """write_corpus was pointed at split folders it did not make."""
+    """write_corpus was pointed at a folder that holds files and that it did not make."""
 
 
 def write_corpus(root: Path, plan: CorpusPlan, jobs: int = 1, progress: bool = False,
