@@ -403,6 +403,10 @@ def _chapter_candidates(chapter_dir: Path, names: list[str], first_transcripts: 
     return candidates, problems
 
 
+def _raise(error: OSError):
+    raise error
+
+
 def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusInfo | None = None) -> SplitData:
     split_name = config.splits[subset]
     split_dir = config.root / split_name
@@ -414,7 +418,9 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             f"Set LIBRISPEECH_ROOT to the LibriSpeech/ folder that holds the split folders, or change "
             f"data.splits in librispeech/config.yaml.")
     candidates, structural, first_transcripts, walked, unread = [], [], {}, set(), []
-    for folder, subfolders, files in os.walk(split_dir, followlinks=True):  # one listing; linked folders too
+    # one listing, linked folders too; a folder that cannot be listed stops it (as an unreadable .trans.txt does)
+    # rather than leaving its utterances out unseen
+    for folder, subfolders, files in os.walk(split_dir, onerror=_raise, followlinks=True):
         if os.path.realpath(folder) in walked:  # a link back up the tree
             subfolders[:] = []
             continue
@@ -428,9 +434,10 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
             found, problems = _chapter_candidates(Path(folder), names, first_transcripts)
             candidates += found
             structural += problems
-        else:  # beside the speaker or chapter folders, or deeper: not read, so listed
-            structural += [ExcludedUtterance(name.removesuffix(".flac"), OUTSIDE_CHAPTER_FOLDER,
-                                             os.path.join(folder, name)) for name in names]
+        else:  # beside the speaker or chapter folders, or deeper: not read, so listed by their path in the split (a
+            # copy's file name would read as the id of the utterance it copies, which may be kept)
+            structural += [ExcludedUtterance(os.path.relpath(os.path.join(folder, name), split_dir),
+                                             OUTSIDE_CHAPTER_FOLDER, os.path.join(folder, name)) for name in names]
 
     def header(candidate: _Candidate):
         return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)

@@ -1,5 +1,7 @@
 import logging
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +105,7 @@ def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_rep
     (test / "120" / "stray.flac").write_bytes((test / "120" / "7120" / "120-7120-0000.flac").read_bytes())
     (test / "120" / "7120" / "nested").mkdir()
     (test / "120" / "7120" / "nested" / "120-7120.trans.txt").write_text("120-7120-0099 DEEPER\n")
+    (test / "120" / "7120" / "nested" / "120-7120-0000.flac").write_bytes(b"")  # a copy of a kept utterance
     (test / "120" / "7120" / "folder.trans.txt").mkdir()  # not a file: not read
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "linked.flac").write_bytes(b"")
@@ -112,10 +115,27 @@ def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_rep
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         split = data.load_openslr_split("test", config)
     outside = {e.id: e.detail for e in split.excluded if e.reason == data.OUTSIDE_CHAPTER_FOLDER}
-    assert outside == {"stray": str(test / "120" / "stray.flac"), "linked": str(test / "linked" / "linked.flac"),
-                       "120-7120.trans.txt": str(test / "120" / "7120" / "nested" / "120-7120.trans.txt")}
+    assert outside == {"120/stray.flac": str(test / "120" / "stray.flac"),
+                       "linked/linked.flac": str(test / "linked" / "linked.flac"),
+                       "120/7120/nested/120-7120-0000.flac": str(test / "120" / "7120" / "nested" / "120-7120-0000.flac"),
+                       "120/7120/nested/120-7120.trans.txt": str(test / "120" / "7120" / "nested" / "120-7120.trans.txt")}
+    assert "120-7120-0000" in split.utterances  # the copy's entry does not read as the kept utterance's id
     assert ("test-clean (test): 6 of 6 utterances have no SPEAKERS.TXT row and 6 no CHAPTERS.TXT row in "
             f"{corpus} (first: 120-7120-0000); their records fields are None") in caplog.text
+
+def test_a_folder_that_cannot_be_listed_stops_the_split_naming_it(corpus, monkeypatch):
+    unreadable = corpus / "test-clean" / "121" / "7121"
+    list_folder = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == unreadable:  # as chmod 000 does for a user without root's capabilities
+            raise PermissionError(13, "Permission denied", str(path))
+        return list_folder(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PermissionError, match=re.escape(str(unreadable))):
+        data.load_openslr_split("test", make_config(corpus, data__samples_per_split="all"))
+
 
 def test_hf_audio_gone_after_the_listing_is_an_audio_decode_error():
     utterance = data.Utterance("1-2-0003", 1, 2, "HELLO", 16000, 16000, 1, hf_row=0)
