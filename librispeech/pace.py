@@ -1,17 +1,19 @@
 """Speaking pace of one utterance: where the speech is, its pauses, and words and characters per second.
 
 Silence is found with `librosa.effects.split`: a frame is silent when its RMS is more than SILENCE_TOP_DB (40 dB)
-below the utterance's loudest frame. The audio's mean (DC offset, which the model's input normalisation removes too)
-is taken out first, and the audio is scaled to unit peak, so the result does not depend on the recording's level
-(librosa floors frame powers at 1e-10, which would count the silence of a quiet clip as speech). Frames are 25 ms long
-with a 10 ms hop; a frame is speech as soon as its window touches speech, so librosa's edges (the centre of the first
-frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on average, and every pause a whole window
-(25 ms) short. Each edge is moved to the middle of the range the frames allow, which leaves half a hop (5 ms) of error
-at a loud, sharp edge (a quiet edge must fill more of a window to count; the check in scripts/check_pace_noise.py
-measures speech). 40 dB is a compromise: a lower threshold cuts the weak consonants at a word's edge off the speech, a
-higher one counts the background of a recording as speech. In a recording whose noise is within 40 dB of the speech no
-pauses are found (the `noise` metadata says when). A pause is an inner silence of at least MIN_PAUSE_SECONDS; shorter
-gaps (stop closures, the gaps between words) count as speech.
+below the utterance's loudest frame, each frame taken without its own mean, and the audio is scaled to unit peak, so
+the result depends neither on a DC offset (which the model's input normalisation removes too) nor on the recording's
+level (librosa floors frame powers at 1e-10, which would count the silence of a quiet clip as speech). The frame's
+mean, not the clip's: speech with an offset of its own between stretches of digital silence (espeak-ng's) would
+otherwise turn that silence into a constant as loud as the offset, counted as speech once the offset is within 40 dB
+of the speech. Frames are 25 ms long with a 10 ms hop; a frame is speech as soon as its window touches speech, so
+librosa's edges (the centre of the first frame of each state) put speech starts 7.5 ms early and ends 17.5 ms late on
+average, and every pause a whole window (25 ms) short. Each edge is moved to the middle of the range the frames allow,
+which leaves half a hop (5 ms) of error at a loud, sharp edge (a quiet edge must fill more of a window to count; the
+check in scripts/check_pace_noise.py measures speech). 40 dB is a compromise: a lower threshold cuts the weak
+consonants at a word's edge off the speech, a higher one counts the background of a recording as speech. In a
+recording whose noise is within 40 dB of the speech no pauses are found (the `noise` metadata says when). A pause is
+an inner silence of at least MIN_PAUSE_SECONDS; shorter gaps (stop closures, the gaps between words) count as speech.
 
 Audio whose peak is below DIGITAL_SILENCE_PEAK (-100 dBFS) has no speech at all: speech_seconds is 0, the whole
 duration is leading silence, and the two rates are None (their types are declared). Non-finite samples are an
@@ -44,7 +46,7 @@ def speech_intervals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     hop_length = int(round(HOP_SECONDS * sample_rate))
     if audio.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    audio = audio - np.mean(audio, dtype=np.float64).astype(np.float32)
+    audio = audio - np.mean(audio, dtype=np.float64).astype(np.float32)  # a constant offset alone is digital silence
     peak = float(np.max(np.abs(audio)))
     if peak < DIGITAL_SILENCE_PEAK:
         return np.zeros((0, 2), dtype=np.int64)
@@ -53,12 +55,15 @@ def speech_intervals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def speech_frame_runs(audio: np.ndarray, frame_length: int, hop_length: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """librosa.effects.split's decision, in frames: the [first, end) frame indices of each run of speech frames,
-    and the number of frames. split gives the same runs as samples (first * hop, end * hop clipped to the length),
-    where an end at the clip's length is ambiguous: speech up to the last frame, or a first silent frame exactly
-    there (a length that is a multiple of the hop)."""
-    rms = librosa.feature.rms(y=audio, frame_length=frame_length, hop_length=hop_length)[0]
-    speech = librosa.amplitude_to_db(rms, ref=np.max, top_db=None) > -SILENCE_TOP_DB
+    """librosa.effects.split's decision, in frames, on each frame's RMS without its own mean (its standard
+    deviation): the [first, end) frame indices of each run of speech frames, and the number of frames. On audio
+    without a DC component split gives the same runs as samples (first * hop, end * hop clipped to the length), where
+    an end at the clip's length is ambiguous: speech up to the last frame, or a first silent frame exactly there (a
+    length that is a multiple of the hop). The frames are split's (centred, the clip padded by half a frame), padded
+    with the edge samples rather than zeros so that an edge frame holds no step of the padding's own."""
+    padded = np.pad(audio, frame_length // 2, mode="edge")
+    levels = librosa.util.frame(padded, frame_length=frame_length, hop_length=hop_length).std(axis=0)
+    speech = librosa.amplitude_to_db(levels, ref=np.max, top_db=None) > -SILENCE_TOP_DB
     changes = np.flatnonzero(np.diff(np.concatenate([[False], speech, [False]]).astype(np.int8)))
     return changes[0::2], changes[1::2], len(speech)
 

@@ -141,10 +141,12 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
     started = time.perf_counter()
     clock = stages_before or StageClock()  # a resumed run's stages add to those of the runs before it
-    if batches:  # the data listed, the model and the LM loaded; a rerun that makes no row adds no start-up
-        clock.add("start-up", started - run_started)
+    start_up = [started - run_started]  # the data listed, the model and the LM loaded: counted with the first row
+    samples_before = clock.samples
 
     def save_progress():
+        if start_up and clock.samples > samples_before:  # a rerun that makes no row (done, or stopped) adds none
+            clock.add("start-up", start_up.pop())
         write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests, clock)
 
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
@@ -156,7 +158,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         except KeyboardInterrupt:
             sink.flush()
             raise Interrupted(f"interrupted; finished samples are kept in {rows_path} and skipped on a rerun")
-    seconds = seconds_before + time.perf_counter() - started
+    this_run = time.perf_counter() - started
+    seconds = seconds_before + this_run
     source = ("bundled synthetic corpus" if config.uses_bundled_corpus else config.root if config.source == "openslr"
               else hf_source(config))
     run_info = RunInfo.of(split, label, model_path, shard, timing, seconds, made_by, clock, selection, str(source))
@@ -181,8 +184,10 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while writing the report; the rows are kept in {rows_path}: rerun to "
                           f"write it") from None
-    print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; "
-          f"{len(rows) - len(done_rows)} evaluated in {seconds:.1f} s ({timing.line()}); report in {out}")
+    earlier = f", {len(done_rows)} in earlier runs" if done_rows else ""
+    print(f"{len(rows)} samples: WER {overall['wer']:.2%}, CER {overall['cer']:.2%}; {len(rows) - len(done_rows)} "
+          f"evaluated in {this_run:.1f} s after a {started - run_started:.1f} s start-up{earlier} ({timing.line()}); "
+          f"report in {out}")
     return out
 
 

@@ -103,7 +103,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
     busy, counted = BusyClock(), 0.0
     with contextlib.closing(calls_in_order(model_pass, prepared(), busy)) as outputs_in_order:
         while True:
-            with clock.stage("model pass"):  # waiting for its outputs (the audio read meanwhile is its own stage)
+            with clock.stage("waiting for the model"):  # its outputs (the audio read meanwhile is its own stage)
                 done = next(outputs_in_order, None)
             if done is None:
                 break

@@ -135,11 +135,11 @@ def test_summary_reports_the_model_pass(real_lengths):
     info = json.loads((out / "run.json").read_text())
     stages = info["stages"]["seconds"]
     assert info["stages"]["samples"] == LIMIT
-    assert set(stages) == {"start-up", "audio and labels", "model pass", "CTC loss", "error rates", "metadata", "rows",
-                           "LM decoding", "words", "report"} and min(stages.values()) >= 0
+    assert set(stages) == {"start-up", "audio and labels", "waiting for the model", "CTC loss", "error rates", "metadata",
+                           "rows", "LM decoding", "words", "report"} and min(stages.values()) >= 0
     # the stage is the wait for the model's outputs; the model pass's seconds are those its calls ran, which with
     # several sessions overlap the rows' work (waited for less), else are the wait
-    assert 0 < stages["model pass"] <= info["model_pass"]["seconds"] * 1.05 + 0.05
+    assert 0 < stages["waiting for the model"] <= info["model_pass"]["seconds"] * 1.05 + 0.05
     assert sum(stages.values()) - stages["start-up"] - stages["report"] <= info["seconds"]
     line = next(line for line in summary.splitlines() if line.startswith("- time by stage"))
     assert f"({LIMIT} samples; more in run.json): " in line and "LM decoding " in line and "report" not in line
@@ -413,8 +413,8 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
     shard_stages = [json.loads((folder / "run.json").read_text())["stages"] for folder in shards]
     merged_stages = json.loads((tmp_path / "merged" / "run.json").read_text())["stages"]
     assert merged_stages["samples"] == len(whole) == sum(stage["samples"] for stage in shard_stages)
-    assert merged_stages["seconds"]["model pass"] == pytest.approx(sum(s["seconds"]["model pass"]
-                                                                       for s in shard_stages))
+    assert merged_stages["seconds"]["waiting for the model"] == pytest.approx(
+        sum(s["seconds"]["waiting for the model"] for s in shard_stages))
     # every stage is the shards' sum but the report: the merge's own (the shards' reports are not part of it); the
     # summary leaves the report out, as a run's does
     for name, seconds in merged_stages["seconds"].items():

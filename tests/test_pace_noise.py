@@ -238,18 +238,45 @@ def test_speech_with_its_own_offset_over_digital_silence_has_no_noise():
     assert noise.noise_features(offset_speech, RATE)["snr_db"] == noise.SNR_CEILING_DB
 
 
+@pytest.mark.parametrize("offset", [0.003, 0.03])
+def test_speech_with_its_own_offset_over_digital_silence_keeps_its_pauses(offset):
+    """The same clip with an offset on its speech only (espeak-ng's speech has a mean of its own; its silences are
+    exact zeros): the clip's mean taken out, the silences would become a constant as loud as the offset, speech once
+    within 40 dB of the speech's loudest frame (0.03 here: -27 dB)."""
+    clip = known_clip()
+    reference = pace.pace_features(clip, RATE, TRANSCRIPT)
+    values = pace.pace_features(np.where(clip != 0, clip + np.float32(offset), clip).astype(np.float32), RATE,
+                                TRANSCRIPT)
+    assert values["pause_count"] == reference["pause_count"] == 2
+    for key in ("leading_silence_seconds", "trailing_silence_seconds", "longest_pause_seconds", "speech_seconds"):
+        assert values[key] == pytest.approx(reference[key], abs=0.011), key
+
+
 @pytest.mark.parametrize("length", [16000, 16001, 15999, 12345])
 def test_speech_frame_runs_are_librosas_split(length):
-    """The runs in frames give librosa.effects.split's own intervals (ends clipped to the length)."""
+    """On bursts of noise (no DC component) the runs in frames give librosa.effects.split's own intervals (ends
+    clipped to the length)."""
     rng = np.random.default_rng(length)
     audio = np.zeros(length, np.float32)
     for start in rng.integers(0, length - 800, 6):
-        audio[start:start + rng.integers(50, 800)] = rng.normal(0, rng.uniform(0.01, 1.0))
+        size = rng.integers(50, 800)
+        audio[start:start + size] = rng.normal(0, rng.uniform(0.01, 1.0), size)
     audio /= np.abs(audio).max()
     first, end, frames = pace.speech_frame_runs(audio, 400, 160)
     expected = librosa.effects.split(audio, top_db=pace.SILENCE_TOP_DB, frame_length=400, hop_length=160)
     np.testing.assert_array_equal(np.stack([first * 160, np.minimum(end * 160, length)], axis=1), expected)
     assert frames == 1 + length // 160
+
+
+def test_a_constant_stretch_is_silence_and_a_step_is_not_a_pause_edge():
+    """A frame's level is its standard deviation: a block at a constant value (an offset, no sound) is silent apart
+    from the frames that hold its steps, and the clip's edges add no step of the padding's."""
+    audio = np.full(16000, 0.2, np.float32)
+    audio[4000:8000] = 0.0
+    first, end, frames = pace.speech_frame_runs(audio, 400, 160)
+    assert frames == 101
+    steps = [(first[i] * 160, end[i] * 160) for i in range(len(first))]
+    assert steps == [(3840, 4320), (7840, 8320)]  # the frames touching sample 4000 or 8000 (each 400 long, centred)
 
 
 @pytest.mark.parametrize("length", [16000, 16001])

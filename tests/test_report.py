@@ -84,7 +84,7 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     progress = json.loads((out / "progress.json").read_text())
     progress["seconds"], progress["model_pass"] = 100.0, {**progress["model_pass"], "seconds": 50.0, "batches": 1,
                                                          "samples": 4, "audio_seconds": 20.0}
-    progress["stages"] = {"seconds": {"start-up": 40.0, "model pass": 30.0}, "samples": 4}
+    progress["stages"] = {"seconds": {"start-up": 40.0, "waiting for the model": 30.0}, "samples": 4}
     (out / "progress.json").write_text(json.dumps(progress))
     third = evaluate("--split", "test-clean", "--limit", "6", "--model", str(tiny_model), "--out", str(out),
                      "--batch-size", "4")
@@ -96,7 +96,7 @@ def test_report_files_and_resume(tiny_model, tmp_path):
     model_pass = json.loads((out / "run.json").read_text())["model_pass"]
     assert model_pass["samples"] == 6 and 50.0 < model_pass["seconds"] and model_pass["audio_seconds"] > 20.0
     stages = json.loads((out / "run.json").read_text())["stages"]  # the stages add up over the runs, too
-    assert stages["samples"] == 6 and stages["seconds"]["start-up"] > 40.0 and stages["seconds"]["model pass"] > 30.0
+    assert stages["samples"] == 6 and stages["seconds"]["start-up"] > 40.0 and stages["seconds"]["waiting for the model"] > 30.0
     assert "- time by stage (6 samples; " in (out / "summary.md").read_text()
 
     # A rerun that would make other rows (another selection, model or LM lexicon) does not reuse or drop these.
@@ -408,6 +408,24 @@ def test_an_interrupt_in_the_model_pass_keeps_the_finished_rows_and_exits_130(ti
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"evaluate: interrupted; finished samples are kept in {out / 'samples.jsonl'} and skipped on a rerun")
     assert len((out / "samples.jsonl").read_text().splitlines()) == 1 and not (out / "summary.md").exists()
+    start_up = json.loads((out / "progress.json").read_text())["stages"]["seconds"]["start-up"]
+
+    def ctrl_c_before_a_row(*arguments):
+        raise KeyboardInterrupt
+
+    # stopped again before its first row: that run's start-up is not added
+    monkeypatch.setattr(evaluate_module, "evaluate_rows", ctrl_c_before_a_row)
+    with pytest.raises(SystemExit):
+        evaluate_module.main(["--split", "test-clean", "--limit", "3", "--model", str(tiny_model), "--out", str(out),
+                              "--metadata-workers", "0"])
+    assert json.loads((out / "progress.json").read_text())["stages"]["seconds"]["start-up"] == start_up
+    monkeypatch.setattr(evaluate_module, "evaluate_rows", finish_rows)
+    capsys.readouterr()
+    evaluate_module.run("test-clean", 3, tiny_model, out, None, metadata_workers=0)
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert stages["samples"] == 3 and stages["seconds"]["start-up"] > start_up  # the finishing run's is added
+    said = capsys.readouterr().out
+    assert "; 2 evaluated in " in said and " s start-up, 1 in earlier runs (model pass: " in said
 
 
 def test_evaluate_on_onnx_runtime_imports_no_tensorflow(tiny_model, tmp_path):
