@@ -468,8 +468,14 @@ def test_offline_hub_id_is_read_from_the_local_cache(tmp_path, monkeypatch):
     (repo / "refs" / "main").write_text("0" * 40)
     config, weights = load_checkpoint("facebook/wav2vec2-base-960h")
     assert config == json.loads((GOLDEN / "group" / "config.json").read_text()) and "lm_head.weight" in weights
-    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-large-960h'"):
+    with pytest.raises(CheckpointError, match="cannot download 'facebook/wav2vec2-large-960h'") as refusal:
         load_checkpoint("facebook/wav2vec2-large-960h")
+    assert "nor is it a folder here" not in str(refusal.value)
+    # a mistyped local folder reads as a hub id too (as in transformers): the error says no such folder is here
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match=r"nor is it a folder here \(checkpoints has no 'wav2vec2-tyop'\)"):
+        load_checkpoint("checkpoints/wav2vec2-tyop")
 
 
 @pytest.mark.parametrize("change, says", [
@@ -527,6 +533,9 @@ def test_export_refuses_other_model_families_and_a_vocabulary_it_cannot_know(tmp
                                  "frame (70 samples)"),
     ("sampling_rate", "the checkpoint takes 8000 Hz audio and the runtime feeds 16000 Hz"),
     ("do_normalize", "the checkpoint was trained on audio that is not normalised (do_normalize: false)"),
+    # transformers 5's processor.save_pretrained nests them in processor_config.json, read before the older file
+    ("nested sampling_rate", "processor_config.json: the checkpoint takes 8000 Hz audio"),
+    ("nested do_normalize", "processor_config.json: the checkpoint was trained on audio that is not normalised"),
 ])
 def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_path, capsys, damage, says):
     from librispeech.tokenizer import vocabulary_tokens
@@ -543,16 +552,46 @@ def test_export_reports_damaged_or_unusable_checkpoint_files_in_one_line(tmp_pat
         config = json.loads((checkpoint / "config.json").read_text())
         change = {"vocab_size": None} if damage == "vocab_size" else {"conv_kernel": [10, 5, 5]}
         (checkpoint / "config.json").write_text(json.dumps({**config, **change}))
-    if damage in ("sampling_rate", "do_normalize"):  # HF's feature extractor settings, as save_pretrained writes them
+    if damage.endswith(("sampling_rate", "do_normalize")):  # HF's feature extractor settings, as saved
         extractor = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "padding_value": 0.0,
                      "sampling_rate": 16000, "do_normalize": True, "return_attention_mask": False}
-        extractor.update({"sampling_rate": 8000} if damage == "sampling_rate" else {"do_normalize": False})
-        (checkpoint / "preprocessor_config.json").write_text(json.dumps(extractor))
+        damaged = {**extractor, **({"sampling_rate": 8000} if damage.endswith("sampling_rate") else
+                                   {"do_normalize": False})}
+        if damage.startswith("nested"):  # beside an older, sound preprocessor_config.json, which it overrides
+            (checkpoint / "processor_config.json").write_text(json.dumps({"feature_extractor": damaged,
+                                                                          "processor_class": "Wav2Vec2Processor"}))
+            (checkpoint / "preprocessor_config.json").write_text(json.dumps(extractor))
+        else:
+            (checkpoint / "preprocessor_config.json").write_text(json.dumps(damaged))
     arguments = ["--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.h5"), "--skip-checks"]
     max_seconds = {"max_seconds": "0", "max_seconds_of_its_stack": "0.004"}.get(damage)
     assert export_module.main(arguments + (["--max-seconds", max_seconds] if max_seconds else [])) == 1
     error = capsys.readouterr().err
     assert error.startswith("export-model: error: ") and says in error and error.count("\n") == 1, error
+
+
+def test_sharded_weights_are_read_and_a_whole_file_wins_over_a_stale_index(tmp_path):
+    """A sharded safetensors checkpoint reads as the whole file; where both are there (save_pretrained re-saving a
+    sharded checkpoint unsharded leaves the old index behind), model.safetensors wins, as in transformers."""
+    whole = load_file(str(GOLDEN / "group" / "model.safetensors"))
+    names = sorted(whole)
+    sharded = tmp_path / "sharded"
+    shutil.copytree(GOLDEN / "group", sharded)
+    (sharded / "model.safetensors").unlink()
+    shards = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for shard, keys in shards.items():
+        save_file({key: whole[key] for key in keys}, str(sharded / shard))
+    index = {"metadata": {}, "weight_map": {key: shard for shard, keys in shards.items() for key in keys}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    _, weights = load_checkpoint(sharded)
+    assert sorted(weights) == names and all(np.array_equal(weights[key], whole[key]) for key in names)
+
+    stale = tmp_path / "resaved"
+    shutil.copytree(GOLDEN / "group", stale)
+    (stale / "model.safetensors.index.json").write_text(json.dumps(index))  # its shards are gone
+    _, weights = load_checkpoint(stale)
+    assert sorted(weights) == names and all(np.array_equal(weights[key], whole[key]) for key in names)
 
 
 def test_a_multilingual_vocabulary_is_read_for_its_target_language(tmp_path):
@@ -596,11 +635,12 @@ def test_a_checkpoint_without_a_ctc_head_or_a_vocabulary_is_named_so(tmp_path, c
     assert "has no vocab.json; its CTC head is taken to use the runtime's vocabulary" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("added_tokens, counted", [(False, False), (True, True), (True, False)])
+@pytest.mark.parametrize("added_tokens, counted", [(False, False), (True, True), (True, False), (False, True)])
 def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_path, capsys, added_tokens, counted):
     """HF's fine-tuning recipe writes lower-case letters in its own order and [UNK] and [PAD] (the blank) last in
     vocab.json; transformers adds <s> and </s> after them in added_tokens.json (and vocab_size counts them), older
-    checkpoints have neither. The same model as the golden one with its CTC head reordered so gives the golden
+    checkpoints have neither, or only a special_tokens_map.json naming them (HF's tokenizer adds them on loading,
+    and vocab_size counts them). The same model as the golden one with its CTC head reordered so gives the golden
     logits, column for column, and never emits a token it lacks (nor an added token past vocab_size: `counted`)."""
     from librispeech.tokenizer import vocabulary_tokens
     from librispeech_tools.export import MISSING_TOKEN_LOGIT
@@ -608,7 +648,7 @@ def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_
     runtime = vocabulary_tokens()
     letters = sorted(token for token in runtime if len(token) == 1 and token != "|")
     tokens = ["|", *(letter.lower() for letter in letters), "[UNK]", "[PAD]"]
-    added = ["<s>", "</s>"] if added_tokens else []
+    added = ["<s>", "</s>"] if added_tokens or counted else []
     emitted = added if counted else []
     runtime_name = {"[UNK]": "<unk>", "[PAD]": "<pad>", **{letter.lower(): letter for letter in letters}}
     source = [runtime.index(runtime_name.get(token, token)) for token in tokens + emitted]
@@ -621,6 +661,10 @@ def test_export_reads_a_fine_tuning_recipe_vocabulary_in_the_runtimes_order(tmp_
     if added_tokens:
         (checkpoint / "added_tokens.json").write_text(json.dumps({token: len(tokens) + i for i, token in
                                                                    enumerate(added)}))
+    elif counted:
+        (checkpoint / "special_tokens_map.json").write_text(json.dumps({
+            "bos_token": "<s>", "eos_token": {"content": "</s>", "special": True}, "unk_token": "[UNK]",
+            "pad_token": "[PAD]"}))
     config = json.loads((checkpoint / "config.json").read_text())
     (checkpoint / "config.json").write_text(json.dumps({**config, "vocab_size": len(source),
                                                         "pad_token_id": tokens.index("[PAD]")}))

@@ -777,3 +777,23 @@ def test_the_onnx_check_scales_its_tolerance_with_the_logits(tmp_path, monkeypat
     assert f"(largest logit {max(1.0, largest):.3g})" in capsys.readouterr().out
     with pytest.raises(export_module.ExportCheckError, match=r"differ by .* > 1e-09 \* "):
         export_module.check_onnx_export(model, output, None, seconds=0.5, tolerance=1e-9)
+
+
+def test_the_onnx_checks_scale_leaves_out_the_tokens_the_checkpoint_lacks(tmp_path, capsys):
+    """A runtime token the checkpoint lacks sits at MISSING_TOKEN_LOGIT (-1e4) on every frame: counted in the
+    scale, it would loosen the check ten-thousandfold (a 0.5 difference in every logit would pass)."""
+    model = export_module.load_source(GOLDEN / "group", 16000)[0]
+    head = model.get_layer("lm_head")
+    kernel, bias = head.get_weights()
+    kernel[:, 1], bias[1] = 0.0, export_module.MISSING_TOKEN_LOGIT
+    head.set_weights([kernel, bias])
+    output = tmp_path / "m.onnx"
+    from librispeech_tools.onnx_wav2vec2 import save_onnx
+
+    save_onnx(model, output, None)
+    export_module.check_onnx_export(model, output, None, seconds=0.5)
+    logits = export_module._unpadded_keras_logits(model, export_module._check_audio(model, 0.5, 16000))
+    own = max(1.0, float(np.abs(np.delete(logits, 1, axis=-1)).max()))
+    assert own < 100 and f"(largest logit {own:.3g})" in capsys.readouterr().out
+    with pytest.raises(export_module.ExportCheckError, match=rf"> 1e-09 \* {own:.3g}$"):
+        export_module.check_onnx_export(model, output, None, seconds=0.5, tolerance=1e-9)

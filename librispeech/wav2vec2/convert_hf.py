@@ -27,10 +27,14 @@ VOCAB_FILE = "vocab.json"
 SAFETENSORS_FILE, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PYTORCH_FILE, PYTORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 TF_FILE = "tf_model.h5"
-WEIGHT_FILES = (SAFETENSORS_INDEX, SAFETENSORS_FILE, PYTORCH_INDEX, PYTORCH_FILE, TF_FILE)  # in order of preference
-PREPROCESSOR_FILE = "preprocessor_config.json"  # the feature extractor's settings: sampling rate, normalisation
+# in transformers' order of preference: a whole file before a shard index (re-saving a sharded checkpoint unsharded
+# leaves the old index behind), safetensors before PyTorch pickles
+WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX, TF_FILE)
+# the feature extractor's settings (sampling rate, normalisation): transformers 5's processor.save_pretrained nests
+# them in processor_config.json, which transformers reads first; older ones wrote preprocessor_config.json
+PROCESSOR_FILE, PREPROCESSOR_FILE = "processor_config.json", "preprocessor_config.json"
 EXTRA_FILES = (CONFIG_FILE, VOCAB_FILE, "added_tokens.json", "tokenizer_config.json", "special_tokens_map.json",
-               PREPROCESSOR_FILE)  # the tokenizer files say which token each CTC output is
+               PROCESSOR_FILE, PREPROCESSOR_FILE)  # the tokenizer files say which token each CTC output is
 
 # Checkpoint weights known to be irrelevant to CTC inference (pre-training heads, SpecAugment's mask vector).
 IGNORED_KEYS = re.compile(r"^(masked_spec_embed|quantizer\..*|project_q\..*|project_hid\..*|dropout_features\..*)$")
@@ -71,9 +75,12 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
         try:
             return Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True))
         except Exception:
+            # "models/typo" reads as a hub id, as in transformers: say that no such folder is here either
+            folder = (f"; nor is it a folder here ({path.parent} has no {path.name!r})"
+                      if path.parent != Path(".") and path.parent.is_dir() else "")
             raise CheckpointError(f"cannot download {repo_id!r} from the Hugging Face hub and it is not cached: "
                                   f"{error} (without a network, HF_HUB_OFFLINE=1 reads the cache at once, "
-                                  "without the hub's retries)") from error
+                                  f"without the hub's retries){folder}") from error
     available = _preferred_weight_files([name for name in WEIGHT_FILES if name in files])
     if not available:
         raise CheckpointError(f"{repo_id!r} has none of {', '.join(WEIGHT_FILES)}")
@@ -207,14 +214,22 @@ def check_model_type(config: Mapping[str, Any], folder) -> None:
 
 def check_feature_extractor(folder: Path, sample_rate: int) -> None:
     """The runtime feeds every model 16 kHz audio normalised to zero mean and unit variance (data.model_input), as
-    wav2vec2-base-960h's feature extractor does. A checkpoint whose preprocessor_config.json says otherwise would
-    convert number for number and still transcribe wrongly, so it is refused here (no file: HF's defaults, the same)."""
-    path = folder / PREPROCESSOR_FILE
-    if not path.is_file():
-        return
-    extractor = read_json(path)
+    wav2vec2-base-960h's feature extractor does. A checkpoint whose feature-extractor settings say otherwise would
+    convert number for number and still transcribe wrongly, so it is refused here. The settings are read where
+    transformers reads them: processor_config.json's "feature_extractor" (or "audio_processor") entry, else
+    preprocessor_config.json (neither: HF's defaults, the same)."""
+    path, extractor = folder / PROCESSOR_FILE, None
+    if path.is_file():
+        processor = read_json(path)
+        if isinstance(processor, dict):
+            extractor = processor.get("feature_extractor", processor.get("audio_processor"))
+    if extractor is None:
+        path = folder / PREPROCESSOR_FILE
+        if not path.is_file():
+            return
+        extractor = read_json(path)
     if not isinstance(extractor, dict):
-        raise CheckpointError(f"{path} is not a JSON object of feature-extractor fields")
+        raise CheckpointError(f"{path} has no JSON object of feature-extractor fields")
     if extractor.get("sampling_rate", sample_rate) != sample_rate:
         raise CheckpointError(f"{path}: the checkpoint takes {extractor['sampling_rate']} Hz audio and the runtime "
                               f"feeds {sample_rate} Hz (audio.sample_rate in librispeech/config.yaml), so every "
