@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,17 @@ def parse_samples_per_split(value: Any) -> int | None:
     return count
 
 
+def number(value: Any, where: str, whole: bool = False, least: float | None = None) -> int | float:
+    """A setting that must be a number (a whole one, and at least `least`): ConfigError naming it otherwise, rather
+    than a TypeError from deep in a run or a NaN weight that silently empties every LM hypothesis."""
+    kind = "a whole number" if whole else "a finite number"
+    ok = (isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value))
+    if isinstance(value, bool) or not ok or (least is not None and value < least):
+        raise ConfigError(f"{where} in librispeech/config.yaml must be {kind}"
+                          f"{'' if least is None else f' of at least {least:g}'}, got {value!r}")
+    return value
+
+
 def _resolve(path: str | os.PathLike, base: Path) -> Path:
     path = Path(path).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
@@ -94,11 +106,11 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         **_hf_settings(data, environ),
         samples_per_split=parse_samples_per_split(
             environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),
-        seed=int(data["seed"]),
-        sample_rate=int(audio["sample_rate"]),
-        max_samples=int(audio["max_samples"]),
-        normalize_epsilon=float(audio["normalize_epsilon"]),
-        max_label_length=int(text["max_label_length"]),
+        seed=number(data["seed"], "data.seed", whole=True),
+        sample_rate=number(audio["sample_rate"], "audio.sample_rate", whole=True, least=1),
+        max_samples=number(audio["max_samples"], "audio.max_samples", whole=True, least=1),
+        normalize_epsilon=float(number(audio["normalize_epsilon"], "audio.normalize_epsilon", least=1e-12)),
+        max_label_length=number(text["max_label_length"], "text.max_label_length", whole=True, least=1),
         vocab_file=_resolve(text["vocab_file"], PACKAGE_DIR),
         model_path=model_path,
         checkpoint=model["checkpoint"],
@@ -152,14 +164,15 @@ def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) 
     if environ.get("LIBRISPEECH_LM"):
         lm_path, lexicon = _resolve(environ["LIBRISPEECH_LM"], Path.cwd()), environ.get("LIBRISPEECH_LEXICON")
     else:
+        if not isinstance(decoding["lm"], str) or not decoding["lm"]:
+            raise ConfigError(f"decoding.lm in librispeech/config.yaml must be a file path, got {decoding['lm']!r}")
         lm_path, lexicon = _resolve(decoding["lm"], PACKAGE_DIR), environ.get("LIBRISPEECH_LEXICON")
         if not lexicon and decoding.get("lexicon"):
             lexicon = str(_resolve(decoding["lexicon"], PACKAGE_DIR))
-    beam_width = int(decoding["beam_width"])
-    if beam_width < 1:
-        raise ConfigError(f"decoding.beam_width must be at least 1, got {beam_width}")
     return {"lm_path": lm_path, "lexicon_path": _resolve(lexicon, Path.cwd()) if lexicon else None,
-            "beam_width": beam_width, "lm_alpha": float(decoding["alpha"]), "lm_beta": float(decoding["beta"])}
+            "beam_width": number(decoding["beam_width"], "decoding.beam_width", whole=True, least=1),
+            "lm_alpha": float(number(decoding["alpha"], "decoding.alpha")),
+            "lm_beta": float(number(decoding["beta"], "decoding.beta"))}
 
 
 @functools.cache

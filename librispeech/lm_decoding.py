@@ -23,7 +23,8 @@ from librispeech.config import project_config
 from librispeech.ctc import log_softmax
 from librispeech.metrics import ERROR_RATE_KEYS, as_batch, error_rates_of_pair, transcription_pairs
 from librispeech.model_file import first_line
-from librispeech.tokenizer import BLANK_ID, WORD_DELIMITER, decode_reference, vocabulary_tokens
+from librispeech.tokenizer import (BLANK_ID, WORD_DELIMITER, decode_greedy, decode_reference, greedy_ids,
+                                   vocabulary_tokens)
 
 LOGGER = logging.getLogger(__name__)
 # Trailing frames whose blank probability is at least 1 - 1e-7 are not decoded: padded frames are a certain blank
@@ -68,10 +69,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _open_text(path: Path):
-    """UTF-8 text, gzip-compressed or not, whatever the name says (KenLM reads a plain ARPA named .gz too)."""
+    """UTF-8 text, gzip-compressed or not, whatever the name says (KenLM reads a plain ARPA named .gz too); a
+    byte-order mark (Windows editors write one) is not part of the first word."""
     with open(path, "rb") as handle:
         compressed = handle.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")
+    return gzip.open(path, "rt", encoding="utf-8-sig") if compressed else open(path, encoding="utf-8-sig")
 
 
 @contextlib.contextmanager
@@ -100,14 +102,14 @@ def read_arpa_unigrams(path: Path) -> list[str]:
     with _reading(path, "language model"):
         try:
             with _open_text(path) as handle:
-                for line in handle:
+                for number, line in enumerate(handle, 1):
                     line = line.strip()
                     if line == "\\1-grams:":
                         in_unigrams = True
                     elif in_unigrams and line.startswith("\\"):
                         break
                     elif in_unigrams and line:
-                        words.append(line.split()[1])
+                        words.append(_unigram_word(line, path, number))
         except UnicodeDecodeError as error:  # a KenLM binary, say: no text to read the words from
             raise LanguageModelError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); with a "
                                      "binary KenLM file, set a lexicon (LIBRISPEECH_LEXICON or decoding.lexicon)"
@@ -115,6 +117,27 @@ def read_arpa_unigrams(path: Path) -> list[str]:
     if not in_unigrams:
         raise LanguageModelError(f"{path} has no \\1-grams: section; with a binary KenLM file, set a lexicon")
     return [word for word in words if word not in ("<s>", "</s>", "<unk>")]
+
+
+def _unigram_word(line: str, path: Path, number: int) -> str:
+    """The word of an ARPA 1-gram line: log10 probability, word, optional backoff."""
+    fields = line.split()
+    try:
+        float(fields[0])
+        return fields[1]
+    except (ValueError, IndexError):
+        raise LanguageModelError(f"{path}: line {number} is not a 1-gram (log10 probability, word, [backoff]): "
+                                 f"{line[:80]!r} (truncated or damaged?)") from None
+
+
+def kenlm_reason(error: BaseException) -> str:
+    """KenLM's error as one line: its message's first line is the C++ throw site ("model.cc:100 in void
+    lm::ngram::...() threw FormatLoadException."); the reason follows it ("This ngram implementation assumes at least
+    a bigram model.")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and " threw " in lines[0]:
+        lines = lines[1:]
+    return f"{type(error).__name__}: {' '.join(lines)[:400]}" if lines else type(error).__name__
 
 
 def spell(word: str, token_ids: dict[str, int]) -> list[int] | None:
@@ -181,8 +204,9 @@ class LMDecoder:
         try:
             self.language_model = KenLM(str(settings.lm_path), self.word_dictionary)
         except Exception as error:  # noqa: BLE001  KenLM's own exceptions (a truncated or non-ARPA file) as C++ errors
-            raise LanguageModelError(f"KenLM cannot load {settings.lm_path} (truncated, damaged, or not an ARPA or "
-                                     f"KenLM binary file?): {first_line(error)}") from None
+            raise LanguageModelError(f"KenLM cannot load {settings.lm_path}: {kenlm_reason(error)} (it reads ARPA "
+                                     f"files of order 2 or more, plain or gzip-compressed, and KenLM binary files)"
+                                     ) from None
         silence = token_ids[WORD_DELIMITER]
         trie = Trie(len(tokens), silence)
         start = self.language_model.start(False)
@@ -228,18 +252,36 @@ class LMDecoder:
         return hypothesis
 
     def _decode(self, logits: np.ndarray) -> str:
-        log_probabilities = log_softmax(logits)
+        log_probabilities = log_softmax(as_greedy_reads_them(logits))
         frames = decoded_frames(log_probabilities)
         if frames == 0:
             return ""
         emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
         results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
-        if not results:  # every beam pruned: said, as the empty transcript scores as all words deleted
-            LOGGER.warning("the LM decoder found no hypothesis for a sample of %d frames; its LM transcript is empty",
-                           frames)
-            return ""
-        words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0]
+        words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0] if results else []
+        if not words and decode_greedy(logits).split():
+            # said, as the empty transcript scores as all words deleted: every beam pruned, or weights (decoding.alpha,
+            # decoding.beta) that make no word better than none
+            LOGGER.warning("the LM decoder found %s for a sample of %d frames that greedy decoding reads as speech; "
+                           "its LM transcript is empty (decoding.alpha %g, beta %g)",
+                           "no word" if results else "no hypothesis", frames, self.settings.alpha, self.settings.beta)
         return " ".join(words).upper()
+
+
+def as_greedy_reads_them(logits: np.ndarray) -> np.ndarray:
+    """The logits with each frame that holds a NaN or +inf (or only -inf) made certain of the token greedy decoding
+    picks there (numpy's argmax: the first NaN, else the first +inf), so that the LM reads the frames as greedy
+    decoding does instead of NaN emissions emptying its hypothesis; said in a warning."""
+    broken = np.isnan(logits).any(axis=1) | np.isposinf(logits).any(axis=1) | np.isneginf(logits).all(axis=1)
+    if not broken.any():
+        return logits
+    LOGGER.warning("%d of a sample's %d frames of logits hold NaN or infinite values: the LM decoder reads each as "
+                   "certain of the token greedy decoding picks there", int(broken.sum()), len(logits))
+    certain = np.full((int(broken.sum()), logits.shape[1]), -1e4, np.float32)
+    certain[np.arange(len(certain)), greedy_ids(logits[broken])] = 0.0
+    fixed = logits.copy()
+    fixed[broken] = certain
+    return fixed
 
 
 def decoded_frames(log_probabilities: np.ndarray) -> int:

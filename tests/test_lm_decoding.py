@@ -3,6 +3,7 @@ misspelled words, padding and float16 change nothing, bad configuration is a cle
 import gzip
 import logging
 import math
+import re
 
 import jiwer
 import numpy as np
@@ -336,6 +337,9 @@ def test_outside_pool_sentences_use_no_generator_word_but_its_function_words():
 @pytest.mark.parametrize("damage, says", [
     ("truncated ARPA", "KenLM cannot load"),
     ("not an ARPA", "KenLM cannot load"),
+    # KenLM's reason, not the C++ throw site its message starts with
+    ("unigrams only", "RuntimeError: This ngram implementation assumes at least a bigram model"),
+    ("1-gram without a word", "line 8 is not a 1-gram (log10 probability, word, [backoff]): '-0.5'"),
     ("truncated gzip", "cannot read the language model"),
     ("lexicon not UTF-8", "cannot read the lexicon"),
 ])
@@ -347,14 +351,19 @@ def test_damaged_lm_or_lexicon_files_are_one_error_naming_the_file(tmp_path, tin
         arpa.write_text(text[:len(text) // 2])
     elif damage == "not an ARPA":
         arpa.write_text("these are\nnot the n-grams you are looking for\n")
+    elif damage == "unigrams only":
+        arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tTHE\n-0.5\tCAT\n\n\\end\\\n")
+    elif damage == "1-gram without a word":
+        arpa.write_text("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tTHE\n-0.5\n")
     elif damage == "truncated gzip":
         arpa = tmp_path / "lm.arpa.gz"
         arpa.write_bytes(gzip.compress(text.encode())[:200])
     else:
         arpa.write_text(text)
         lexicon.write_bytes("CAF\u00c9\nTHE\n".encode("latin-1"))
-    settings = lm_decoding.DecoderSettings(arpa, None if damage == "truncated gzip" else lexicon, 8, 0.5, 0.0)
-    with pytest.raises(lm_decoding.LanguageModelError, match=says) as error:
+    no_lexicon = damage in ("truncated gzip", "1-gram without a word")
+    settings = lm_decoding.DecoderSettings(arpa, None if no_lexicon else lexicon, 8, 0.5, 0.0)
+    with pytest.raises(lm_decoding.LanguageModelError, match=re.escape(says)) as error:
         lm_decoding.LMDecoder(settings, vocabulary_tokens())
     assert str(arpa if "lexicon" not in damage else lexicon) in str(error.value) and "\n" not in str(error.value)
 
@@ -370,3 +379,54 @@ def test_an_arpa_file_is_read_whatever_its_name_says_of_compression(tmp_path, ti
     decoder = lm_decoding.LMDecoder(lm_decoding.DecoderSettings(plain_named_gz, None, 8, 0.5, 0.0),
                                     vocabulary_tokens())
     assert decoder.decode(spelled_logits("THE CAT SAT")) == "THE CAT SAT"
+
+
+def test_a_lexicon_with_a_byte_order_mark_keeps_its_first_word(tmp_path, tiny_settings):
+    """Windows editors start a UTF-8 file with a byte-order mark; read as part of the first word, that word could
+    never be decoded."""
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("CAT\tC A T |\nSAT\tS A T |\nTHE\tT H E |\n", encoding="utf-8-sig")
+    assert lm_decoding.read_lexicon_words(lexicon) == ["CAT", "SAT", "THE"]
+    settings = lm_decoding.DecoderSettings(tiny_settings.lm_path, lexicon, 8, 0.5, 0.0)
+    assert lm_decoding.LMDecoder(settings, vocabulary_tokens()).decode(spelled_logits("THE CAT SAT")) == "THE CAT SAT"
+
+
+def test_non_finite_logits_are_read_as_greedy_decoding_reads_them(tiny_decoder, caplog):
+    """NaN in a frame made every emission NaN and emptied the LM hypothesis (scored as the LM hurting); such a frame
+    is now certain of greedy decoding's token there, with a warning."""
+    logits = spelled_logits("THE CAT SAT")
+    blank_frames = np.flatnonzero(logits[:, VOCAB["<pad>"]] > 0)
+    logits[blank_frames[3]] = np.nan  # greedy reads an all-NaN frame as the blank (numpy's argmax: the first NaN)
+    logits[blank_frames[5], VOCAB["<pad>"]] = np.inf
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        assert tiny_decoder.decode(logits) == metrics.decode_greedy(logits) == "THE CAT SAT"
+    assert "2 of a sample's 33 frames of logits hold NaN or infinite values" in caplog.text
+
+
+def test_weights_that_leave_no_word_are_said(tiny_settings, caplog):
+    """A word score that outweighs every acoustic score empties the LM transcript: said, not silent."""
+    settings = lm_decoding.DecoderSettings(tiny_settings.lm_path, None, 8, 0.5, -1e9)
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        assert lm_decoding.LMDecoder(settings, vocabulary_tokens()).decode(spelled_logits("THE CAT SAT")) == ""
+    assert "found no word for a sample of 33 frames that greedy decoding reads as speech" in caplog.text
+    assert "(decoding.alpha 0.5, beta -1e+09)" in caplog.text
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("decoding__alpha", float("nan"), "decoding.alpha in librispeech/config.yaml must be a finite number, got nan"),
+    ("decoding__beta", float("inf"), "decoding.beta in librispeech/config.yaml must be a finite number, got inf"),
+    ("decoding__alpha", None, "decoding.alpha in librispeech/config.yaml must be a finite number, got None"),
+    ("decoding__beam_width", "abc", "must be a whole number of at least 1, got 'abc'"),
+    ("decoding__beam_width", 1.5, "decoding.beam_width in librispeech/config.yaml must be a whole number"),
+    ("decoding__beam_width", 0, "decoding.beam_width in librispeech/config.yaml must be a whole number of at least 1"),
+    ("decoding__lm", None, "decoding.lm in librispeech/config.yaml must be a file path, got None"),
+    ("audio__sample_rate", "16k", "audio.sample_rate in librispeech/config.yaml must be a whole number"),
+    ("audio__normalize_epsilon", 0, "audio.normalize_epsilon in librispeech/config.yaml must be a finite number of "
+                                    "at least 1e-12"),
+])
+def test_settings_that_are_not_numbers_are_one_configuration_error(setting, value, says):
+    """Rather than a TypeError deep in a run, or a NaN weight emptying every LM hypothesis without a word."""
+    from librispeech.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        make_config(**{setting: value})
