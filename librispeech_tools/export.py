@@ -532,7 +532,10 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike | list, max_
     try:  # converted all the same (a conversion tool), but the runtime will refuse it
         check_conv_stack(Path(str(checkpoint)), dataclasses.asdict(model_config(model)))
     except ModelFileError as error:
-        print(f"warning: {error}")
+        frames = model_config(model).num_frames(max_samples)
+        print(f"warning: {error}. Its checks run it at its whole input length, {frames} frames here, whose "
+              f"attention may need more memory than the base model's 1,747: a short --max-seconds (2, say) keeps "
+              f"them small")
     for path in outputs:
         save_and_check(model, path, checkpoint_dir, vocab_source, fixed_samples, verify, int8, sample_rate)
     print(f"export done in {time.perf_counter() - started:.1f} s")
