@@ -226,6 +226,10 @@ class CorpusPlan:
         for speaker in self.speakers:
             if speaker.sex not in ("M", "F") or "|" in speaker.name:
                 raise ValueError(f"speaker {speaker.id}: sex must be M or F and the name free of '|': {speaker}")
+            if speaker.subset in ("", ".", "..") or Path(speaker.subset).name != speaker.subset or (
+                    "\\" in speaker.subset):  # a path would write (and clear) a folder outside the corpus
+                raise ValueError(f"split {speaker.subset!r} is not a folder name (no path: it is made inside the "
+                                 f"corpus root)")
         for chapter in self.chapters:
             if chapter.speaker_id not in speakers or chapter.book_id not in books:
                 raise ValueError(f"chapter {chapter.id} refers to an unknown speaker or book: {chapter}")
@@ -306,7 +310,11 @@ class CorpusStats:
 CORPUS_MARKER = ".synthetic-corpus"
 
 
-class NotASyntheticCorpusError(RuntimeError):
+class CorpusFolderError(RuntimeError):
+    """write_corpus will not write into this folder (NotASyntheticCorpusError), or cannot (an OSError's reason)."""
+
+
+class NotASyntheticCorpusError(CorpusFolderError):
     """write_corpus was pointed at a folder that holds files and that it did not make."""
 
 
@@ -321,21 +329,30 @@ def write_corpus(root: Path, plan: CorpusPlan, jobs: int = 1, progress: bool = F
     processes and in libsndfile, which do not hold Python's lock.
     """
     plan.validate()
-    require_tools()
-    check_voices(spec.voice for spec in plan.utterances)
     root = Path(root)
     subsets = {s.id: s.subset for s in plan.speakers}
+    if root.exists() and not root.is_dir():
+        raise CorpusFolderError(f"{root} is a file, not a folder")
     others = sorted(path.name for path in root.iterdir() if not path.name.startswith(".")) if root.is_dir() else []
     if others and not (root / CORPUS_MARKER).is_file():
         raise NotASyntheticCorpusError(
             f"{root} already holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''} and was not made by "
             f"this generator (no {CORPUS_MARKER} there), so it will not write into it: choose a new or empty folder")
-    existing = [root / subset for subset in sorted(set(subsets.values())) if (root / subset).exists()]
-    for split_folder in existing:
-        shutil.rmtree(split_folder)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / CORPUS_MARKER).write_text("made by librispeech_tools.synthetic: regenerating it replaces its splits\n",
-                                      encoding="utf-8")
+    kept = [name for name in others if (root / name).is_dir() and name not in subsets.values()]
+    if kept:  # the tables are rewritten from this plan: the rows of those splits' speakers would be lost
+        raise CorpusFolderError(
+            f"{root} holds split(s) {', '.join(kept)} that this corpus does not make, and its SPEAKERS.TXT, "
+            f"CHAPTERS.TXT and BOOKS.TXT would be rewritten without their rows: choose another folder")
+    require_tools()  # after the folder's checks (they touch nothing), before anything in it is cleared
+    check_voices(spec.voice for spec in plan.utterances)
+    try:
+        for split_folder in [root / subset for subset in sorted(set(subsets.values())) if (root / subset).exists()]:
+            shutil.rmtree(split_folder)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / CORPUS_MARKER).write_text("made by librispeech_tools.synthetic: regenerating it replaces its "
+                                          "splits\n", encoding="utf-8")
+    except OSError as error:  # a read-only place, a path through a file
+        raise CorpusFolderError(f"cannot write {root}: {error.strerror or error}") from None
 
     def make(spec: UtteranceSpec) -> tuple[str, float]:
         samples = render(spec)
@@ -602,11 +619,12 @@ def training_corpus_plan(utterances: int, seed: int = 0, split: str = TRAINING_S
                          text_style: str = "frequency") -> CorpusPlan:
     """A training corpus of random sentences (see TEXT_STYLES); utterance i depends only on (seed, i, text_style),
     so a larger corpus extends a smaller one with the same seed. Never contains a bundled sentence."""
-    if utterances < 1:
-        raise ValueError(f"utterances must be >= 1, got {utterances}")
+    voices = training_speakers()
+    most = 99 * _UTTERANCES_PER_CHAPTER * len(voices)  # chapter ids SPEAKER01..SPEAKER99: two digits per speaker
+    if not 1 <= utterances <= most or seed < 0:  # random.Random(-n) is random.Random(n)
+        raise ValueError(f"utterances must be 1 to {most:,} and the seed at least 0, got {utterances} and {seed}")
     pools = training_word_pools(text_style)
     forbidden = sample_transcripts()
-    voices = training_speakers()
     order = list(range(len(voices)))
     random.Random(seed).shuffle(order)
     books = tuple(Book(80001 + n, f"Assorted Sentences, Volume {n + 1}", "Various") for n in range(8))

@@ -10,6 +10,7 @@ named; the shipped demo model is model/demo-wav2vec2.h5).
 from __future__ import annotations
 
 import argparse
+import math
 import csv
 import json
 import sys
@@ -266,8 +267,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.epochs, args.batch_size, args.utterances) < 1 or args.warmup_steps < 0:
         parser.error("--epochs, --batch-size and --utterances must be at least 1, --warmup-steps at least 0")
-    if args.output.suffix not in (".h5", ".hdf5"):  # refused now, not after the first epoch's training
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0) or args.seed < 0:
+        parser.error("--learning-rate must be a positive number and --seed at least 0")
+    # refused now, not after the corpus is read and an epoch trained
+    if args.output.suffix not in (".h5", ".hdf5"):
         parser.error(f"--output must end in .h5 or .hdf5 (the Keras export Tensorleap takes), got {args.output}")
+    blocking = next((folder for folder in (args.output.parent, *args.output.parent.parents)
+                     if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        parser.error(f"--output {args.output}: {blocking} is a file, not a folder")
     return args
 
 

@@ -16,6 +16,7 @@ for each is written to expected.tsv next to the corpus.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
@@ -111,8 +112,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--out", type=Path, required=True, help="folder to create (LibriSpeech/ and models/ in it)")
     args = parser.parse_args()
-    write_corpus(args.out / "LibriSpeech")
-    write_broken_models(args.out / "models", project_config().model_path)
+    # a new or empty folder, or one this wrote before: never a real corpus, whose splits it would add speakers to
+    if args.out.exists() and (not args.out.is_dir() or (any(args.out.iterdir())
+                                                        and not (args.out / "expected.tsv").is_file())):
+        sys.exit(f"make_edge_corpus: {args.out} is a file, or a folder that holds files and no expected.tsv of an "
+                 f"earlier edge corpus: choose a new or empty folder")
+    try:
+        write_corpus(args.out / "LibriSpeech")
+        write_broken_models(args.out / "models", project_config().model_path)
+    except OSError as error:
+        sys.exit(f"make_edge_corpus: cannot write {args.out}: {error.strerror or error}")
     print(f"corpus in {args.out / 'LibriSpeech'}, expected decisions in {args.out / 'expected.tsv'}, "
           f"broken models in {args.out / 'models'}")
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats = synthetic.write_corpus(args.out, synthetic.sample_corpus_plan(), jobs=args.jobs, progress=True,
                                        description="sample corpus")
-    except synthetic.NotASyntheticCorpusError as error:
+    except synthetic.CorpusFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(stats.summary())

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         synthetic.require_tools()
         plan = synthetic.training_corpus_plan(args.utterances, seed=args.seed, split=args.split,
                                               text_style=args.text_style)
-    except synthetic.MissingToolError as error:
+        plan.validate()  # a --split that is a path, before any folder is touched
+    except (synthetic.MissingToolError, ValueError) as error:  # ValueError: the plan's numbers or split name
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.out.resolve() == (REPO_ROOT / "data" / "LibriSpeech").resolve():
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         stats = synthetic.write_corpus(args.out, plan, jobs=args.jobs, progress=True, description="training corpus")
-    except synthetic.NotASyntheticCorpusError as error:
+    except synthetic.CorpusFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started

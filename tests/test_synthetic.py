@@ -317,6 +317,46 @@ def test_generating_a_tiny_training_corpus(tmp_path):
     assert sorted(path.name for path in real.iterdir()) == ["SPEAKERS.TXT", "dev-clean"]
 
 
+def test_the_generators_refuse_paths_as_splits_foreign_splits_and_unwritable_folders(tmp_path, capsys):
+    """Refused before anything is written (no espeak-ng needed): a --split that is a path (an absolute one was
+    cleared and written, outside the corpus), a marked corpus holding a split the plan does not make (its tables
+    would be rewritten without that split's rows), an --out that is a file or under one, a negative seed (seeds -n
+    and n drew the same corpus), more utterances than the chapter ids hold."""
+    module = load_script("make_training_corpus")
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    for split in (str(outside), "../precious", "."):
+        assert module.main(["--out", str(tmp_path / "new"), "--utterances", "2", "--split", split]) == 2
+        assert f"split {split!r} is not a folder name" in capsys.readouterr().err
+    assert [path.name for path in outside.iterdir()] == ["keep.txt"] and not (tmp_path / "new").exists()
+
+    marked = tmp_path / "marked"
+    (marked / "train-synthetic").mkdir(parents=True)
+    (marked / synthetic.CORPUS_MARKER).write_text("")
+    assert module.main(["--out", str(marked), "--utterances", "2", "--split", "extra"]) == 2
+    assert "holds split(s) train-synthetic that this corpus does not make" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out in (afile, afile / "below"):
+        assert module.main(["--out", str(out), "--utterances", "2"]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert module.main(["--out", str(tmp_path / "new"), "--utterances", "2", "--seed", "-1"]) == 2
+    assert "the seed at least 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="utterances must be 1 to "):
+        synthetic.training_corpus_plan(10 ** 7)
+
+
+def test_the_edge_corpus_refuses_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    module = load_script("make_edge_corpus")
+    real = tmp_path / "real"
+    (real / "LibriSpeech" / "dev-clean").mkdir(parents=True)
+    monkeypatch.setattr(sys, "argv", ["make_edge_corpus.py", "--out", str(real)])
+    with pytest.raises(SystemExit, match="holds files and no expected.tsv"):
+        module.main()
+    assert [path.name for path in (real / "LibriSpeech").iterdir()] == ["dev-clean"]
+
+
 @needs_espeak
 def test_speech_is_deterministic_and_variants_differ():
     text = "The bookkeeper drank his coffee."

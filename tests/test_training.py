@@ -48,13 +48,23 @@ def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
 
 
 def test_train_demo_refuses_what_would_waste_or_fake_a_run_before_training(tmp_path, tiny_model, capsys):
-    """An --output Keras cannot save, a corpus sample that leaves nothing to train on, and an --init that is not an
-    export of the demo config are each one line, before any training step."""
+    """An --output Keras cannot save (or under a file), a NaN or negative learning rate (its model would be NaN), a
+    negative seed, a corpus sample that leaves nothing to train on, and an --init that is not an export of the demo
+    config are each one line, before any training step."""
     from librispeech_tools import training
 
     with pytest.raises(SystemExit):
         training.parse_args(["--output", str(tmp_path / "demo.onnx")])
     assert "--output must end in .h5 or .hdf5 (the Keras export Tensorleap takes)" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for arguments, says in ((["--learning-rate", "nan"], "--learning-rate must be a positive number"),
+                            (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+                            (["--seed", "-1"], "--seed at least 0"),
+                            (["--output", str(afile / "runs" / "m.h5")], f"{afile} is a file, not a folder")):
+        with pytest.raises(SystemExit):
+            training.parse_args(arguments)
+        assert says in capsys.readouterr().err
     corpus = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--output", str(tmp_path / "m.h5")]
     with pytest.raises(SystemExit, match="1 utterance\\(s\\) leave none to train on beside the 1 held out"):
         training.train(training.parse_args(corpus + ["--utterances", "1"]))
