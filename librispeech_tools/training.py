@@ -10,9 +10,9 @@ named; the shipped demo model is model/demo-wav2vec2.h5).
 from __future__ import annotations
 
 import argparse
-import math
 import csv
 import json
+import math
 import sys
 import time
 from dataclasses import replace
