@@ -115,10 +115,11 @@ def test_files_outside_chapter_folders_and_utterances_without_table_rows_are_rep
     with caplog.at_level(logging.WARNING, logger="librispeech"):
         split = data.load_openslr_split("test", config)
     outside = {e.id: e.detail for e in split.excluded if e.reason == data.OUTSIDE_CHAPTER_FOLDER}
+    nested = test / "120" / "7120" / "nested"
     assert outside == {"120/stray.flac": str(test / "120" / "stray.flac"),
                        "linked/linked.flac": str(test / "linked" / "linked.flac"),
-                       "120/7120/nested/120-7120-0000.flac": str(test / "120" / "7120" / "nested" / "120-7120-0000.flac"),
-                       "120/7120/nested/120-7120.trans.txt": str(test / "120" / "7120" / "nested" / "120-7120.trans.txt")}
+                       "120/7120/nested/120-7120-0000.flac": str(nested / "120-7120-0000.flac"),
+                       "120/7120/nested/120-7120.trans.txt": str(nested / "120-7120.trans.txt")}
     assert "120-7120-0000" in split.utterances  # the copy's entry does not read as the kept utterance's id
     assert ("test-clean (test): 6 of 6 utterances have no SPEAKERS.TXT row and 6 no CHAPTERS.TXT row in "
             f"{corpus} (first: 120-7120-0000); their records fields are None") in caplog.text

@@ -135,8 +135,8 @@ def test_summary_reports_the_model_pass(real_lengths):
     info = json.loads((out / "run.json").read_text())
     stages = info["stages"]["seconds"]
     assert info["stages"]["samples"] == LIMIT
-    assert set(stages) == {"start-up", "audio and labels", "waiting for the model", "CTC loss", "error rates", "metadata",
-                           "rows", "LM decoding", "words", "report"} and min(stages.values()) >= 0
+    assert set(stages) == {"start-up", "audio and labels", "waiting for the model", "CTC loss", "error rates",
+                           "metadata", "rows", "LM decoding", "words", "report"} and min(stages.values()) >= 0
     # the stage is the wait for the model's outputs; the model pass's seconds are those its calls ran, which with
     # several sessions overlap the rows' work (waited for less), else are the wait
     assert 0 < stages["waiting for the model"] <= info["model_pass"]["seconds"] * 1.05 + 0.05
