@@ -153,6 +153,13 @@ class SplitData:
 FULL_SCALE = 1.0 - 2.0 ** -15  # int16's largest value as soundfile decodes it: a sample this loud is clipped
 
 
+def full_scale_fraction(samples: np.ndarray) -> float:
+    """The fraction of frames ([frames] or [frames, channels]) with a sample at full scale; 0 for none."""
+    if not len(samples):
+        return 0.0
+    return float(np.mean(np.abs(samples.reshape(len(samples), -1)).max(axis=1) >= FULL_SCALE))
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
     waveform: np.ndarray  # mono float32 at the model's sample rate
@@ -177,7 +184,7 @@ def read_audio(source, sample_rate: int, name: str = "") -> DecodedAudio:
         logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
                        "to [-1, 1]", name or source)
         samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    clipped = float(np.mean(np.abs(samples).max(axis=1) >= FULL_SCALE)) if len(samples) else 0.0
+    clipped = full_scale_fraction(samples)
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         import librosa

@@ -22,7 +22,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from librispeech.data import FULL_SCALE
+from librispeech.data import full_scale_fraction
 
 NOISE_FRAME_SECONDS = 0.020
 NOISE_FRAME_FRACTION = 0.10
@@ -64,7 +64,7 @@ def noise_features(audio: np.ndarray, sample_rate: int, clipping_fraction: float
     if audio.size == 0:
         return {"snr_db": SNR_FLOOR_DB, "clipping_fraction": clipping_fraction or 0.0, "dc_offset": 0.0}
     if clipping_fraction is None:
-        clipping_fraction = float(np.mean(np.abs(audio) >= FULL_SCALE))
+        clipping_fraction = full_scale_fraction(audio)
     return {
         "snr_db": estimate_snr_db(audio, sample_rate),
         "clipping_fraction": float(clipping_fraction),
