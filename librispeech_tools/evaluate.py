@@ -141,12 +141,14 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
     started = time.perf_counter()
     clock = stages_before or StageClock()  # a resumed run's stages add to those of the runs before it
-    start_up = [started - run_started]  # the data listed, the model and the LM loaded: counted with the first row
+    start_up = started - run_started  # the data listed, the model and the LM loaded: counted with the first row
     samples_before = clock.samples
 
     def save_progress():
-        if start_up and clock.samples > samples_before:  # a rerun that makes no row (done, or stopped) adds none
-            clock.add("start-up", start_up.pop())
+        nonlocal start_up
+        if start_up is not None and clock.samples > samples_before:  # a rerun that makes no row adds none
+            clock.add("start-up", start_up)
+            start_up = None
         write_progress(out, made_by, seconds_before + time.perf_counter() - started, timing, digests, clock)
 
     with open(rows_path, "a", encoding="utf-8") as sink, tqdm(total=len(split.utterances), unit="sample",
