@@ -125,8 +125,11 @@ def bucket_lengths(max_samples: int, sample_rate: int, growth: float = BUCKET_GR
 
 
 def length_order(num_samples: dict[str, int]) -> list[str]:
-    """The order in which a real-length model pass takes the utterances: by length, then id."""
-    return sorted(num_samples, key=lambda sample_id: (num_samples[sample_id], sample_id))
+    """The order in which a real-length model pass takes the utterances: longest first, then by id. With several
+    calls at once (calls_in_order), the longest calls start first and the short ones fill the sessions that end
+    first, so that no session still runs a long call when the others have none left (longest-processing-time
+    order); one session at a time takes as long in any order."""
+    return sorted(num_samples, key=lambda sample_id: (-num_samples[sample_id], sample_id))
 
 
 def plan_batches(num_samples: dict[str, int], batch_size: int, buckets: list[int] | None,

@@ -182,6 +182,9 @@ def test_plan_batches_covers_each_sample_once_in_its_bucket():
         assert batch.length == smallest and all(lengths[i] <= batch.length for i in batch.ids)
     exact = model_pass.plan_batches(lengths, 1, None)
     assert all(b.length == lengths[b.ids[0]] for b in exact)
+    # longest first, so that calls run at once end together (the last ones started are the shortest)
+    assert [b.length for b in exact] == sorted(lengths.values(), reverse=True)
+    assert [b.length for b in batches] == sorted((b.length for b in batches), reverse=True)
     with pytest.raises(ValueError, match="longer than the longest bucket|more than the longest bucket"):
         model_pass.plan_batches({"long": 559281}, 1, buckets)
 
@@ -345,21 +348,26 @@ def test_sessions_are_refused_where_they_do_not_apply_and_said_where_they_fail(m
     with pytest.raises(SystemExit, match="evaluate: --sessions is for the ONNX Runtime engine"):
         evaluate.main(["--engine", "keras", "--sessions", "2"])  # before the data is listed or the model loads
     # a later session that cannot be made (memory): said as such, not as a fault of the model
+    import threading
+
     import onnxruntime
 
-    made, open_session = [], onnxruntime.InferenceSession
+    asked, lock, open_session = [], threading.Lock(), onnxruntime.InferenceSession
 
-    def second_fails(*args, **kwargs):
-        if made:
+    def only_first_is_made(*args, **kwargs):  # the sessions are made at once, each in a thread
+        with lock:
+            asked.append(len(asked))
+            first = len(asked) == 1
+        if not first:
             raise RuntimeError("Failed to allocate memory for requested buffer of size 9437184")
-        made.append(open_session(*args, **kwargs))
-        return made[-1]
+        return open_session(*args, **kwargs)
 
-    monkeypatch.setattr(onnxruntime, "InferenceSession", second_fails)
-    with pytest.raises(model_pass.ModelPassError, match=r"^ONNX Runtime made 1 of the 3 sessions asked for, then "
-                                                        r"failed \(Failed to allocate memory .*\); run fewer with "
-                                                        r"--sessions$"):
+    monkeypatch.setattr(onnxruntime, "InferenceSession", only_first_is_made)
+    with pytest.raises(model_pass.ModelPassError, match=r"^ONNX Runtime made 1 of the 3 sessions asked for; the "
+                                                        r"others failed \(Failed to allocate memory .*\); run fewer "
+                                                        r"with --sessions$"):
         model_pass.load_model_pass(project_config().model_path, "onnxruntime", sessions=3)
+    assert len(asked) == 3
 
 
 def test_keras_model_pass_runs_in_full_float32(monkeypatch):

@@ -481,8 +481,9 @@ def test_onnx_runtime_takes_the_weights_from_memory(monkeypatch):
 
 
 def test_sessions_run_calls_at_once_each_with_its_share_of_the_threads(monkeypatch):
-    """With sessions > 1 each session gets threads // sessions intra-op threads, calls from several threads run on
-    different sessions at once, and every session gives the one session's outputs, bit for bit."""
+    """With sessions > 1 each session gets threads // sessions intra-op threads, the sessions are made at once, calls
+    from several threads run on different sessions at once, and every session gives the one session's outputs, bit
+    for bit."""
     from conftest import TINY_CONFIG
 
     keras.utils.set_random_seed(5)
@@ -490,11 +491,25 @@ def test_sessions_run_calls_at_once_each_with_its_share_of_the_threads(monkeypat
     inputs = [[audio, np.array([[audio.shape[1]]], np.float32)]
               for audio in (random(1, 24000, seed=2), random(1, 17000, seed=3), random(1, 9000, seed=4))]
     expected = [onnx_export.OnnxWithHiddenState.from_keras(model).predict_on_batch(x) for x in inputs]
-    threads, open_session = [], onnxruntime.InferenceSession
-    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda model_source, options, **kwargs: threads.append(
-        options.intra_op_num_threads) or open_session(model_source, options, **kwargs))
+    threads, making, made_at_once, open_session = [], [], [], onnxruntime.InferenceSession
+    lock = threading.Lock()
+
+    def new_session(model_source, options, **kwargs):  # records how many are being made at once
+        with lock:
+            threads.append(options.intra_op_num_threads)
+            making.append(1)
+            made_at_once.append(len(making))
+        time.sleep(0.2)
+        try:
+            return open_session(model_source, options, **kwargs)
+        finally:
+            with lock:
+                making.pop()
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", new_session)
     converted = onnx_export.OnnxWithHiddenState.from_keras(model, sessions=3, threads=7)
     assert threads == [2, 2, 2] and len(converted.sessions) == 3 and converted.session is converted.sessions[0]
+    assert max(made_at_once) == 3  # the sessions are made at once, not one after the other
 
     running, most, lock = [], [], threading.Lock()
     for session in converted.sessions:  # record which session runs, and how many run at once
