@@ -20,7 +20,9 @@ with this project installed as the README says (no torch). The corpus (espeak-ng
 librispeech_tools/synthetic.py, a LibriSpeech layout under --work) and both checkpoints are made on the first run and
 reused. Without a subcommand it runs `compare`. `pinned` runs the two model passes at the same time, each on a core of
 its own with one thread, swapping cores between rounds. The subcommands `corpus`, `checkpoint`, `recipe` and
-`model-pass` are the pieces they run.
+`model-pass` are the pieces they run. Where espeak-ng is missing (or to grow a corpus with the same utterances),
+`repeat` makes a larger corpus of copies of one: `repeat --corpus WORK/corpus-24 --copies 4 --out WORK/corpus-96`,
+then `compare --utterances 96` uses it.
 
 On a GPU: `--recipe-device cuda` runs the recipe there, and evaluate runs where Keras' backend puts the model (e.g.
 KERAS_BACKEND=jax with jax's CUDA plugin; TensorFlow need not be installed); benchmarks/GPU_RESULTS.md has a run.
@@ -63,6 +65,47 @@ def make_corpus(root: Path, utterances: int, seed: int) -> None:
                    for i in range(0, len(specs), SENTENCES_PER_UTTERANCE))
     stats = synthetic.write_corpus(root, replace(plan, utterances=joined), jobs=os.cpu_count() or 1)
     print(stats.summary())
+
+
+def repeat_corpus(source: Path, target: Path, copies: int) -> None:
+    """A LibriSpeech-layout corpus of `copies` copies of `source`'s utterances (every split folder), the first under
+    their own ids and each other under new speaker and chapter ids (shifted past the largest of each), with
+    SPEAKERS.TXT and CHAPTERS.TXT lines for them: the same audio and texts, as a larger run."""
+    if copies < 1:
+        raise ValueError(f"--copies must be at least 1, not {copies}")
+    if target.exists():
+        raise FileExistsError(f"{target} exists; give a new folder")
+    transcripts = sorted(source.glob("*/*/*/*.trans.txt"))
+    if not transcripts:
+        raise FileNotFoundError(f"{source} holds no SPLIT/SPEAKER/CHAPTER/*.trans.txt")
+    speaker_shift = 10 ** len(str(max(int(t.parent.parent.name) for t in transcripts)))
+    chapter_shift = 10 ** len(str(max(int(t.parent.name) for t in transcripts)))
+    shutil.copytree(source, target)
+    for name, shifts in (("SPEAKERS.TXT", (speaker_shift,)), ("CHAPTERS.TXT", (chapter_shift, speaker_shift))):
+        if not (source / name).is_file():
+            continue
+        lines = (source / name).read_text(encoding="utf-8").splitlines()
+        entries = [line.split("|") for line in lines if line.strip() and not line.startswith(";")]
+        for copy in range(1, copies):
+            for fields in entries:
+                shifted = [str(int(field) + shift * copy) for field, shift in zip(fields, shifts)]
+                lines.append(" | ".join(shifted + [field.strip() for field in fields[len(shifts):]]))
+        (target / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for transcript in transcripts:
+        split, speaker, chapter = (folder.name for folder in (transcript.parents[2], transcript.parents[1],
+                                                               transcript.parent))
+        for copy in range(1, copies):
+            new_speaker, new_chapter = int(speaker) + speaker_shift * copy, int(chapter) + chapter_shift * copy
+            folder = target / split / str(new_speaker) / str(new_chapter)
+            folder.mkdir(parents=True)
+            rows = []
+            for line in transcript.read_text(encoding="utf-8").splitlines():
+                utterance_id, _, text = line.partition(" ")
+                new_id = f"{new_speaker}-{new_chapter}-{utterance_id.rsplit('-', 1)[1]}"
+                shutil.copyfile(transcript.parent / f"{utterance_id}.flac", folder / f"{new_id}.flac")
+                rows.append(f"{new_id} {text}")
+            (folder / f"{new_speaker}-{new_chapter}.trans.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    print(f"{target}: {copies} copies of the {sum(1 for _ in source.glob('*/*/*/*.flac'))} utterances of {source}")
 
 
 def make_checkpoint(folder: Path) -> None:
@@ -134,8 +177,10 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growt
     from librispeech_tools import model_pass
 
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
-    engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla, sessions=sessions)
     num_samples = {k: len(w) for k, w in waveforms.items()}
+    engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla, sessions=sessions,
+                                             call_seconds=model_pass.onnx_call_seconds(
+                                                 list(num_samples.values()), batch_size, 559280, 16000))
     batch_size = batch_size or model_pass.default_batch_size(engine_pass, max(num_samples.values()), 16000)
     if growth == model_pass.BUCKET_GROWTH:  # as evaluate
         batches = model_pass.plan_model_batches(num_samples, batch_size, engine_pass, 559280, 16000)
@@ -315,6 +360,10 @@ def main(argv=None) -> None:
     corpus.add_argument("--out", type=Path, required=True)
     corpus.add_argument("--utterances", type=int, default=24)
     corpus.add_argument("--seed", type=int, default=14)
+    repeat = commands.add_parser("repeat", help="a corpus of copies of another, under new speaker and chapter ids")
+    repeat.add_argument("--corpus", type=Path, required=True)
+    repeat.add_argument("--copies", type=int, required=True)
+    repeat.add_argument("--out", type=Path, required=True)
     checkpoint = commands.add_parser("checkpoint")
     checkpoint.add_argument("--out", type=Path, required=True)
     recipe = commands.add_parser("recipe")
@@ -360,6 +409,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "corpus":
         make_corpus(args.out, args.utterances, args.seed)
+    elif args.command == "repeat":
+        repeat_corpus(args.corpus, args.out, args.copies)
     elif args.command == "checkpoint":
         make_checkpoint(args.out)
     elif args.command == "recipe":

@@ -32,8 +32,8 @@ from librispeech_tools import lm_report
 from librispeech_tools.evaluate_errors import EvaluationError, Interrupted
 from librispeech_tools.metadata_processes import MetadataProcesses
 from librispeech_tools.model_pass import (ENGINES, SESSIONS_NEED_ONNX_RUNTIME, ModelPassError, ModelPassTiming,
-                                          default_batch_size, length_order, load_model_pass, plan_fixed_length,
-                                          plan_model_batches, resolve_engine, usable_cores)
+                                          default_batch_size, length_order, load_model_pass, onnx_call_seconds,
+                                          plan_fixed_length, plan_model_batches, resolve_engine, usable_cores)
 from librispeech_tools.report import import_report_libraries, write_report
 from librispeech_tools.report_folder import (default_folder_name, prepare_folder, remove_if_empty, report_files, resume,
                                              rows_identity, write_progress, writing_lock)
@@ -112,9 +112,10 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         lm_report.check_decoder()
     except lm_report.LMReportError as error:
         raise EvaluationError(str(error)) from None
-    longest = config.max_samples if fixed_length else max((split.utterances[i].num_samples for i in pending), default=1)
+    lengths = [config.max_samples if fixed_length else split.utterances[i].num_samples for i in pending]
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions,
-                                 longest_seconds=longest / config.sample_rate, calls=len(pending))
+                                 call_seconds=onnx_call_seconds(lengths, batch_size, config.max_samples,
+                                                                config.sample_rate))
     if model_pass.fixed_samples is not None:  # a fixed-length model: the .h5 (--fixed-length), an .onnx
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         left_out = leave_out_longer_than(split, fixed_samples, model_path)
@@ -124,8 +125,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     num_samples = {i: split.utterances[i].num_samples for i in split.utterances if i not in done}
     batch_size = batch_size or default_batch_size(model_pass, fixed_samples if fixed_length else max(
         num_samples.values(), default=1), config.sample_rate)
-    if fixed_length:
-        batches = plan_fixed_length(list(num_samples), batch_size, fixed_samples)
+    if fixed_length:  # in the order the metadata worker was given (a fixed-length .onnx is known only now)
+        batches = plan_fixed_length([i for i in pending if i in num_samples], batch_size, fixed_samples)
     else:
         batches = plan_model_batches(num_samples, batch_size, model_pass, config.max_samples, config.sample_rate)
     # Start-up, not evaluation: the binder (evaluate_rows imports it again) and transformers' tokenizer, which the
@@ -217,8 +218,9 @@ def main(argv=None) -> None:
     parser.add_argument("--xla", action="store_true", help="compile the Keras model with XLA (jit_compile=True)")
     parser.add_argument("--sessions", type=int, metavar="N",
                         help=f"ONNX Runtime sessions running utterances at once, each on cores/N threads (default: "
-                             f"one per core this process may use, {usable_cores()} here; fewer where half the "
-                             f"available memory holds fewer, or where there are fewer utterances)")
+                             f"one per core this process may use, {usable_cores()} here; fewer where the longest "
+                             f"utterances would run on after the rest, where half the available memory holds fewer, or "
+                             f"where there are fewer utterances)")
     parser.add_argument("--metadata-workers", type=int, default=DEFAULT_METADATA_WORKERS,
                         help=f"processes computing the metadata while the model loads and runs (default "
                              f"{DEFAULT_METADATA_WORKERS}; 0: in line)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import heapq
 import math
 import os
 import sys
@@ -218,14 +219,61 @@ def available_memory() -> int | None:
     return available
 
 
-def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None = None, longest_seconds: float = 35.0,
-                          calls: int | None = None) -> int:
-    """ONNX Runtime sessions evaluate runs at once: one per core of `cores`, no more than MEMORY_SHARE of `memory`
-    (bytes available; None: no limit) holds for a model file of `model_bytes` and utterances of up to
-    `longest_seconds`, and no more than the `calls` to make; at least one."""
-    sessions = cores if calls is None else min(cores, calls)
+# Sessions are chosen by the schedule calls_in_order gives the run's calls (in_order_span), longest first: the most
+# sessions whose schedule ends within SCHEDULE_TOLERANCE of the earliest-ending count's. A call takes its length /
+# threads, and THREAD_OVERHEAD more for each thread past the first. Many sessions run slower as a pass once a long call
+# outlasts the rest or, handed back in order, holds up the start of later ones; few sessions of many threads spend
+# time splitting each call. On the 16-core Xeon of benchmarks/EVALUATE_RESULTS.md, where one thread ran the base
+# model at ~0.23 s per second of audio, the schedule put 24 utterances (197 s) at 4.8 s with 16 sessions of one thread
+# (4.3-5.1 s measured), 3.5 s with 8 of two (3.3-3.9 s) and 4.1 s with one of 16 (3.9-4.4 s: THREAD_OVERHEAD is
+# fitted to it), and 96 utterances at 12.3 s with 16 sessions (12.6-13.5 s) and 12.0 s with 8 (11.3-13.1 s).
+SCHEDULE_TOLERANCE = 0.02
+THREAD_OVERHEAD = 0.03
+
+
+def in_order_span(seconds: list[float], sessions: int, threads: int) -> float:
+    """When the last of the calls of `seconds` ends, run as calls_in_order runs them on `sessions` sessions of
+    `threads` threads: each call, in order, on the first free session, started no sooner than the call `sessions` + 1
+    before it is handed back (in order, so that a long call holds up the start of later ones), and taking its length
+    x (1 + THREAD_OVERHEAD x (threads - 1)) / threads (in seconds of audio over one thread's speed)."""
+    slowdown = (1 + THREAD_OVERHEAD * (threads - 1)) / threads
+    free = [0.0] * sessions
+    handed_back: list[float] = []
+    end = 0.0
+    for index, length in enumerate(seconds):
+        submitted = handed_back[index - sessions - 1] if index > sessions else 0.0
+        call_end = max(heapq.heappop(free), submitted) + length * slowdown
+        heapq.heappush(free, call_end)
+        end = max(end, call_end)
+        handed_back.append(end)  # the calls before it are handed back first
+    return end
+
+
+def onnx_call_seconds(num_samples: list[int], batch_size: int | None, max_samples: int, sample_rate: int
+                      ) -> list[float]:
+    """The seconds of audio, padding included, of each call ONNX Runtime makes for utterances of `num_samples`: one
+    per utterance, or with `batch_size` > 1 the length buckets plan_model_batches gives it."""
+    if not batch_size or batch_size == 1:
+        return [length / sample_rate for length in num_samples]
+    batches = plan_batches(dict(enumerate(num_samples)), batch_size, bucket_lengths(max_samples, sample_rate))
+    return [batch.length * len(batch.ids) / sample_rate for batch in batches]
+
+
+def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None = None,
+                          call_seconds: list[float] | None = None) -> int:
+    """ONNX Runtime sessions evaluate runs at once, each on cores // sessions threads: one per core of `cores`, or
+    fewer where the run's calls of `call_seconds` of audio (None: not known) would end later with as many (see
+    SCHEDULE_TOLERANCE), no more than there are calls, and no more than MEMORY_SHARE of `memory` (bytes available;
+    None: no limit) holds for a model file of `model_bytes` and the longest call; at least one."""
+    sessions = cores
+    if call_seconds is not None:
+        seconds = sorted(call_seconds, reverse=True)  # as the plan takes them
+        counts = {max(1, min(len(seconds), cores // threads)) for threads in range(1, cores + 1)}
+        spans = {count: in_order_span(seconds, count, cores // count) for count in counts}
+        sessions = max(count for count, span in spans.items() if span <= min(spans.values()) * (1 + SCHEDULE_TOLERANCE))
     if memory is not None and model_bytes > 0:
-        session_bytes = SESSION_BYTES_PER_MODEL_BYTE * model_bytes + ACTIVATION_BYTES_PER_SECOND * longest_seconds
+        longest = max(call_seconds, default=0.0) if call_seconds is not None else 35.0
+        session_bytes = SESSION_BYTES_PER_MODEL_BYTE * model_bytes + ACTIVATION_BYTES_PER_SECOND * longest
         sessions = min(sessions, int(MEMORY_SHARE * memory // session_bytes))
     return max(1, sessions)
 
@@ -326,7 +374,7 @@ def call_batch(model_pass, audio: np.ndarray, lengths: np.ndarray, rows: int = 0
 
 
 def plan_fixed_length(sample_ids: list[str], batch_size: int, max_samples: int) -> list[Batch]:
-    """The platform's path: every input padded to max_samples, in the split's order."""
+    """The platform's path: every input padded to max_samples, in the order of `sample_ids`."""
     return [Batch(max_samples, tuple(sample_ids[start:start + batch_size]))
             for start in range(0, len(sample_ids), batch_size)]
 
@@ -508,9 +556,9 @@ SESSIONS_NEED_ONNX_RUNTIME = ("--sessions is for the ONNX Runtime engine, and th
 
 
 def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False,
-                    sessions: int | None = None, longest_seconds: float = 35.0, calls: int | None = None):
+                    sessions: int | None = None, call_seconds: list[float] | None = None):
     """The model pass of `model_path` for the engine (see ENGINES); `sessions`: ONNX Runtime's (None: as many as
-    default_onnx_sessions says for this machine, utterances of up to `longest_seconds` and `calls` calls)."""
+    default_onnx_sessions says for this machine and the run's calls of `call_seconds`, None where not known)."""
     engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
     if sessions is not None and engine != "onnxruntime":
         raise ModelPassError(SESSIONS_NEED_ONNX_RUNTIME)
@@ -518,7 +566,7 @@ def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool =
         raise ModelPassError(f"--sessions must be at least 1, not {sessions}")
     if engine == "onnxruntime" and sessions is None:
         sessions = default_onnx_sessions(usable_cores(), model_path.stat().st_size if model_path.is_file() else 0,
-                                         available_memory(), longest_seconds, calls)
+                                         available_memory(), call_seconds)
     if model_path.suffix.lower() == ".onnx":
         return OnnxModelPass(model_path, sessions=sessions)
     if fixed_length:

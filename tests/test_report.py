@@ -230,6 +230,31 @@ def test_utterances_longer_than_a_fixed_length_model_are_left_out_and_listed(tin
     assert "left out: 18" in summary and "longer than the model's fixed input (56000 samples)" in summary
 
 
+def test_a_fixed_length_onnx_runs_its_calls_in_the_metadata_workers_order(tiny_model, tmp_path):
+    """A fixed-length .onnx is known as such once it has loaded, after the metadata worker was handed the samples in
+    the real-length order: the calls follow that order, so the worker has each row ready (none computed in line even
+    with 2 samples handed ahead) and the rows are those of the same model run on real lengths."""
+    from librispeech_tools.export import export
+
+    fixed = export(tiny_model, tmp_path / "fixed.onnx", max_seconds=35, verify=False)[0]
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from librispeech_tools import evaluate, metadata_processes\n"
+        "in_line, metadata_row = [], metadata_processes.metadata_row\n"
+        "metadata_processes.metadata_row = lambda sample_id, response: in_line.append(sample_id) or "
+        "metadata_row(sample_id, response)\n"
+        "metadata_processes.LOOKAHEAD = 2\n"
+        "if __name__ == '__main__':\n"
+        "    evaluate.main(sys.argv[1:])\n"
+        "    print('computed in line:', len(in_line))\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script), "--split", "test-clean", "--model", str(fixed), "--out",
+                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TL_DISABLE_ANALYTICS": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "20 evaluated" in result.stdout and "computed in line: 0" in result.stdout, result.stdout[-2000:]
+
+
 def damage_flac_bodies(folder: Path, count: int | None = None) -> list[str]:
     """Cut the first `count` FLACs under `folder` (all: None) to half their bytes: the header still gives the full
     length, as after an interrupted copy, so listing keeps them. Returns their ids."""
