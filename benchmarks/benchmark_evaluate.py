@@ -69,43 +69,76 @@ def make_corpus(root: Path, utterances: int, seed: int) -> None:
 
 def repeat_corpus(source: Path, target: Path, copies: int) -> None:
     """A LibriSpeech-layout corpus of `copies` copies of `source`'s utterances (every split folder), the first under
-    their own ids and each other under new speaker and chapter ids (shifted past the largest of each), with
-    SPEAKERS.TXT and CHAPTERS.TXT lines for them: the same audio and texts, as a larger run."""
+    their own ids and each other under new speaker and chapter ids (shifted past the largest id of each in the folders
+    and in SPEAKERS.TXT / CHAPTERS.TXT, whose rows are copied likewise): the same audio and texts, as a larger run.
+    Everything is read and checked before anything is written."""
     if copies < 1:
         raise ValueError(f"--copies must be at least 1, not {copies}")
     if target.exists():
         raise FileExistsError(f"{target} exists; give a new folder")
-    transcripts = sorted(source.glob("*/*/*/*.trans.txt"))
-    if not transcripts:
+    chapters = []  # (split, speaker, chapter, transcript, [(utterance id, text)])
+    for transcript in sorted(source.glob("*/*/*/*.trans.txt")):
+        split, speaker, chapter = transcript.parents[2].name, transcript.parents[1].name, transcript.parent.name
+        if not (speaker.isdigit() and chapter.isdigit()):
+            raise ValueError(f"{transcript}: speaker and chapter folders must be numbers, as in LibriSpeech")
+        utterances = []
+        for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            utterance_id, _, text = line.strip().partition(" ")
+            if not utterance_id.startswith(f"{speaker}-{chapter}-") or not (transcript.parent /
+                                                                           f"{utterance_id}.flac").is_file():
+                raise ValueError(f"{transcript}:{number}: {utterance_id!r} is not an utterance of this chapter folder "
+                                 f"with its .flac")
+            utterances.append((utterance_id, text))
+        chapters.append((split, int(speaker), int(chapter), transcript, utterances))
+    if not chapters:
         raise FileNotFoundError(f"{source} holds no SPLIT/SPEAKER/CHAPTER/*.trans.txt")
-    speaker_shift = 10 ** len(str(max(int(t.parent.parent.name) for t in transcripts)))
-    chapter_shift = 10 ** len(str(max(int(t.parent.name) for t in transcripts)))
+    tables = {}  # name -> (its lines, the number of leading id columns)
+    for name, id_columns in (("SPEAKERS.TXT", 1), ("CHAPTERS.TXT", 2)):
+        if (source / name).is_file():
+            lines = (source / name).read_text(encoding="utf-8").splitlines()
+            for number, line in enumerate(lines, 1):
+                if line.strip() and not line.startswith(";") and not all(
+                        field.strip().isdigit() for field in line.split("|", id_columns)[:id_columns]):
+                    raise ValueError(f"{source / name}:{number}: the first {id_columns} column(s) must be ids")
+            tables[name] = (lines, id_columns)
+
+    def table_ids(name: str, column: int) -> list[int]:
+        lines, id_columns = tables.get(name, ([], 1))
+        return [int(line.split("|", id_columns)[column]) for line in lines
+                if line.strip() and not line.startswith(";")]
+
+    speaker_ids = [c[1] for c in chapters] + table_ids("SPEAKERS.TXT", 0) + table_ids("CHAPTERS.TXT", 1)
+    chapter_ids = [c[2] for c in chapters] + table_ids("CHAPTERS.TXT", 0)
+    speaker_shift, chapter_shift = (10 ** len(str(max(ids))) for ids in (speaker_ids, chapter_ids))
     shutil.copytree(source, target)
-    for name, shifts in (("SPEAKERS.TXT", (speaker_shift,)), ("CHAPTERS.TXT", (chapter_shift, speaker_shift))):
-        if not (source / name).is_file():
-            continue
-        lines = (source / name).read_text(encoding="utf-8").splitlines()
-        entries = [line.split("|") for line in lines if line.strip() and not line.startswith(";")]
-        for copy in range(1, copies):
-            for fields in entries:
-                shifted = [str(int(field) + shift * copy) for field, shift in zip(fields, shifts)]
-                lines.append(" | ".join(shifted + [field.strip() for field in fields[len(shifts):]]))
-        (target / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for transcript in transcripts:
-        split, speaker, chapter = (folder.name for folder in (transcript.parents[2], transcript.parents[1],
-                                                               transcript.parent))
-        for copy in range(1, copies):
-            new_speaker, new_chapter = int(speaker) + speaker_shift * copy, int(chapter) + chapter_shift * copy
-            folder = target / split / str(new_speaker) / str(new_chapter)
-            folder.mkdir(parents=True)
-            rows = []
-            for line in transcript.read_text(encoding="utf-8").splitlines():
-                utterance_id, _, text = line.partition(" ")
-                new_id = f"{new_speaker}-{new_chapter}-{utterance_id.rsplit('-', 1)[1]}"
-                shutil.copyfile(transcript.parent / f"{utterance_id}.flac", folder / f"{new_id}.flac")
-                rows.append(f"{new_id} {text}")
-            (folder / f"{new_speaker}-{new_chapter}.trans.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    print(f"{target}: {copies} copies of the {sum(1 for _ in source.glob('*/*/*/*.flac'))} utterances of {source}")
+    try:
+        for name, (lines, id_columns) in tables.items():
+            shifts = (speaker_shift,) if id_columns == 1 else (chapter_shift, speaker_shift)
+            entries = [line.split("|", id_columns) for line in lines if line.strip() and not line.startswith(";")]
+            copied = []
+            for copy in range(1, copies):
+                for fields in entries:  # the ids shifted, the rest of the row as it is
+                    ids = [str(int(field) + shift * copy).ljust(len(field)) for field, shift in zip(fields, shifts)]
+                    copied.append("|".join(ids + fields[id_columns:]))
+            (target / name).write_text("\n".join(lines + copied) + "\n", encoding="utf-8")
+        for split, speaker, chapter, transcript, utterances in chapters:
+            for copy in range(1, copies):
+                new_speaker, new_chapter = speaker + speaker_shift * copy, chapter + chapter_shift * copy
+                folder = target / split / str(new_speaker) / str(new_chapter)
+                folder.mkdir(parents=True)
+                rows = []
+                for utterance_id, text in utterances:
+                    new_id = f"{new_speaker}-{new_chapter}-{utterance_id.rsplit('-', 1)[1]}"
+                    shutil.copyfile(transcript.parent / f"{utterance_id}.flac", folder / f"{new_id}.flac")
+                    rows.append(f"{new_id} {text}")
+                (folder / f"{new_speaker}-{new_chapter}.trans.txt").write_text("\n".join(rows) + "\n",
+                                                                               encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # no half-made corpus that a rerun would refuse
+        raise
+    print(f"{target}: {copies} copies of the {sum(len(c[4]) for c in chapters)} utterances of {source}")
 
 
 def make_checkpoint(folder: Path) -> None:

@@ -44,3 +44,38 @@ def test_repeat_makes_copies_the_listing_reads_with_their_records(tmp_path, capl
         benchmark_evaluate.repeat_corpus(source, tmp_path / "none", 0)
     with pytest.raises(FileNotFoundError, match="holds no"):
         benchmark_evaluate.repeat_corpus(tmp_path / "empty", tmp_path / "none", 2)
+
+
+def test_repeat_keeps_the_records_rows_as_they_are_and_checks_before_writing(tmp_path):
+    """LibriSpeech's padded rows, a '|' inside a name or title and rows without a folder: the copies' rows keep the
+    rest of the line, and their ids pass the tables' largest too (no id twice). A damaged transcript line is refused
+    before anything is written."""
+    import shutil
+
+    source = tmp_path / "LibriSpeech"
+    chapter = source / "test-clean" / "14" / "208"
+    chapter.mkdir(parents=True)
+    some_flac = next((REPO_ROOT / "data" / "LibriSpeech" / "test-clean").rglob("*.flac"))
+    shutil.copyfile(some_flac, chapter / "14-208-0000.flac")
+    (chapter / "14-208.trans.txt").write_text("14-208-0000 A TEXT\n\n", encoding="utf-8")
+    (source / "SPEAKERS.TXT").write_text("; ID | SEX | SUBSET | MINUTES | NAME\n14   | F | test-clean       | 25.03 | "
+                                         "|CBW|Simon\n2001 | M | train-other-500  | 30.00 | Nobody\n", encoding="utf-8")
+    (source / "CHAPTERS.TXT").write_text("; ID | READER | MINUTES | SUBSET | PROJ. | BOOK ID | CH. TITLE | PROJECT "
+                                         "TITLE\n208    | 14     | 13.48 | test-clean       | 3313   | 2004   | "
+                                         "Chapter 1|A | The Book\n", encoding="utf-8")
+    target = tmp_path / "copies"
+    benchmark_evaluate.repeat_corpus(source, target, 2)
+    speakers = (target / "SPEAKERS.TXT").read_text(encoding="utf-8").splitlines()
+    assert speakers[-2:] == ["10014| F | test-clean       | 25.03 | |CBW|Simon",
+                             "12001| M | train-other-500  | 30.00 | Nobody"]  # ids past 2001, the table's largest
+    chapters = (target / "CHAPTERS.TXT").read_text(encoding="utf-8").splitlines()
+    assert chapters[-1] == "1208   |10014   | 13.48 | test-clean       | 3313   | 2004   | Chapter 1|A | The Book"
+    info = data.read_corpus_info(target)
+    assert info.speakers[10014].name == "|CBW|Simon" and info.chapters[1208].reader_id == 10014
+    assert info.chapters[1208].title == "Chapter 1|A"
+    assert (target / "test-clean" / "10014" / "1208" / "10014-1208.trans.txt").read_text() == "10014-1208-0000 A TEXT\n"
+
+    (chapter / "14-208.trans.txt").write_text("14-208-0000 A TEXT\n14-208-0001 NO AUDIO\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"14-208.trans.txt:2: '14-208-0001' is not an utterance of this chapter"):
+        benchmark_evaluate.repeat_corpus(source, tmp_path / "refused", 2)
+    assert not (tmp_path / "refused").exists()
