@@ -212,8 +212,8 @@ def run_model_pass(model_path: Path, corpus: Path, batch_size: int | None, growt
     waveforms = {path.stem: data.decode_audio(str(path), 16000) for path, _ in read_corpus(corpus)}
     num_samples = {k: len(w) for k, w in waveforms.items()}
     engine_pass = model_pass.load_model_pass(model_path, engine, jit_compile=xla, sessions=sessions,
-                                             call_seconds=model_pass.onnx_call_seconds(
-                                                 list(num_samples.values()), batch_size, 559280, 16000))
+                                             call_seconds=lambda fixed_samples: model_pass.onnx_call_seconds(
+                                                 list(num_samples.values()), batch_size, 559280, 16000, fixed_samples))
     batch_size = batch_size or model_pass.default_batch_size(engine_pass, max(num_samples.values()), 16000)
     if growth == model_pass.BUCKET_GROWTH:  # as evaluate
         batches = model_pass.plan_model_batches(num_samples, batch_size, engine_pass, 559280, 16000)

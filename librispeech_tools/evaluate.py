@@ -114,8 +114,8 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
         raise EvaluationError(str(error)) from None
     lengths = [config.max_samples if fixed_length else split.utterances[i].num_samples for i in pending]
     model_pass = load_model_pass(model_path, engine, fixed_length, jit_compile, sessions,
-                                 call_seconds=onnx_call_seconds(lengths, batch_size, config.max_samples,
-                                                                config.sample_rate))
+                                 call_seconds=lambda fixed_samples: onnx_call_seconds(
+                                     lengths, batch_size, config.max_samples, config.sample_rate, fixed_samples))
     if model_pass.fixed_samples is not None:  # a fixed-length model: the .h5 (--fixed-length), an .onnx
         fixed_length, fixed_samples = True, model_pass.fixed_samples
         left_out = leave_out_longer_than(split, fixed_samples, model_path)

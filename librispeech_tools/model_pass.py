@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def load_keras_model(model_path: Path):
         raise ModelPassError(str(error)) from None
 
 
-def load_onnx_with_latent(model_path: Path, sessions: int = 1):
+def load_onnx_with_latent(model_path: Path, sessions: int | Callable[[int | None], int] = 1):
     """An ONNX export run by ONNX Runtime with its inner last_hidden_state as a second output (the export's one
     output is the logits, which is what code-loader expects; the hidden state is kept inside under a fixed name),
     after the runtime's file checks on that same session (a second session for them took ~1 s of the base model's
@@ -249,10 +250,15 @@ def in_order_span(seconds: list[float], sessions: int, threads: int) -> float:
     return end
 
 
-def onnx_call_seconds(num_samples: list[int], batch_size: int | None, max_samples: int, sample_rate: int
-                      ) -> list[float]:
+def onnx_call_seconds(num_samples: list[int], batch_size: int | None, max_samples: int, sample_rate: int,
+                      fixed_samples: int | None = None) -> list[float]:
     """The seconds of audio, padding included, of each call ONNX Runtime makes for utterances of `num_samples`: one
-    per utterance, or with `batch_size` > 1 the length buckets plan_model_batches gives it."""
+    per utterance, or with `batch_size` > 1 the length buckets plan_model_batches gives it; for a model of
+    `fixed_samples` inputs, plan_fixed_length's batches, each row that long."""
+    if fixed_samples is not None:
+        rows = batch_size or 1
+        return [fixed_samples * len(num_samples[start:start + rows]) / sample_rate
+                for start in range(0, len(num_samples), rows)]
     if not batch_size or batch_size == 1:
         return [length / sample_rate for length in num_samples]
     batches = plan_batches(dict(enumerate(num_samples)), batch_size, bucket_lengths(max_samples, sample_rate))
@@ -450,7 +456,8 @@ class OnnxModelPass:
     compiles_each_shape = False  # ONNX Runtime runs any shape without compiling
     on_accelerator = False       # its sessions run on the CPU
 
-    def __init__(self, model_path: Path | None = None, converted=None, sessions: int = 1):
+    def __init__(self, model_path: Path | None = None, converted=None,
+                 sessions: int | Callable[[int | None], int] = 1):
         if converted is None:  # the session with the hidden state, and the runtime's file checks (one-line errors)
             converted = load_onnx_with_latent(model_path, sessions)
         self.model = converted
@@ -556,17 +563,25 @@ SESSIONS_NEED_ONNX_RUNTIME = ("--sessions is for the ONNX Runtime engine, and th
 
 
 def load_model_pass(model_path: Path, engine: str = "auto", fixed_length: bool = False, jit_compile: bool = False,
-                    sessions: int | None = None, call_seconds: list[float] | None = None):
+                    sessions: int | None = None,
+                    call_seconds: Callable[[int | None], list[float]] | None = None):
     """The model pass of `model_path` for the engine (see ENGINES); `sessions`: ONNX Runtime's (None: as many as
-    default_onnx_sessions says for this machine and the run's calls of `call_seconds`, None where not known)."""
+    default_onnx_sessions says for this machine and the run's calls, whose seconds of audio `call_seconds` gives
+    for a model of fixed input samples or None; None where not known)."""
     engine = resolve_engine(engine, model_path, fixed_length, jit_compile)
     if sessions is not None and engine != "onnxruntime":
         raise ModelPassError(SESSIONS_NEED_ONNX_RUNTIME)
     if sessions is not None and sessions < 1:
         raise ModelPassError(f"--sessions must be at least 1, not {sessions}")
     if engine == "onnxruntime" and sessions is None:
-        sessions = default_onnx_sessions(usable_cores(), model_path.stat().st_size if model_path.is_file() else 0,
-                                         available_memory(), call_seconds)
+        cores, memory = usable_cores(), available_memory()
+        model_bytes = model_path.stat().st_size if model_path.is_file() else 0
+
+        def default_sessions(fixed_samples: int | None = None) -> int:  # an .onnx's fixed length pads every call
+            calls = None if call_seconds is None else call_seconds(fixed_samples)
+            return default_onnx_sessions(cores, model_bytes, memory, calls)
+
+        sessions = default_sessions if model_path.suffix.lower() == ".onnx" else default_sessions()
     if model_path.suffix.lower() == ".onnx":
         return OnnxModelPass(model_path, sessions=sessions)
     if fixed_length:

@@ -32,7 +32,7 @@ import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -551,6 +551,12 @@ def with_hidden_state_output(proto):
     return proto
 
 
+def fixed_input_samples(proto) -> int | None:
+    """The samples of an export's audio input (export-model --max-seconds), or None where any length runs."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim if proto.graph.input else []
+    return dims[1].dim_value if len(dims) > 1 and dims[1].HasField("dim_value") else None
+
+
 def exported_config(proto):
     """The Wav2Vec2Config recorded in an export's metadata."""
     from librispeech.wav2vec2.configuration import Wav2Vec2Config
@@ -575,12 +581,16 @@ class OnnxWithHiddenState:
     on a session of its own (see model_pass.default_onnx_sessions). Every session holds its own copy of the weights.
     """
 
-    def __init__(self, path: str | Path, sessions: int = 1, threads: int | None = None):
+    def __init__(self, path: str | Path, sessions: int | Callable[[int | None], int] = 1, threads: int | None = None):
+        """`sessions` may be a function of the export's fixed input length (None: any length), read from the file
+        before the sessions are made."""
         onnx = _onnx()
         try:
             proto = onnx.load(str(path))
         except Exception as error:  # a truncated or foreign file
             raise OnnxExportError(f"cannot read {path} as ONNX ({type(error).__name__})") from None
+        if callable(sessions):
+            sessions = sessions(fixed_input_samples(proto))
         self._start(with_hidden_state_output(proto), sessions=sessions, threads=threads)
 
     @classmethod

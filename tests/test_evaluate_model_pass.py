@@ -356,6 +356,28 @@ def test_sessions_follow_the_cores_the_memory_and_the_work(tmp_path, capsys):
     assert model_pass._cgroup_value(str(tmp_path / "missing")) is None
 
 
+def test_default_sessions_of_a_fixed_length_onnx_count_its_padded_calls(tiny_model, tmp_path, monkeypatch):
+    """An .onnx exported with --max-seconds pads every call to its length: its default count of sessions (and the
+    memory they may take) is chosen for those calls, read from the file before the sessions are made; a dynamic
+    .onnx and an .h5 run the real lengths."""
+    from librispeech_tools.export import export
+
+    fixed = export(tiny_model, tmp_path / "fixed.onnx", max_seconds=3.5, verify=False)[0]
+    dynamic = export(tiny_model, tmp_path / "dynamic.onnx", verify=False)[0]
+    asked, chosen, choose = [], [], model_pass.default_onnx_sessions
+
+    def call_seconds(fixed_samples):
+        asked.append(fixed_samples)
+        return model_pass.onnx_call_seconds([16000, 8000, 4000], None, 559280, 16000, fixed_samples)
+
+    monkeypatch.setattr(model_pass, "default_onnx_sessions", lambda *args: chosen.append(args[3]) or choose(*args))
+    for path, engine in ((fixed, "auto"), (dynamic, "auto"), (tiny_model, "onnxruntime")):
+        model_pass.load_model_pass(path, engine, call_seconds=call_seconds)
+    assert asked == [56000, None, None]
+    assert chosen == [[3.5, 3.5, 3.5], [1.0, 0.5, 0.25], [1.0, 0.5, 0.25]]
+    assert model_pass.onnx_call_seconds([16000, 8000, 4000], 2, 559280, 16000, 56000) == [7.0, 3.5]  # rows of 2
+
+
 def test_sessions_are_refused_where_they_do_not_apply_and_said_where_they_fail(monkeypatch, capsys):
     with pytest.raises(model_pass.ModelPassError, match="--sessions is for the ONNX Runtime engine"):
         model_pass.load_model_pass(project_config().model_path, "keras", sessions=2)
