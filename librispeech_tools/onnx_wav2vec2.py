@@ -29,10 +29,11 @@ import json
 import math
 import os
 import queue
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -626,22 +627,20 @@ class OnnxWithHiddenState:
 
         # Made at once: ONNX Runtime releases the GIL while it builds a session (~0.5 s for the base model), so on
         # the 2-core machine two took 0.70 s at once and 1.26 s one after the other; one per core of 16 would
-        # otherwise add seconds to the start-up.
+        # otherwise add seconds to the start-up. Those that fail at once (the memory of all being built) are made
+        # again one after the other, so that errors read as before: the first session's are the model's.
         with ThreadPoolExecutor(max(1, min(sessions, threads or os.cpu_count() or 1))) as pool:
             futures = [pool.submit(new_session) for _ in range(sessions)]
-        self.sessions, errors = [], []
-        for future in futures:
-            if future.exception() is None:
-                self.sessions.append(future.result())
-            else:
-                errors.append(future.exception())
-        if errors and not self.sessions:  # not one session: the model's own error (or no memory even for one)
-            raise errors[0]
-        if errors:
-            message = str(errors[0]).strip()
-            first_line = message.splitlines()[0] if message else type(errors[0]).__name__
-            raise SessionsError(f"ONNX Runtime made {len(self.sessions)} of the {sessions} sessions asked for; the "
-                                f"others failed ({first_line}); run fewer with --sessions")
+        self.sessions = [future.result() for future in futures if future.exception() is None]
+        while len(self.sessions) < sessions:
+            try:
+                self.sessions.append(new_session())
+            except Exception as error:  # noqa: BLE001  the first session's errors are the model's, later ones not
+                if not self.sessions:
+                    raise
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise SessionsError(f"ONNX Runtime made {len(self.sessions)} of the {sessions} sessions asked for, "
+                                    f"then failed ({first_line}); run fewer with --sessions") from None
         self.session = self.sessions[0]
         self._free_sessions = queue.SimpleQueue()
         for session in self.sessions:
