@@ -1,0 +1,38 @@
+"""benchmarks/benchmark_cpu_rates.py: ONNX Runtime's rate on a wav2vec2 export per count of sessions, and numpy's."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from librispeech_tools.flops import forward_flops
+from librispeech_tools.h5_layers import read_h5_layers
+from librispeech_tools.model_pass import usable_cores
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = REPO_ROOT / "benchmarks" / "benchmark_cpu_rates.py"
+spec = importlib.util.spec_from_file_location("benchmark_cpu_rates", SCRIPT)
+benchmark_cpu_rates = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark_cpu_rates)
+
+
+def test_rates_of_each_session_count_and_of_numpy(tiny_model, capsys):
+    benchmark_cpu_rates.main(["--model", str(tiny_model), "--sessions", "1", "2", "--seconds", "0.5", "--calls", "2"])
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    cores = usable_cores()
+    assert [(row["engine"], row.get("threads")) for row in rows[:2]] == [("numpy matmul", 1), ("numpy matmul", cores)]
+    assert [(row["sessions"], row["threads_each"]) for row in rows[2:]] == [(1, cores), (2, max(1, cores // 2))]
+    assert all(row["gflops"] > 0 for row in rows)
+    flops = forward_flops(read_h5_layers(tiny_model).config, 8000)
+    assert f"{flops / 1e9:.4g} GFLOP per 0.5 s call" in captured.err
+    for row in rows[2:]:  # the rate is the calls' FLOPs over their time
+        assert row["gflops"] * row["seconds_per_call"] == pytest.approx(row["sessions"] * flops / 1e9, rel=0.01)
+
+
+@pytest.mark.parametrize("option", [["--sessions", "0"], ["--seconds", "nan"], ["--calls", "-1"]])
+def test_counts_and_lengths_below_one_are_refused(tmp_path, option, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_cpu_rates.parse_args(["--model", str(tmp_path / "m.h5"), *option])
+    assert "must be above 0" in capsys.readouterr().err
