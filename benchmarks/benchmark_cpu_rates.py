@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import librispeech  # noqa: F401,E402  first: its telemetry guard runs before anything imports code_loader
 
+SAMPLE_RATE = 16000  # wav2vec2's
+
 
 def positive(kind):
     def parse(text: str):
@@ -43,12 +45,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def numpy_rate(threads: int | None) -> float:
+def numpy_rate(threads: int) -> float:
     from threadpoolctl import threadpool_limits
 
     from librispeech_tools.flops import float32_matmul_rate
 
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpool_limits(limits=threads, user_api="blas"):  # numpy's BLAS on `threads` threads
         return float32_matmul_rate()
 
 
@@ -78,16 +80,20 @@ def onnx_rate(layers, sessions: int, cores: int, num_samples: int, calls: int, f
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from librispeech.model_file import ModelFileError, first_line
     from librispeech_tools.flops import forward_flops
     from librispeech_tools.h5_layers import read_h5_layers
     from librispeech_tools.model_pass import usable_cores
 
     cores = usable_cores()
-    layers = read_h5_layers(args.model, name=args.model.stem)
-    num_samples = round(args.seconds * 16000)
+    try:
+        layers = read_h5_layers(args.model, name=args.model.stem)
+    except (ModelFileError, KeyError, ValueError, OSError) as error:  # missing, damaged, or not a wav2vec2 export
+        sys.exit(f"benchmark_cpu_rates: {args.model}: {first_line(error)}")
+    num_samples = round(args.seconds * SAMPLE_RATE)
     flops = forward_flops(layers.config, num_samples)
-    rows = [{"engine": "numpy matmul", "threads": 1, "gflops": numpy_rate(1) / 1e9},
-            {"engine": "numpy matmul", "threads": cores, "gflops": numpy_rate(None) / 1e9}]
+    rows = [{"engine": "numpy matmul", "threads": threads, "gflops": numpy_rate(threads) / 1e9}
+            for threads in sorted({1, cores})]
     rows += [{"engine": "onnxruntime", **onnx_rate(layers, s, cores, num_samples, args.calls, flops)}
              for s in args.sessions]
     print(f"{cores} cores; {flops / 1e9:.4g} GFLOP per {args.seconds:g} s call", file=sys.stderr)
