@@ -34,7 +34,7 @@ def test_rates_of_each_session_count_and_of_numpy(tiny_model, capsys):
 
 
 @pytest.mark.parametrize("option", [["--sessions", "0"], ["--seconds", "nan"], ["--calls", "-1"]])
-def test_counts_and_lengths_below_one_are_refused(tmp_path, option, capsys):
+def test_counts_and_lengths_not_above_zero_are_refused(tmp_path, option, capsys):
     with pytest.raises(SystemExit):
         benchmark_cpu_rates.parse_args(["--model", str(tmp_path / "m.h5"), *option])
     assert "must be above 0" in capsys.readouterr().err
