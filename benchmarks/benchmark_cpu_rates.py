@@ -24,8 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import librispeech  # noqa: F401,E402  first: its telemetry guard runs before anything imports code_loader
 
-SAMPLE_RATE = 16000  # wav2vec2's
-
 
 def positive(kind):
     def parse(text: str):
@@ -80,6 +78,7 @@ def onnx_rate(layers, sessions: int, cores: int, num_samples: int, calls: int, f
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from librispeech.config import project_config
     from librispeech.model_file import ModelFileError, first_line
     from librispeech_tools.flops import forward_flops
     from librispeech_tools.h5_layers import read_h5_layers
@@ -90,7 +89,7 @@ def main(argv=None) -> None:
         layers = read_h5_layers(args.model, name=args.model.stem)
     except (ModelFileError, KeyError, ValueError, OSError) as error:  # missing, damaged, or not a wav2vec2 export
         sys.exit(f"benchmark_cpu_rates: {args.model}: {first_line(error)}")
-    num_samples = round(args.seconds * SAMPLE_RATE)
+    num_samples = round(args.seconds * project_config().sample_rate)
     flops = forward_flops(layers.config, num_samples)
     rows = [{"engine": "numpy matmul", "threads": threads, "gflops": numpy_rate(threads) / 1e9}
             for threads in sorted({1, cores})]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from librispeech.config import project_config
 from librispeech_tools.flops import forward_flops
 from librispeech_tools.h5_layers import read_h5_layers
 from librispeech_tools.model_pass import usable_cores
@@ -27,7 +28,7 @@ def test_rates_of_each_session_count_and_of_numpy(tiny_model, capsys):
     assert [row["threads"] for row in numpy_rows] == sorted({1, cores})
     assert [(row["sessions"], row["threads_each"]) for row in onnx_rows] == [(1, cores), (2, max(1, cores // 2))]
     assert all(row["gflops"] > 0 for row in rows)
-    flops = forward_flops(read_h5_layers(tiny_model).config, 8000)
+    flops = forward_flops(read_h5_layers(tiny_model).config, round(0.5 * project_config().sample_rate))
     assert f"{flops / 1e9:.4g} GFLOP per 0.5 s call" in captured.err
     for row in onnx_rows:  # the rate is the calls' FLOPs over their time
         assert row["gflops"] * row["seconds_per_call"] == pytest.approx(row["sessions"] * flops / 1e9, rel=0.01)
