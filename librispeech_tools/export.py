@@ -251,8 +251,10 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
     session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     audio = _check_audio(model, seconds, sample_rate)
     keras_logits = _unpadded_keras_logits(model, audio)
-    logits = session.run(None, dict(zip(("audio", "audio_length"), _pad(audio, audio.size))))[0][0]
-    keras_logits = keras_logits[:len(logits)]
+    fixed = session.get_inputs()[0].shape[1]  # a fixed-length .onnx takes the audio padded to its length
+    padded = _pad(audio, fixed if isinstance(fixed, int) else audio.size)
+    frames = len(keras_logits)
+    logits = session.run(None, dict(zip(("audio", "audio_length"), padded)))[0][0][:frames]
     report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
               "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
     print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on "

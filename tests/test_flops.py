@@ -52,11 +52,14 @@ def test_forward_flops_is_what_the_graph_computes(overrides):
     for samples in sample_counts:
         flops = forward_flops(Wav2Vec2Config.from_dict(config), samples)
         if config["feat_extract_norm"] == "group":
-            # the graph's group norm sums its mean and variance over frames with two Convs of a kernel of ones (in
-            # blocks, onnx_wav2vec2.frame_sums): norm arithmetic, which forward_flops leaves out
-            frames = conv_output_length(samples, config["conv_kernel"][0], config["conv_stride"][0])
+            # the graph's group norm takes its statistics from the audio's windows (onnx_wav2vec2.
+            # first_conv_group_norm): a Conv of DCT kernels, a blocked sum of ones (frame_sums), a MatMul for the
+            # covariance and two that apply the conv's weights; norm arithmetic, which forward_flops leaves out
+            kernel, channels = config["conv_kernel"][0], config["conv_dim"][0]
+            frames = conv_output_length(samples, kernel, config["conv_stride"][0])
             blocks = -(-frames // SUM_BLOCK_FRAMES)
-            flops += 2 * 2 * config["conv_dim"][0] * blocks * SUM_BLOCK_FRAMES
+            flops += 2 * (kernel * frames * kernel + kernel * blocks * SUM_BLOCK_FRAMES + kernel * kernel * frames
+                          + kernel * channels * kernel + channels * kernel)
         expected.append(flops)
     assert graph_flops(config, sample_counts) == expected
 

@@ -85,33 +85,69 @@ def test_activation_matches_keras(name):
     assert np.abs(run_block(lambda g, x_: onnx_export.activation(g, x_, name), x=x) - expected).max() <= 1e-5
 
 
-def test_masked_group_norm_matches_keras():
-    x, lengths = random(2, 40, 6) * 3 + 1, np.array([[40], [17]], np.float32)
-    norm = randomize(layers.Wav2Vec2GroupNorm(epsilon=1e-5))
-    norm.build(x.shape, lengths.shape)
-    expected = np.asarray(norm(x, lengths))
-    got = run_block(lambda g, x_, l_: onnx_export.masked_group_norm(g, x_, l_, norm),
-                    x=x.transpose(0, 2, 1).copy(), lengths=lengths).transpose(0, 2, 1)
-    for row, length in enumerate(lengths[:, 0].astype(int)):  # real frames: no later real frame reads the others
-        assert np.abs(got[row, :length] - expected[row, :length]).max() <= 1e-5
+def group_normed_conv(weights: np.ndarray, bias: np.ndarray | None = None) -> layers.Wav2Vec2ConvLayer:
+    """A first conv layer (kernel [kernel, channels] on raw audio, stride 5) with a random group norm."""
+    size, channels = weights.shape
+    layer = layers.Wav2Vec2ConvLayer(channels, size, 5, use_bias=bias is not None, norm="group")
+    layer.build((1, 100, 1), (1, 1))
+    layer.conv.kernel.assign(weights[:, None, :])
+    if bias is not None:
+        layer.conv.bias.assign(bias)
+    randomize(layer.layer_norm)
+    return layer
 
 
-def test_masked_group_norm_keeps_float32_precision_over_a_35_second_layer():
-    """The first conv layer's group norm sums ~110,000 frames at the platform's 34.955 s, here of channels whose mean
-    dwarfs their spread, unpadded and as a 4.7 s utterance padded to the fixed length: within 1.5e-5 of float64, as
-    Keras' own float32 is (up to 2e-5 here). One in-order sum per statistic was 4.1e-5 and 4.4e-5 off; taking the
-    padded frames' share off afterwards, 3.8e-2 on the padded row."""
-    frames, lengths = 111_000, np.array([[111_000], [15_000]], np.float32)
-    x = random(2, frames, 4, seed=5) * 0.1 + 5
-    norm = randomize(layers.Wav2Vec2GroupNorm(epsilon=1e-5))
-    norm.build(x.shape, lengths.shape)
-    got = run_block(lambda g, x_, l_: onnx_export.masked_group_norm(g, x_, l_, norm),
-                    x=x.transpose(0, 2, 1).copy(), lengths=lengths).transpose(0, 2, 1)
-    for row, length in enumerate(lengths[:, 0].astype(int)):
-        real = x[row, :length].astype(np.float64)
-        expected = ((real - real.mean(axis=0)) / np.sqrt(real.var(axis=0) + 1e-5) * norm.gamma.numpy()
-                    + norm.beta.numpy())
-        assert np.abs(got[row, :length] - expected).max() <= 1.5e-5
+def run_first_conv_group_norm(layer, audio: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """first_conv_group_norm on [batch, samples] audio -> [batch, frames, channels]."""
+    def build(g, audio_, lengths_):
+        frames = onnx_export.frames_after_conv(g, g.op("Round", lengths_), layer.kernel_size, layer.stride)
+        return onnx_export.first_conv_group_norm(g, g.op("Unsqueeze", audio_, g.int64([1], "axes")), frames, layer)
+    return run_block(build, audio=audio, lengths=lengths).transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_first_conv_group_norm_matches_keras(with_bias):
+    audio, lengths = random(3, 400) * 0.3 + 0.1, np.array([[400], [97], [9]], np.float32)  # 9: no frame at all
+    layer = group_normed_conv(random(10, 6, seed=2), random(6, seed=3) if with_bias else None)
+    frames = np.asarray(layers.frames_after_conv(lengths, 10, 5))[:, 0].astype(int)
+    expected = np.asarray(layer.layer_norm(layer.conv(audio[..., None]), frames[:, None].astype(np.float32)))
+    got = run_first_conv_group_norm(layer, audio, lengths)
+    assert got.shape == expected.shape
+    for row, count in enumerate(frames):  # real frames: no later real frame reads the others
+        assert np.abs(got[row, :count] - expected[row, :count]).max(initial=0.0) <= 1e-5
+
+
+def test_first_conv_group_norm_keeps_float32_precision_over_35_seconds():
+    """The statistics over the ~110,000 frames of the platform's 34.955 s, unpadded and as a 4.7 s utterance padded to
+    it, against float64, for channels that cancel most of their window (differences of neighbouring samples on
+    low-frequency audio) and for audio whose offset dwarfs its spread: as close as the group norm over the conv's
+    output was (up to 9e-7 and 3e-5 here). From the samples' own covariance instead of the DCT coefficients', the
+    same blocked float32 sums were 7e-5 and 2e-4 off."""
+    samples, short = 559_280, 75_000
+    time = np.arange(samples) / 16_000
+    low_frequency = (np.sin(2 * np.pi * 150 * time) + 0.5 * np.sin(2 * np.pi * 900 * time)
+                     + 0.01 * random(samples, seed=4)).astype(np.float32)
+    cancelling = np.zeros((10, 3), np.float32)
+    cancelling[:2, 0], cancelling[:3, 1], cancelling[:, 2] = [1, -1], [1, -2, 1], random(10, seed=5)
+    layer = group_normed_conv(cancelling, random(3, seed=6))
+    weights, bias = cancelling.astype(np.float64), layer.conv.bias.numpy().astype(np.float64)
+    for wave, tolerance in ((low_frequency, 5e-6), (low_frequency * 0.1 + 5, 4e-5)):
+        audio = np.stack([wave, np.where(np.arange(samples) < short, wave, 0)]).astype(np.float32)
+        got = run_first_conv_group_norm(layer, audio, np.array([[samples], [short]], np.float32))
+        for row, length in enumerate((samples, short)):
+            frames = (length - 10) // 5 + 1
+            windows = np.lib.stride_tricks.sliding_window_view(audio[row, :length].astype(np.float64), 10)[::5]
+            conv = windows @ weights + bias
+            expected = ((conv - conv.mean(axis=0)) / np.sqrt(conv.var(axis=0) + 1e-5) * layer.layer_norm.gamma.numpy()
+                        + layer.layer_norm.beta.numpy())
+            assert np.abs(got[row, :frames] - expected).max() <= tolerance
+
+
+def test_first_conv_group_norm_needs_raw_audio():
+    layer = layers.Wav2Vec2ConvLayer(4, 3, 2, norm="group")
+    layer.build((1, 20, 2), (1, 1))
+    with pytest.raises(onnx_export.OnnxExportError, match="raw audio"):
+        onnx_export.first_conv_group_norm(onnx_export.GraphBuilder(), "audio", "frames", layer)
 
 
 @pytest.mark.parametrize("axis", [-1, -2])
@@ -428,7 +464,8 @@ def test_int8_export_stays_within_the_limits_and_near_the_float_model(name, tmp_
     assert onnx_export.limit_violations(proto) == []
     op_types = [node.op_type for node in proto.graph.node]
     hf_config, _, audio, reference, _ = golden(name)
-    # the first conv (raw audio) and the positional conv stay float; the group norm sums frames with two more
+    # the first conv (raw audio) and the positional conv stay float; the group norm takes its windows' DCT
+    # coefficients with one more and sums them over frames with another (frame_sums)
     assert op_types.count("Conv") == 2 + 2 * (hf_config["feat_extract_norm"] == "group")
     # every other feature-encoder conv and every weight MatMul (6 per layer, projection, CTC head) is int8
     num_weight_matmuls = 6 * hf_config["num_hidden_layers"] + 2
@@ -444,6 +481,16 @@ def test_int8_export_stays_within_the_limits_and_near_the_float_model(name, tmp_
     padded = run_onnx(int8_session, [audio, random(audio.size * 2 + 123, seed=5) * 30], 2 * audio.size + 123)
     assert np.abs(padded[0, :frames] - logits).max() <= 0.02 * np.abs(reference).max()
     assert blank_margin(padded[0, frames:]).min() >= BLANK_LOGIT
+
+
+def test_int8_export_at_a_fixed_length_checks_on_audio_padded_to_it(tmp_path, capsys):
+    """--int8 with --max-seconds: the check feeds the fixed-length graph its audio padded to that length (it fed the
+    audio alone, which ONNX Runtime refused for its input shape)."""
+    output = tmp_path / "int8.onnx"
+    assert export_module.main(["--checkpoint", str(GOLDEN / "group"), "--output", str(output), "--int8",
+                               "--max-seconds", "1.5"]) == 0
+    assert "(int8) is within the importer limits" in capsys.readouterr().out
+    assert onnx_export.fixed_input_samples(onnx.load(str(output))) == 24_000
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -472,7 +519,10 @@ def test_onnx_runtime_takes_the_weights_from_memory(monkeypatch):
 
     sent = onnx.ModelProto.FromString(opened[0]).graph
     large = [t for t in whole.graph.initializer if len(t.raw_data) >= onnx_export.IN_MEMORY_WEIGHT_BYTES]
-    assert len(opened) == 1 and large and len(opened[0]) < onnx_export.weight_bytes(whole) / 4
+    large_bytes = sum(len(t.raw_data) for t in large)
+    # what is sent: the whole model less its large weights' bytes, plus each one's external-data entry
+    assert len(opened) == 1 and large and len(opened[0]) <= whole.ByteSize() - large_bytes + 100 * len(large), (
+        len(opened[0]), whole.ByteSize(), large_bytes, len(large))
     external = {t.name for t in sent.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
     assert external == {t.name for t in large} and not any(len(t.raw_data) for t in sent.initializer
                                                            if t.name in external)
