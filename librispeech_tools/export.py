@@ -242,19 +242,18 @@ def check_int8_export(model, output: Path, seconds: float = 2.0, sample_rate: in
     import onnx
 
     from librispeech.model_file import load_onnx_session
-    from librispeech_tools.onnx_wav2vec2 import limit_violations
+    from librispeech_tools.onnx_wav2vec2 import fixed_input_samples, limit_violations
 
-    problems = limit_violations(onnx.load(str(output), load_external_data=False))
+    proto = onnx.load(str(output), load_external_data=False)
+    problems = limit_violations(proto)
     if problems:
         raise ExportCheckError(f"{output.name} is outside what Tensorleap's ONNX importer reads: "
                                f"{'; '.join(problems)}")
     session = load_onnx_session(output)  # the runtime's loader, without its base-conv-stack rule
     audio = _check_audio(model, seconds, sample_rate)
     keras_logits = _unpadded_keras_logits(model, audio)
-    fixed = session.get_inputs()[0].shape[1]  # a fixed-length .onnx takes the audio padded to its length
-    padded = _pad(audio, fixed if isinstance(fixed, int) else audio.size)
-    frames = len(keras_logits)
-    logits = session.run(None, dict(zip(("audio", "audio_length"), padded)))[0][0][:frames]
+    inputs = _pad(audio, fixed_input_samples(proto) or audio.size)  # a fixed-length .onnx takes them padded to it
+    logits = session.run(None, dict(zip(("audio", "audio_length"), inputs)))[0][0][:len(keras_logits)]
     report = {"int8_max_abs_diff": float(np.abs(logits - keras_logits).max()),
               "int8_argmax_agreement": float(np.mean(logits.argmax(-1) == keras_logits.argmax(-1)))}
     print(f"check: {output.name} (int8) is within the importer limits; vs float Keras on "

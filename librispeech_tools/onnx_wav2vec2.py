@@ -253,6 +253,23 @@ def frame_sums(g: GraphBuilder, values_ncw: str, channels: int) -> str:
     return g.op("ReduceSum", block_sums, g.int64([2], "blocks_axis"), keepdims=1)
 
 
+def frame_products(g: GraphBuilder, values_ncw: str, channels: int) -> str:
+    """The sums over frames of every product of two channels of [batch, C, F] -> [batch, C, C], in blocks of
+    SUM_BLOCK_FRAMES as frame_sums (one MatMul over all frames would leave the order of its float32 sum to the GEMM:
+    blocked on ONNX Runtime's CPU, perhaps not elsewhere). Meant for few channels: it pads a copy to whole blocks."""
+    frames = g.op("Gather", g.op("Shape", values_ncw), g.int64([2], "frames_axis"), axis=0)  # [1]
+    block = g.int64([SUM_BLOCK_FRAMES], "block")
+    padding = g.op("Mod", g.op("Sub", block, g.op("Mod", frames, block)), block)
+    zero = g.int64([0], "zero")
+    padded = g.op("Pad", values_ncw, g.op("Concat", zero, zero, zero, zero, zero, padding, axis=0))
+    num_blocks = g.op("Div", g.op("Add", frames, padding), block)
+    # the batch as -1, not ONNX's 0 ("keep this dim"): the platform's converter reads 0 as a size
+    shape = g.op("Concat", g.int64([-1], "batch"), g.int64([channels], "channels"), num_blocks, block, axis=0)
+    blocks = g.op("Transpose", g.op("Reshape", padded, shape), perm=[0, 2, 1, 3])  # [batch, blocks, C, block]
+    products = g.op("MatMul", blocks, g.op("Transpose", blocks, perm=[0, 1, 3, 2]))  # [batch, blocks, C, C]
+    return g.op("ReduceSum", products, g.int64([1], "blocks_axis"), keepdims=0)
+
+
 def dct_basis(size: int) -> np.ndarray:
     """The orthonormal DCT-II basis of `size` points: rows are basis vectors, [size, size]."""
     positions, frequencies = np.arange(size) + 0.5, np.arange(size)[:, None]
@@ -261,7 +278,7 @@ def dct_basis(size: int) -> np.ndarray:
     return basis
 
 
-def first_conv_group_norm(g: GraphBuilder, audio_ncw: str, frames: str, conv_layer) -> str:
+def first_conv_group_norm(g: GraphBuilder, audio_ncw: str, real_frames: str, conv_layer) -> str:
     """The first conv layer's conv + layers.Wav2Vec2GroupNorm: raw audio [batch, 1, samples] and the real frames
     [batch, 1] of the output -> [batch, C, frames], as the conv output times a per-utterance, per-channel scale plus a
     shift, with the statistics taken from the audio windows rather than from the output.
@@ -273,7 +290,7 @@ def first_conv_group_norm(g: GraphBuilder, audio_ncw: str, frames: str, conv_lay
     diagonal (neighbouring samples correlate, the DCT undoes that), so a channel that cancels most of its window,
     say a difference filter on low-frequency speech, reads its few percent of the energy from the coefficients that
     hold it, in full float32 precision; from the samples' own covariance the quadratic form lost up to 7e-5 of the
-    normalised output there. Sums over frames run in blocks (frame_sums). Normalising the output directly took ~9
+    normalised output there. Sums over frames run in blocks (frame_sums, frame_products). Normalising the output directly took ~9
     passes over the model's largest activation (512 channels x 3,200 frames per second of audio): 4.7% of a base
     call on one thread, this 1.6%. All float32: the platform's importer (onnx2kerastl) cut the graph short at the
     first float64 op. Padded frames get the same affine map; no real frame of a later layer reads them (each conv's
@@ -286,16 +303,18 @@ def first_conv_group_norm(g: GraphBuilder, audio_ncw: str, frames: str, conv_lay
     basis = dct_basis(size)
     coefficients = g.op("Conv", audio_ncw, g.const(basis[:, None, :], "dct_kernels"),
                         strides=[conv_layer.stride])  # [batch, kernel, frames]: D x_t
-    mask = g.op("Unsqueeze", length_mask(g, frames, coefficients, 2), g.int64([1], "axes"))  # [batch, 1, frames]
-    count = g.op("Unsqueeze", g.op("Max", frames, g.const(1.0, "one")), g.int64([2], "axes"))  # [batch, 1, 1]
+    mask = g.op("Unsqueeze", length_mask(g, real_frames, coefficients, 2), g.int64([1], "axes"))  # [batch, 1, F]
+    count = g.op("Max", g.op("ReduceSum", mask, g.int64([2], "frames_axes"), keepdims=1),
+                 g.const(1.0, "one"))  # [batch, 1, 1]: the real frames the input holds
     masked = g.op("Mul", coefficients, mask)
     mean = g.op("Div", frame_sums(g, masked, size), count)  # [batch, kernel, 1]
     centered = g.op("Mul", g.op("Sub", masked, mean), mask)
-    covariance = g.op("Div", g.op("MatMul", centered, g.op("Transpose", centered, perm=[0, 2, 1])), count)
-    weights = g.const(basis @ kernel[:, 0, :].astype(np.float64), "dct_weights")  # [kernel, C]: D w_c
-    variance = g.op("ReduceSum", g.op("Mul", g.op("MatMul", covariance, weights), weights), g.int64([1], "axes"),
-                    keepdims=0)  # [batch, C]
-    channel_mean = g.op("MatMul", g.op("Squeeze", mean, g.int64([2], "axes")), weights)  # [batch, C]
+    covariance = g.op("Div", frame_products(g, centered, size), count)  # [batch, kernel, kernel]
+    dct_weights = g.const(basis @ kernel[:, 0, :].astype(np.float64), "dct_weights")  # [kernel, C]: D w_c
+    variance = g.op("ReduceSum", g.op("Mul", g.op("MatMul", covariance, dct_weights), dct_weights),
+                    g.int64([1], "axes"), keepdims=0)  # [batch, C]
+    variance = g.op("Max", variance, g.const(0.0, "zero"))  # a quadratic form in float32 may round below zero
+    channel_mean = g.op("MatMul", g.op("Squeeze", mean, g.int64([2], "axes")), dct_weights)  # [batch, C]
     if conv.use_bias:
         channel_mean = g.op("Add", channel_mean, g.const(_weight(conv.bias), "conv_bias"))
     inverse_std = g.op("Div", g.const(1.0, "one"), g.op("Sqrt", g.op("Add", variance, g.const(norm.epsilon, "eps"))))

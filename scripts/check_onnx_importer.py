@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     model = onnx.load(args.model)
+    # 16 kHz as the project config's sample rate: the project is not importable in the converter's environment
     samples = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or round(args.seconds * 16_000)
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal((2, samples)) * 0.3).astype(np.float32)

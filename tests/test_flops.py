@@ -53,12 +53,13 @@ def test_forward_flops_is_what_the_graph_computes(overrides):
         flops = forward_flops(Wav2Vec2Config.from_dict(config), samples)
         if config["feat_extract_norm"] == "group":
             # the graph's group norm takes its statistics from the audio's windows (onnx_wav2vec2.
-            # first_conv_group_norm): a Conv of DCT kernels, a blocked sum of ones (frame_sums), a MatMul for the
-            # covariance and two that apply the conv's weights; norm arithmetic, which forward_flops leaves out
+            # first_conv_group_norm): a Conv of DCT kernels, then in blocks the coefficients' sums (frame_sums, a Conv
+            # of ones) and products (frame_products, a MatMul), and two MatMuls that apply the conv's weights; norm
+            # arithmetic, which forward_flops leaves out
             kernel, channels = config["conv_kernel"][0], config["conv_dim"][0]
             frames = conv_output_length(samples, kernel, config["conv_stride"][0])
-            blocks = -(-frames // SUM_BLOCK_FRAMES)
-            flops += 2 * (kernel * frames * kernel + kernel * blocks * SUM_BLOCK_FRAMES + kernel * kernel * frames
+            padded_frames = -(-frames // SUM_BLOCK_FRAMES) * SUM_BLOCK_FRAMES
+            flops += 2 * (kernel * kernel * frames + kernel * padded_frames + kernel * kernel * padded_frames
                           + kernel * channels * kernel + channels * kernel)
         expected.append(flops)
     assert graph_flops(config, sample_counts) == expected
