@@ -283,18 +283,19 @@ def first_conv_group_norm(g: GraphBuilder, audio_ncw: str, real_frames: str, con
     [batch, 1] of the output -> [batch, C, frames], as the conv output times a per-utterance, per-channel scale plus a
     shift, with the statistics taken from the audio windows rather than from the output.
 
-    The conv is linear: channel c's output at frame t is w_c . x_t (+ bias), x_t the window of `kernel` samples under
-    it, so over the real frames its mean is w_c . m and its variance w_c' S w_c, with m and S the windows' mean and
-    covariance. They come from the windows' DCT coefficients (a Conv with the DCT basis D as kernels; w_c . x_t =
-    (D w_c) . (D x_t)), a tensor kernel / C the size of the output. In that basis the audio's covariance is near
-    diagonal (neighbouring samples correlate, the DCT undoes that), so a channel that cancels most of its window,
-    say a difference filter on low-frequency speech, reads its few percent of the energy from the coefficients that
-    hold it, in full float32 precision; from the samples' own covariance the quadratic form lost up to 7e-5 of the
-    normalised output there. Sums over frames run in blocks (frame_sums, frame_products). Normalising the output directly took ~9
-    passes over the model's largest activation (512 channels x 3,200 frames per second of audio): 4.7% of a base
-    call on one thread, this 1.6%. All float32: the platform's importer (onnx2kerastl) cut the graph short at the
-    first float64 op. Padded frames get the same affine map; no real frame of a later layer reads them (each conv's
-    real frames end within its input's), and the model's padded outputs are a certain blank either way."""
+    The conv is linear: channel c's output at frame t is w_c . x_t (+ bias), x_t the window of `kernel` samples
+    under it, so over the real frames its mean is w_c . m and its variance w_c' S w_c, with m and S the windows'
+    mean and covariance. They come from the windows' DCT coefficients (a Conv with the DCT basis D as kernels:
+    w_c . x_t = (D w_c) . (D x_t)), a tensor kernel / C the size of the output. In that basis the audio's
+    covariance is near diagonal (neighbouring samples correlate, the DCT undoes that), so a channel that cancels most
+    of its window, say a difference filter on low-frequency speech, reads its few percent of the energy from the
+    coefficients that hold it, in full float32 precision; from the samples' own covariance the quadratic form lost
+    up to 7e-5 of the normalised output there. Sums over frames run in blocks (frame_sums, frame_products).
+    Normalising the output directly took ~9 passes over the model's largest activation (512 channels x 3,200 frames
+    per second of audio): 4.7% of a base call on one thread, this 1.6%. All float32: the platform's importer
+    (onnx2kerastl) cut the graph short at the first float64 op. Padded frames get the same affine map; no real frame
+    of a later layer reads them (each conv's real frames end within its input's), and the model's padded outputs are
+    a certain blank either way."""
     conv, norm = conv_layer.conv, conv_layer.layer_norm
     kernel = _weight(conv.kernel)  # [kernel, 1, C]: raw audio has one channel
     if kernel.shape[1] != 1:
