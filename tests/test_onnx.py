@@ -4,6 +4,7 @@ output and loading it (no torch needed)."""
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
 import functools
+import importlib.util
 import subprocess
 import sys
 import threading
@@ -493,6 +494,16 @@ def test_int8_export_at_a_fixed_length_checks_on_audio_padded_to_it(tmp_path, ca
                                "--max-seconds", "1.5"]) == 0
     assert "(int8) is within the importer limits" in capsys.readouterr().out
     assert onnx_export.fixed_input_samples(onnx.load(str(output))) == 24_000
+
+
+def test_importer_check_says_where_it_runs_without_onnx2kerastl():
+    """scripts/check_onnx_importer.py needs onnx2kerastl's own environment (TensorFlow 2.12): without it, a one-line
+    error and status 2, not a traceback (the conversion itself is measured in benchmarks/EVALUATE_RESULTS.md)."""
+    if importlib.util.find_spec("onnx2kerastl") is not None:
+        pytest.skip("onnx2kerastl is installed here")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "check_onnx_importer.py"
+    result = subprocess.run([sys.executable, str(script), "model.onnx"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "onnx2kerastl" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------------
