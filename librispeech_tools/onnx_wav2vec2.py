@@ -263,7 +263,8 @@ def frame_products(g: GraphBuilder, values_ncw: str, channels: int) -> str:
     zero = g.int64([0], "zero")
     padded = g.op("Pad", values_ncw, g.op("Concat", zero, zero, zero, zero, zero, padding, axis=0))
     num_blocks = g.op("Div", g.op("Add", frames, padding), block)
-    # the batch as -1, not ONNX's 0 ("keep this dim"): the platform's converter reads 0 as a size
+    # the batch as -1, not ONNX's 0 ("keep this dim"): in a shape computed at run time the platform's converter
+    # (onnx2kerastl) reads 0 as a size
     shape = g.op("Concat", g.int64([-1], "batch"), g.int64([channels], "channels"), num_blocks, block, axis=0)
     blocks = g.op("Transpose", g.op("Reshape", padded, shape), perm=[0, 2, 1, 3])  # [batch, blocks, C, block]
     products = g.op("MatMul", blocks, g.op("Transpose", blocks, perm=[0, 1, 3, 2]))  # [batch, blocks, C, C]
