@@ -3,17 +3,8 @@
 Runtime's on the same audio, two rows, one of them padded.
 
 onnx2kerastl pins TensorFlow 2.12 and onnx 1.13 and declares Python < 3.11; it runs on 3.11 all the same. It does not
-fit the project's environment (Keras 3, numpy 2), so it gets its own, with the versions that install here
-(keras-data-format-converter and tensorflow-addons one step past its pins, which name versions without 3.11 wheels):
-
-    python3 -m venv /tmp/importer-venv
-    /tmp/importer-venv/bin/pip install tensorflow==2.12.0 onnx==1.13.0 numpy==1.23.5 tensorflow-addons==0.20.0 \
-        "fvcore>=0.1.5.post20221221,<0.2" "boto3>=1.24.22,<2" "protobuf>=3.19.6,<4" \
-        tensorflow-io-gcs-filesystem==0.34.0 "onnxruntime<1.20"
-    /tmp/importer-venv/bin/pip install --no-deps keras-data-format-converter==0.0.13
-    /tmp/importer-venv/bin/pip install --no-deps --ignore-requires-python onnx2kerastl==0.0.198
-    .venv/bin/export-model --checkpoint tests/fixtures/golden/group --output /tmp/group.onnx --max-seconds 1.5
-    /tmp/importer-venv/bin/python scripts/check_onnx_importer.py /tmp/group.onnx
+fit the project's environment (Keras 3, numpy 2), so it runs in an environment of its own: the README's ONNX section
+has the commands that make it.
 
 Exits 1 when the conversion fails or the logits differ by more than --tolerance.
 """
@@ -37,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime
         from onnx2kerastl import onnx_to_keras
     except ImportError as error:
-        print(f"error: this check runs where onnx2kerastl is installed (see this script's docstring): {error}",
+        print(f"error: this check runs where onnx2kerastl is installed (see the README's ONNX section): {error}",
               file=sys.stderr)
         return 2
 
