@@ -139,7 +139,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     threading.Thread(target=import_report_libraries, daemon=True).start()
     timing = timing or ModelPassTiming(precision=model_pass.precision, engine=model_pass.engine)
     if batches:  # a finished report rewritten names only the engines that made its rows
-        timing.continue_with(model_pass.engine, model_pass.precision, model_pass.parallel_calls)
+        timing.continue_with(model_pass.engine, model_pass.precision)
     started = time.perf_counter()
     clock = stages_before or StageClock()  # a resumed run's stages add to those of the runs before it
     start_up = started - run_started  # the data listed, the model and the LM loaded: counted with the first row

@@ -94,7 +94,7 @@ class ModelPassTiming:
     precision: str = "float32"  # "int8" for an export-model --int8 .onnx: not float-exact
     engine: str = "keras"       # what ran the model: "keras" or "onnxruntime" (see ENGINES)
     samples: int = 0
-    sessions: int = 1           # the most calls that ran at once (OnnxModelPass.parallel_calls)
+    sessions: int = 1           # the most calls that ran at once (BusyClock.most_at_once)
 
     def add(self, seconds: float, audio_seconds: float, samples: int) -> None:
         self.seconds += seconds
@@ -102,11 +102,12 @@ class ModelPassTiming:
         self.batches += 1
         self.samples += samples
 
-    def continue_with(self, engine: str, precision: str, sessions: int = 1) -> None:
+    def continue_with(self, engine: str, precision: str) -> None:
         """What runs the calls from now on; a resumed run that changed engine names both ("keras+onnxruntime")."""
         engines = set(self.engine.split("+")) if self.samples else set()
         self.engine, self.precision = "+".join(sorted(engines | {engine})), precision
-        self.sessions = max(self.sessions, sessions) if self.samples else sessions
+        if not self.samples:
+            self.sessions = 1
 
     def line(self) -> str:
         factor = f"{self.seconds / self.audio_seconds:.3f}" if self.audio_seconds else "n/a"
@@ -286,11 +287,13 @@ def default_onnx_sessions(cores: int, model_bytes: int = 0, memory: int | None =
 
 class BusyClock:
     """Seconds during which at least one model call ran: with calls running at once (parallel_calls), the model
-    pass's time, where their own seconds would count the overlap several times."""
+    pass's time, where their own seconds would count the overlap several times. most_at_once: the most calls that
+    ran at once (fewer than parallel_calls where there were fewer calls, or a call outran the ones behind it)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._running = 0
+        self.most_at_once = 0
         self._since = 0.0
         self._seconds = 0.0
 
@@ -303,6 +306,7 @@ class BusyClock:
             if not self._running:
                 self._since = time.perf_counter()
             self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
         try:
             return call(*args)
         finally:

@@ -114,6 +114,7 @@ def evaluate_rows(split, model_pass, batches: list[Batch], sink, progress, metad
             if timing is not None:  # the seconds the model ran, however many of its calls ran at once
                 seconds = busy.seconds()
                 timing.add(seconds - counted, float(lengths.sum()) / config.sample_rate, len(batch.ids))
+                timing.sessions = max(timing.sessions, busy.most_at_once)
                 counted = seconds
             write_rows(split, binder, model_pass, batch, lengths, labels, outputs, response, sink, metadata, clock)
             clock.samples += len(batch.ids)

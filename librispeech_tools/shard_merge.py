@@ -9,7 +9,8 @@ from pathlib import Path
 from librispeech_tools.evaluate_errors import EvaluationError
 from librispeech_tools.model_pass import ModelPassTiming
 from librispeech_tools.report import write_report
-from librispeech_tools.report_folder import PROGRESS_FILE, prepare_folder, refuse_other_files, report_files
+from librispeech_tools.report_folder import (PROGRESS_FILE, REPORT_MARKS, prepare_folder, refuse_other_files,
+                                             report_files)
 from librispeech_tools.run_info import RUN_INFO_FILE, RunInfo, StageClock
 from librispeech_tools.sample_rows import read_rows
 
@@ -25,6 +26,22 @@ def same_run_key(made_by: dict | None) -> dict:
     return key
 
 
+def refuse_another_report(out: Path, shard: RunInfo) -> None:
+    """A merge may replace an earlier merge of the same run's shards (rerun, as after a failed write), never another
+    report: a merge folder has no progress.json, so only its run.json tells whose rows it holds."""
+    if not any((out / mark).exists() for mark in REPORT_MARKS):
+        return
+    try:
+        earlier = RunInfo.read(out)
+    except EvaluationError:
+        earlier = None
+    if earlier is None or earlier.merged_shards is None or same_run_key(earlier.made_by) != same_run_key(
+            shard.made_by) or (earlier.split, earlier.model) != (shard.split, shard.model):
+        what = (f"the report of {earlier.model} on {earlier.split}" if earlier is not None else "another report")
+        raise EvaluationError(f"--out {out} holds {what}, not a merge of these shards' run; merge into a new or empty "
+                              f"folder, or delete that one first")
+
+
 def merge(folders: list[Path], out: Path) -> Path:
     """One report from the folders of `evaluate --shard i/n` runs: all n shards, each finished, same split/model."""
     if any(out.resolve() == folder.resolve() for folder in folders) or (out / PROGRESS_FILE).is_file():
@@ -32,6 +49,7 @@ def merge(folders: list[Path], out: Path) -> Path:
     refuse_other_files(out)
     infos = [RunInfo.read(folder) for folder in folders]
     first = infos[0]
+    refuse_another_report(out, first)
     for folder, info in zip(folders, infos):
         if info.shard is None:
             raise EvaluationError(f"{folder} is not a shard (run with --shard i/n)")

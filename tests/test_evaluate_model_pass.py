@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -279,7 +280,7 @@ def test_calls_run_up_to_the_parallel_calls_at_once_and_come_back_in_order(paral
             assert outputs is None
         else:
             np.testing.assert_array_equal(outputs[0], np.full((1, 2), 2 * durations[index]))
-    assert came_back == list(range(len(durations))) and model.most == parallel_calls
+    assert came_back == list(range(len(durations))) and model.most == busy.most_at_once == parallel_calls
     called = sum(d for d in durations if d) * model.unit
     if parallel_calls == 1:  # one after the other: the model ran for the sum of the calls
         assert called <= busy.seconds() < called + 0.3
@@ -307,6 +308,16 @@ def test_busy_clock_counts_overlapping_calls_once():
     time.sleep(0.4)  # idle: not counted
     busy.timed(time.sleep, 0.2)
     assert 0.5 <= busy.seconds() < 0.75  # the overlap counted twice would be 0.8, the idle time 0.9
+    assert busy.most_at_once == 2
+
+
+def test_summary_names_the_sessions_that_ran_not_those_made(tmp_path):
+    """More sessions than utterances: the summary says how many calls ran at once, at most one per utterance."""
+    evaluate.run(SPLIT, 2, project_config().model_path, tmp_path, 1, metadata_workers=0, engine="onnxruntime",
+                 sessions=3)
+    timing = json.loads((tmp_path / "run.json").read_text())["model_pass"]
+    assert timing["samples"] == 2 and 1 <= timing["sessions"] <= 2
+    assert re.search(rf"Runtime(, {timing['sessions']} sessions at once)?\)", (tmp_path / "summary.md").read_text())
 
 
 def test_stage_clock_counts_a_stage_within_another_in_its_own_only():
@@ -496,6 +507,20 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         shard_merge.merge(shards[:1], tmp_path / "bad")
     with pytest.raises(EvaluationError, match="is a shard's or another run's folder"):
         shard_merge.merge(shards, shards[0])  # would overwrite that shard
+    # a rerun of the merge replaces its own report; an unsharded run's report, or one made from other shards, stays
+    shard_merge.merge(shards, tmp_path / "merged")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "merged" / "samples.csv"), merged)
+    for other, says in ((out, "another run's folder"), (tmp_path / "two-places", "holds the report of")):
+        if other == tmp_path / "two-places":  # a merge of shards of another --limit
+            shard_merge.merge(shards, other)
+            info = json.loads((other / "run.json").read_text())
+            (other / "run.json").write_text(json.dumps({**info, "made_by": {**info["made_by"], "limit": 6}}))
+        before = (other / "samples.csv").read_bytes()
+        with pytest.raises(EvaluationError, match=says):
+            shard_merge.merge(shards, other)
+        assert (other / "samples.csv").read_bytes() == before
+        if other == tmp_path / "two-places":
+            shutil.rmtree(other)
     # the same corpus in another folder on each shard's machine: both named, in the same order whatever the order given
     for folder, place in zip(shards, ("/machine-b/LibriSpeech", "/machine-a/LibriSpeech")):
         info = json.loads((folder / "run.json").read_text())

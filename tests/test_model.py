@@ -278,6 +278,26 @@ def test_config_from_dict_ignores_unknown_keys():
         Wav2Vec2Config(feat_extract_norm="batch")
 
 
+@pytest.mark.parametrize("change, says", [
+    ({"hidden_size": None}, "hidden_size must be a whole number >= 1, got None"),
+    ({"num_attention_heads": 0}, "num_attention_heads must be a whole number >= 1, got 0"),
+    ({"layer_norm_eps": "1e-5"}, "layer_norm_eps must be a number in [0, 1), got '1e-5'"),
+    ({"conv_kernel": [10, 3, "3"]}, "each of conv_kernel must be a whole number >= 1, got '3'"),
+    ({"conv_bias": "false"}, "conv_bias must be true or false, got 'false'"),
+])
+def test_export_refuses_a_config_value_of_the_wrong_kind_in_one_line(tmp_path, capsys, change, says):
+    """Before, a TypeError or ZeroDivisionError traceback, or (a string epsilon) an export that --skip-checks wrote."""
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(GOLDEN / "layer", checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, **change}))
+    output = tmp_path / "model.h5"
+    assert export_module.main(["--checkpoint", str(checkpoint), "--output", str(output), "--skip-checks"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("export-model: warning")]
+    assert errors == [f"export-model: error: config.json: {says}"]
+    assert not output.exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Checkpoint reading and conversion
 # ---------------------------------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ class Wav2Vec2Config:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # unknown keys, kept verbatim
 
     def __post_init__(self):
+        self._check_types()
         for name in ("conv_dim", "conv_stride", "conv_kernel"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if not len(self.conv_dim) == len(self.conv_stride) == len(self.conv_kernel):
@@ -85,6 +86,35 @@ class Wav2Vec2Config:
         for name in ("hidden_act", "feat_extract_activation"):
             if getattr(self, name) not in SUPPORTED_ACTIVATIONS:  # fail early, before any layer is built
                 raise ValueError(f"unsupported {name} {getattr(self, name)!r}; supported: {sorted(SUPPORTED_ACTIVATIONS)}")
+
+    def _check_types(self) -> None:
+        """A config.json value of the wrong kind ("hidden_size": null, "layer_norm_eps": "1e-5") is one ValueError
+        here, not a TypeError deep in a layer or, for a string epsilon, a Keras layer built with it."""
+        def whole(name, value, least):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
+            whole(name, getattr(self, name), 1)
+        whole("pad_token_id", self.pad_token_id, 0)
+        for name in ("conv_dim", "conv_stride", "conv_kernel"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not values:
+                raise ValueError(f"{name} must be a non-empty list of whole numbers, got {values!r}")
+            for value in values:
+                whole(f"each of {name}", value, 1)
+        for name in ("hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout",
+                     "final_dropout", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be above 0, got {self.layer_norm_eps!r}")
+        for name in ("conv_bias", "do_stable_layer_norm", "add_adapter"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Wav2Vec2Config":
