@@ -87,9 +87,10 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
     listed = len(split.excluded)  # left out by the listing; the run may leave out more
     label = split_label(config, split.split)
     out = out or REPO_ROOT / "reports" / default_folder_name(label, model_path, limit, shard)
-    if prepare_folder(out):  # a run that stops before its model pass leaves no empty folder behind
-        cleanup.callback(remove_if_empty, out)
+    made = prepare_folder(out)
     cleanup.enter_context(writing_lock(out))
+    if made:  # a run that stops before its model pass leaves no empty folder behind; one refused by the lock
+        cleanup.callback(remove_if_empty, out)  # leaves the folder to the run that holds it
     rows_path = out / "samples.jsonl"
     made_by = rows_identity(model_path, config, split.split, limit, shard)
     digests = {i: digests[i] for i in split.utterances}

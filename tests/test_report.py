@@ -514,3 +514,32 @@ def test_plots_say_how_many_samples_they_leave_out():
     assert shown.index.tolist() == [0] and note == (
         " (1 of 5 samples; 4 left out: no finite value, or one not above 0 on the log axis)")
     assert plotted(table.iloc[:1], ["x", "y"])[1] == ""
+
+
+def test_a_run_refused_by_the_lock_leaves_the_folder_it_made_to_the_run_that_holds_it(tmp_path, monkeypatch):
+    """Two runs started at once into a new folder: the one that made it but lost the lock must not remove it from
+    under the other, which holds the lock and has not written yet."""
+    import fcntl
+
+    from librispeech.config import project_config
+    from librispeech_tools import evaluate as evaluate_module
+    from librispeech_tools.evaluate_errors import EvaluationError
+
+    held = []
+    make = evaluate_module.prepare_folder
+
+    def made_then_taken(out):  # the other run takes the lock between this run's mkdir and its own lock
+        made = make(out)
+        held.append(os.open(out, os.O_RDONLY))
+        fcntl.flock(held[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return made
+
+    monkeypatch.setattr(evaluate_module, "prepare_folder", made_then_taken)
+    out = tmp_path / "new-report"
+    try:
+        with pytest.raises(EvaluationError, match="another evaluate is writing into"):
+            evaluate_module.run("dev-clean", 1, project_config().model_path, out, None)
+        assert out.is_dir()
+    finally:
+        for handle in held:
+            os.close(handle)
