@@ -6,16 +6,22 @@ cores // S intra-op threads on the same `--seconds` of audio, `--calls` times ea
 FLOPs (librispeech_tools/flops.py) over the wall time. numpy's [512, 768] x [768, 3072] product (base's feed-forward
 shape) is timed on one thread (threadpoolctl) and on all cores. Where ONNX Runtime already runs at numpy's rate
 per core, no float32 engine gets much further on that CPU: the model pass's ratio to PyTorch is then set by how far
-below that rate PyTorch runs.
+below that rate PyTorch runs. `--fma-peak` adds the CPU's own float32 peak: benchmarks/fma_peak.c (fused
+multiply-adds on registers, no memory), compiled with the C compiler here, one copy per core at once.
 
-Run: .venv/bin/python benchmarks/benchmark_cpu_rates.py --model base-random.h5 --sessions 1 2
+Run: .venv/bin/python benchmarks/benchmark_cpu_rates.py --model base-random.h5 --sessions 1 2 [--fma-peak]
 (any wav2vec2 .h5 export; `benchmark_evaluate.py checkpoint` and `export-model` make the full-size random one)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +46,24 @@ def parse_args(argv=None):
     parser.add_argument("--sessions", type=positive(int), nargs="+", default=[1], help="counts of sessions run at once")
     parser.add_argument("--seconds", type=positive(float), default=8.0, help="audio per call")
     parser.add_argument("--calls", type=positive(int), default=4, help="timed calls per session, after a warm-up call")
+    parser.add_argument("--fma-peak", action="store_true", help="also the CPU's float32 FMA peak (needs a C compiler)")
     return parser.parse_args(argv)
+
+
+FMA_PEAK_SOURCE = Path(__file__).resolve().parent / "fma_peak.c"
+
+
+def fma_peak_rates(cores: int) -> list[float]:
+    """GFLOP/s of fma_peak.c in each of `cores` copies run at once (the all-core rate is their sum)."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        sys.exit("benchmark_cpu_rates: --fma-peak needs a C compiler (gcc or cc, or CC=...)")
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "fma_peak"
+        subprocess.run([compiler, "-O2", "-march=native", "-o", str(program), str(FMA_PEAK_SOURCE)], check=True)
+        copies = [subprocess.Popen([str(program)], stdout=subprocess.PIPE, text=True) for _ in range(cores)]
+        lines = [copy.communicate()[0] for copy in copies]
+    return [max(float(rate) for rate in re.findall(r"([\d.]+) GFLOP/s", line)) for line in lines]
 
 
 def numpy_rate(threads: int) -> float:
@@ -91,8 +114,13 @@ def main(argv=None) -> None:
         sys.exit(f"benchmark_cpu_rates: {args.model}: {first_line(error)}")
     num_samples = round(args.seconds * project_config().sample_rate)
     flops = forward_flops(layers.config, num_samples)
-    rows = [{"engine": "numpy matmul", "threads": threads, "gflops": numpy_rate(threads) / 1e9}
-            for threads in sorted({1, cores})]
+    rows = []
+    if args.fma_peak:
+        alone, together = fma_peak_rates(1), fma_peak_rates(cores)
+        rows += [{"engine": "FMA peak", "threads": 1, "gflops": alone[0]},
+                 {"engine": "FMA peak", "threads": cores, "gflops": sum(together)}][:1 if cores == 1 else 2]
+    rows += [{"engine": "numpy matmul", "threads": threads, "gflops": numpy_rate(threads) / 1e9}
+             for threads in sorted({1, cores})]
     rows += [{"engine": "onnxruntime", **onnx_rate(layers, s, cores, num_samples, args.calls, flops)}
              for s in args.sessions]
     print(f"{cores} cores; {flops / 1e9:.4g} GFLOP per {args.seconds:g} s call", file=sys.stderr)

@@ -34,6 +34,18 @@ def test_rates_of_each_session_count_and_of_numpy(tiny_model, capsys):
         assert row["gflops"] * row["seconds_per_call"] == pytest.approx(row["sessions"] * flops / 1e9, rel=0.01)
 
 
+@pytest.mark.skipif(benchmark_cpu_rates.shutil.which("gcc") is None, reason="no C compiler")
+def test_fma_peak_is_above_the_matmul_rate_and_sums_over_the_cores(tiny_model, capsys):
+    benchmark_cpu_rates.main(["--model", str(tiny_model), "--sessions", "1", "--seconds", "0.5", "--calls", "1",
+                              "--fma-peak"])
+    rows = {(row["engine"], row.get("threads")): row["gflops"]
+            for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    cores = usable_cores()
+    assert rows[("FMA peak", 1)] > rows[("numpy matmul", 1)] > 0  # a product cannot beat the FMA units it runs on
+    if cores > 1:  # every core's copy counted: near cores x one core's rate (a busy machine takes some)
+        assert rows[("FMA peak", cores)] > 0.5 * cores * rows[("FMA peak", 1)]
+
+
 @pytest.mark.parametrize("option", [["--sessions", "0"], ["--seconds", "nan"], ["--calls", "-1"]])
 def test_counts_and_lengths_not_above_zero_are_refused(tmp_path, option, capsys):
     with pytest.raises(SystemExit):
