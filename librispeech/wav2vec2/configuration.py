@@ -4,6 +4,7 @@ frames from an audio header."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -91,13 +92,13 @@ class Wav2Vec2Config:
         """A config.json value of the wrong kind ("hidden_size": null, "layer_norm_eps": "1e-5") is one ValueError
         here, not a TypeError deep in a layer or, for a string epsilon, a Keras layer built with it."""
         def whole(name, value, least):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
 
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"):
-            whole(name, getattr(self, name), 1)
-        whole("pad_token_id", self.pad_token_id, 0)
+                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "pad_token_id"):
+            whole(name, getattr(self, name), 0 if name == "pad_token_id" else 1)
+            object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("conv_dim", "conv_stride", "conv_kernel"):
             values = getattr(self, name)
             if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not values:
@@ -107,14 +108,16 @@ class Wav2Vec2Config:
         for name in ("hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout",
                      "final_dropout", "layer_norm_eps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be above 0, got {self.layer_norm_eps!r}")
         for name in ("conv_bias", "do_stable_layer_norm", "add_adapter"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+            value = getattr(self, name)  # 0 and 1 read as PyTorch reads them
+            if not (isinstance(value, bool) or isinstance(value, numbers.Integral) and value in (0, 1)):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+            object.__setattr__(self, name, bool(value))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Wav2Vec2Config":
