@@ -53,17 +53,21 @@ def parse_args(argv=None):
 FMA_PEAK_SOURCE = Path(__file__).resolve().parent / "fma_peak.c"
 
 
-def fma_peak_rates(cores: int) -> list[float]:
-    """GFLOP/s of fma_peak.c in each of `cores` copies run at once (the all-core rate is their sum)."""
+def fma_peak_rates(copies: list[int]) -> dict[int, float]:
+    """The summed GFLOP/s of fma_peak.c run as each count of `copies` at once (1: one core; all: the all-core rate),
+    compiled once."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         sys.exit("benchmark_cpu_rates: --fma-peak needs a C compiler (gcc or cc, or CC=...)")
+    rates = {}
     with tempfile.TemporaryDirectory() as folder:
         program = Path(folder) / "fma_peak"
         subprocess.run([compiler, "-O2", "-march=native", "-o", str(program), str(FMA_PEAK_SOURCE)], check=True)
-        copies = [subprocess.Popen([str(program)], stdout=subprocess.PIPE, text=True) for _ in range(cores)]
-        lines = [copy.communicate()[0] for copy in copies]
-    return [max(float(rate) for rate in re.findall(r"([\d.]+) GFLOP/s", line)) for line in lines]
+        for count in copies:
+            running = [subprocess.Popen([str(program)], stdout=subprocess.PIPE, text=True) for _ in range(count)]
+            lines = [copy.communicate()[0] for copy in running]
+            rates[count] = sum(max(float(rate) for rate in re.findall(r"([\d.]+) GFLOP/s", line)) for line in lines)
+    return rates
 
 
 def numpy_rate(threads: int) -> float:
@@ -114,11 +118,8 @@ def main(argv=None) -> None:
         sys.exit(f"benchmark_cpu_rates: {args.model}: {first_line(error)}")
     num_samples = round(args.seconds * project_config().sample_rate)
     flops = forward_flops(layers.config, num_samples)
-    rows = []
-    if args.fma_peak:
-        alone, together = fma_peak_rates(1), fma_peak_rates(cores)
-        rows += [{"engine": "FMA peak", "threads": 1, "gflops": alone[0]},
-                 {"engine": "FMA peak", "threads": cores, "gflops": sum(together)}][:1 if cores == 1 else 2]
+    rows = [{"engine": "FMA peak", "threads": threads, "gflops": gflops}
+            for threads, gflops in (fma_peak_rates(sorted({1, cores})) if args.fma_peak else {}).items()]
     rows += [{"engine": "numpy matmul", "threads": threads, "gflops": numpy_rate(threads) / 1e9}
              for threads in sorted({1, cores})]
     rows += [{"engine": "onnxruntime", **onnx_rate(layers, s, cores, num_samples, args.calls, flops)}

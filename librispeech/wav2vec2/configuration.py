@@ -69,8 +69,6 @@ class Wav2Vec2Config:
 
     def __post_init__(self):
         self._check_types()
-        for name in ("conv_dim", "conv_stride", "conv_kernel"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if not len(self.conv_dim) == len(self.conv_stride) == len(self.conv_kernel):
             raise ValueError(f"conv_dim, conv_stride and conv_kernel must have the same length, got "
                              f"{len(self.conv_dim)}, {len(self.conv_stride)}, {len(self.conv_kernel)}")
@@ -90,7 +88,8 @@ class Wav2Vec2Config:
 
     def _check_types(self) -> None:
         """A config.json value of the wrong kind ("hidden_size": null, "layer_norm_eps": "1e-5") is one ValueError
-        here, not a TypeError deep in a layer or, for a string epsilon, a Keras layer built with it."""
+        here, not a TypeError deep in a layer or, for a string epsilon, a Keras layer built with it; the values
+        become plain Python ones (numpy numbers, lists of conv sizes as tuples)."""
         def whole(name, value, least):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
@@ -105,6 +104,7 @@ class Wav2Vec2Config:
                 raise ValueError(f"{name} must be a non-empty list of whole numbers, got {values!r}")
             for value in values:
                 whole(f"each of {name}", value, 1)
+            object.__setattr__(self, name, tuple(int(value) for value in values))
         for name in ("hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout",
                      "final_dropout", "layer_norm_eps"):
             value = getattr(self, name)
