@@ -34,16 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
     from librispeech_tools import synthetic
 
-    try:
-        synthetic.require_tools()
-    except synthetic.MissingToolError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     started = time.perf_counter()
     try:
         stats = synthetic.write_corpus(args.out, synthetic.sample_corpus_plan(), jobs=args.jobs, progress=True,
                                        description="sample corpus")
-    except synthetic.CorpusFolderError as error:
+    except (synthetic.CorpusFolderError, synthetic.MissingToolError) as error:  # tools: after the folder's checks
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(stats.summary())
