@@ -1,5 +1,5 @@
 """The report's files from the rows: samples.csv / samples.parquet, summary.md and the plots (the word and LM sections
-are word_report.py's and lm_report.py's).
+are word_report.py's and lm_report.py's, the correlations error_factors.py's).
 """
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from librispeech_tools import lm_report, word_report
+from librispeech_tools import error_factors, lm_report, word_report
 from librispeech_tools.model_pass import ModelPassTiming
 from librispeech_tools.run_info import RUN_INFO_FILE, Excluded, RunInfo
 from librispeech_tools.sample_rows import RATE_COLUMNS
@@ -112,6 +112,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
         lines += [f"| {markdown_cell(value)} | {count} | {wer:.2%} | {cer:.2%} | {loss:.3f} | {per_character:.4f} |"
                   for value, count, wer, cer, loss, per_character in _group_rates(frame, column)]
         lines.append("")
+    lines += error_factors.summary_lines(table, out)
     worst = table.sort_values(["wer", "id"], ascending=[False, True]).head(5)  # ties by id: the same rows each run
     lines += ["## Highest WER", "", "| id | WER | reference | hypothesis |", "|---|---|---|---|"]
     lines += [f"| {r.id} | {r.wer:.2f} | {r.reference} | {r.hypothesis} |" for r in worst.itertuples()]
@@ -191,6 +192,7 @@ def import_report_libraries() -> None:
     import fails again where the report uses it, with its error."""
     try:
         import pandas  # noqa: F401
+        import scipy.stats  # noqa: F401
         import sklearn.cluster  # noqa: F401
         import sklearn.decomposition  # noqa: F401
         import wordfreq  # noqa: F401

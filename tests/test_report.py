@@ -51,6 +51,11 @@ def test_report_files_and_resume(tiny_model, tmp_path):
                     "### Word error rate by word frequency (insertions left out)", "### WER by speaking rate"):
         assert section in summary, section
     assert "words" not in table.columns  # the aligned words stay in samples.jsonl
+    # 6 utterances are too few for rank correlations: the section says so, and the CSV lists every numeric field.
+    assert "## What goes with the errors\n\nNo rank correlations: they need at least 10 utterances" in summary
+    factors = pd.read_csv(out / "error_factors.csv")
+    assert {"speech.rms_std", "pace.pause_count", "noise.snr_db", "readability.dale_chall_readability_score",
+            "records.speaker_minutes"} <= set(factors["field"]) and "records.sex" not in set(factors["field"])
     words = pd.read_csv(out / "words.csv")
     assert list(words.columns) == ["id", "kind", "reference", "hypothesis", "confidence", "start_seconds",
                                    "end_seconds"]
@@ -326,7 +331,7 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     from librispeech_tools.run_info import Excluded, RunInfo
 
     table = pd.DataFrame({"id": ["60-1-0001", "61-1-0001"], "reference": ["A CAT", "A DOG"],
-                          "hypothesis": ["A CAT", "A DOT"], "loss": [1.0, 2.0], "wer": [0.0, 0.5],
+                          "hypothesis": ["A CAT", "A DOT"], "loss": [1.0, 2.0], "wer": [0.0, 0.5], "cer": [0.0, 0.2],
                           "speech.speaker_id": [60, 61], "records.speaker_name": ["|CBW|Simon", "Ann"],
                           "records.sex": ["M", "F"]})
     excluded = [Excluded(f"1-1-{i:04d}", "unreadable audio") for i in range(25)]
