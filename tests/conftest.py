@@ -1,5 +1,9 @@
 import librispeech  # noqa: F401  first: its telemetry guard runs before anything imports code_loader
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,12 @@ import yaml
 from librispeech import config as config_module
 
 SAMPLE_RATE = 16000
+
+# datasets keeps an Arrow copy of each parquet split it reads in HF_DATASETS_CACHE (default ~/.cache/huggingface):
+# the tests' copies go to a folder of their own, removed at exit, so a run needs no writable home and leaves nothing
+# in the user's cache. Set before anything imports datasets; subprocesses inherit it.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="librispeech-tests-hf-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 
 
 def tone(seconds: float, sample_rate: int = SAMPLE_RATE, frequency: float = 220.0, channels: int = 1) -> np.ndarray:

@@ -36,8 +36,12 @@ def uploaded_files() -> set[str]:
     settings = yaml.safe_load((REPO / "leap.yaml").read_text())
     include = [_glob_regex(p) for p in settings["include"]]
     exclude = [_glob_regex(p) for p in settings["exclude"]]
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    return {path for path in tracked if any(p.match(path) for p in include) and not any(p.match(path) for p in exclude)}
+    # The folder's files, as `leap push` reads the folder: no git needed (a tarball copy, a checkout git will not
+    # read as another user's); the tools' own folders are left out.
+    skipped = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache"}
+    files = [path.relative_to(REPO).as_posix() for path in REPO.rglob("*")
+             if path.is_file() and not skipped & set(path.relative_to(REPO).parts)]
+    return {path for path in files if any(p.match(path) for p in include) and not any(p.match(path) for p in exclude)}
 
 
 def test_glob_regex_follows_gitignore_style():
