@@ -6,6 +6,7 @@ cache per split, so the input encoder and the metadata of a sample share one dec
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import math
@@ -533,6 +534,10 @@ def _split_parquet_files(location: Path, patterns: list[str]) -> list[Path]:
         path for path in location.glob(pattern) if not path.name.startswith(".")))), [])
 
 
+# A parquet split is read through an Arrow copy in datasets' cache: these errors are that cache's, not the data's.
+CACHE_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT}
+
+
 def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str, files: list[Path] | None = None):
     """files: the split's parquet files where the caller has already found them."""
     import datasets
@@ -547,7 +552,17 @@ def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str, 
             f"{', '.join(found[:8]) or 'none'}). The hub's configs are clean, other and all (whose splits "
             f"are test.clean, ...): set LIBRISPEECH_HF_CONFIG")
     _check_shard_set(files)
-    return datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]}, split=split_name)
+    try:
+        return datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]}, split=split_name)
+    except OSError as error:
+        if error.errno not in CACHE_WRITE_ERRORS:
+            raise
+        from datasets import config as datasets_config
+
+        raise OSError(error.errno, f"datasets cannot write its Arrow copy of the parquet files of split "
+                      f"{split_name!r} (about their size) in its cache, {datasets_config.HF_DATASETS_CACHE} ({error.strerror}: "
+                      f"{error.filename}): set HF_DATASETS_CACHE to a writable folder with room, or use a "
+                      f"save_to_disk copy, which is read in place") from None
 
 
 def _load_hub_split(config: ProjectConfig, split_name: str):

@@ -643,3 +643,18 @@ def test_a_root_above_the_librispeech_folder_is_named_in_the_error(corpus, tmp_p
     with pytest.raises(FileNotFoundError, match=re.escape(
             f"is not a folder ({tmp_path / 'download' / 'LibriSpeech'} has it: set LIBRISPEECH_ROOT to that folder)")):
         data.load_split("validation", make_config(tmp_path / "download"))
+
+
+def test_hf_parquet_copy_whose_datasets_cache_cannot_be_written_is_one_clear_error(corpus, tmp_path, monkeypatch):
+    """datasets reads a parquet split through an Arrow copy in its cache: where that cannot be written (a read-only
+    or full disk, a home that is not a folder), the error names the cache and the ways out."""
+    datasets = pytest.importorskip("datasets")
+    (tmp_path / "hf_copy" / "clean" / "test").mkdir(parents=True)
+    _hf_dataset(corpus, "test-clean").to_parquet(str(tmp_path / "hf_copy" / "clean" / "test" / "0000.parquet"))
+    not_a_folder = tmp_path / "home"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", not_a_folder / ".cache")
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hf_copy"))
+    with pytest.raises(OSError, match=r"datasets cannot write its Arrow copy of the parquet files of split 'test' .*"
+                                      r"home/\.cache .*set HF_DATASETS_CACHE to a writable folder"):
+        data.open_hf_split(config, "test")
