@@ -1,9 +1,11 @@
 """The runtime/tools split: leap.yaml uploads exactly what `import leap_test` loads, the runtime's light modules load
 no deep-learning framework, and the telemetry guard has one home."""
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,26 @@ def test_importing_code_loader_through_the_package_sends_nothing():
     value = _run_python("import os\nos.environ.pop('TL_DISABLE_ANALYTICS', None)\nimport librispeech\n"
                         "import code_loader\nprint(os.environ.get('TL_DISABLE_ANALYTICS'))")
     assert value == "true"
+
+
+def test_numba_cache_goes_to_a_temporary_folder_only_where_nothing_else_can_be_written(tmp_path, monkeypatch):
+    """Where librosa's folder and the user's cache folder are both read-only, numba fails `import librosa` ("no
+    locator available"): the guard then points NUMBA_CACHE_DIR at a temporary folder, and nowhere else."""
+    from librispeech import numba_cache
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")  # unset for the guard; restored after the test
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    unwritable = a_file / "librosa"  # under a file: no folder can be made there, not even by root
+    assert numba_cache.guard(tmp_path / "librosa", unwritable) is None  # librosa's own folder can be written
+    assert numba_cache.guard(unwritable, tmp_path / "home" / ".cache" / "numba") is None  # the home's can be made
+    assert numba_cache.guard(unwritable, a_file / ".cache" / "numba") == str(numba_cache.fallback_folder())
+    assert numba_cache.fallback_folder().parent == Path(tempfile.gettempdir())
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice is kept
+    assert numba_cache.guard(unwritable, unwritable) is None
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_importing_the_package_leaves_numba_alone_where_its_cache_can_be_written():
+    assert _run_python("import os\nos.environ.pop('NUMBA_CACHE_DIR', None)\nimport librispeech\n"
+                       "print(os.environ.get('NUMBA_CACHE_DIR'))") == "None"
