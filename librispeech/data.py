@@ -534,8 +534,27 @@ def _split_parquet_files(location: Path, patterns: list[str]) -> list[Path]:
         path for path in location.glob(pattern) if not path.name.startswith(".")))), [])
 
 
-# A parquet split is read through an Arrow copy in datasets' cache: these errors are that cache's, not the data's.
+# A parquet split is read through an Arrow copy in datasets' cache: these errors, on a path in that cache (or, for a
+# full disk, while the copy is written), are the cache's, not the data's.
 CACHE_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_ERRORS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _cache_write_error(error: BaseException, cache: str) -> OSError | None:
+    """The OSError behind a failed load_dataset where it is the cache's, else None: one on a path in the cache, or a
+    full disk while datasets writes the Arrow copy (it wraps that in a DatasetGenerationError, with no path)."""
+    from datasets.exceptions import DatasetGenerationError
+
+    wrapped = isinstance(error, DatasetGenerationError)
+    cause = error.__cause__ if wrapped else error
+    if not isinstance(cause, OSError) or cause.errno not in CACHE_WRITE_ERRORS:
+        return None
+    if cause.filename is None:
+        return cause if wrapped and cause.errno in DISK_FULL_ERRORS else None
+    try:
+        return cause if Path(os.fsdecode(cause.filename)).resolve().is_relative_to(Path(cache).resolve()) else None
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str, files: list[Path] | None = None):
@@ -554,15 +573,15 @@ def _load_parquet_split(location: Path, config: ProjectConfig, split_name: str, 
     _check_shard_set(files)
     try:
         return datasets.load_dataset("parquet", data_files={split_name: [str(f) for f in files]}, split=split_name)
-    except OSError as error:
-        if error.errno not in CACHE_WRITE_ERRORS:
+    except (OSError, datasets.exceptions.DatasetGenerationError) as error:
+        cache = str(datasets.config.HF_DATASETS_CACHE)
+        cause = _cache_write_error(error, cache)
+        if cause is None:
             raise
-        from datasets import config as datasets_config
-
-        raise OSError(error.errno, f"datasets cannot write its Arrow copy of the parquet files of split "
-                      f"{split_name!r} (about their size) in its cache, {datasets_config.HF_DATASETS_CACHE} ({error.strerror}: "
-                      f"{error.filename}): set HF_DATASETS_CACHE to a writable folder with room, or use a "
-                      f"save_to_disk copy, which is read in place") from None
+        raise OSError(cause.errno, f"datasets cannot write its Arrow copy of the parquet files of split "
+                      f"{split_name!r} (about their size) in its cache, {cache} ({cause.strerror}"
+                      + (f": {cause.filename}" if cause.filename else "") + "): set HF_DATASETS_CACHE to a "
+                      "writable folder with room, or use a save_to_disk copy, which is read in place") from error
 
 
 def _load_hub_split(config: ProjectConfig, split_name: str):

@@ -4,8 +4,9 @@ summary.md's section of that name and error_factors.csv.
 Spearman's rho (scipy's `spearmanr`: ranks, so neither a field's scale nor a few extreme utterances decide it) of
 every numeric field of the metadata sections against each utterance's CER, WER and CTC loss per reference character
 (the loss sums over the frames; per character it does not merely follow the length). The p-values of one rate are
-corrected for the number of fields tested (Benjamini-Hochberg, scipy's `false_discovery_control`): with ~90 fields,
-a few p < 0.05 come by chance alone.
+corrected for the number of fields tested against that rate (Benjamini-Hochberg, scipy's `false_discovery_control`):
+with some 70 fields, a few p < 0.05 come by chance alone. Fields that are not numbers (ids, names, sex) are not
+correlated: the summary's tables by sex and speaker cover them.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def correlations(table):
     targets = rates(table)
     rows = []
     for field in metadata_fields(table):
-        values = table[field].astype(float)
+        values = pd.to_numeric(table[field], errors="coerce").astype(float)  # None and pd.NA: NaN
         row = {"field": field, "n": int(values.notna().sum()), "left_out": ""}
         if row["n"] < MIN_VALUES:
             row["left_out"] = f"fewer than {MIN_VALUES} values"
@@ -66,7 +67,7 @@ def correlations(table):
                          + [f"{kind}_{rate}" for rate in RATES for kind in ("rho", "p")])
     for rate in RATES:
         tested = frame[f"p_{rate}"].notna()
-        frame[f"q_{rate}"] = np.nan
+        frame.insert(frame.columns.get_loc(f"p_{rate}") + 1, f"q_{rate}", np.nan)
         if tested.any():
             frame.loc[tested, f"q_{rate}"] = false_discovery_control(frame.loc[tested, f"p_{rate}"].to_numpy())
     rate = ranking_rate(frame)
@@ -97,14 +98,15 @@ def summary_lines(table, out: Path) -> list[str]:
     tested = frame[frame["left_out"] == ""]
     rate = ranking_rate(frame)
     if rate is None:
-        return lines + [f"No rank correlations: they need at least {MIN_VALUES} utterances, and fields and rates "
-                        f"that vary over them ({len(table)} utterances here); every field's row is in {CSV_NAME}.",
-                        ""]
+        return lines + [f"No rank correlations: they need at least {MIN_VALUES} utterances with a value, and fields "
+                        f"and rates that vary over them ({len(table)} utterances, {len(frame)} numeric metadata "
+                        f"fields here); every field's row is in {CSV_NAME}.", ""]
     lines += [f"Spearman's rank correlation of each numeric metadata field with the utterances' CER, WER and CTC loss "
               f"per reference character, strongest with {RATES[rate]} first: the top {min(SHOWN, len(tested))} of "
-              f"{len(tested)} fields (all in {CSV_NAME}). q is the p-value corrected for the {len(tested)} fields "
-              f"tested (Benjamini-Hochberg); q < 0.05 in bold. A correlation is not a cause: many fields follow the "
-              f"utterance's length or its speaker.", "",
+              f"{len(tested)} fields (all in {CSV_NAME}). n: the utterances with a value. q: the p-value corrected "
+              f"for the fields tested against that rate (Benjamini-Hochberg); q < 0.05 in bold. A correlation is not "
+              f"a cause: many fields follow the utterance's length or its speaker. Fields that are not numbers (ids, "
+              f"names, sex) are not correlated: see the tables by sex and speaker.", "",
               "| field | n | " + " | ".join(f"ρ {name}" for name in RATES.values()) + " |",
               "|---|---|" + "---|" * len(RATES)]
     for row in tested.head(SHOWN).itertuples():

@@ -658,3 +658,39 @@ def test_hf_parquet_copy_whose_datasets_cache_cannot_be_written_is_one_clear_err
     with pytest.raises(OSError, match=r"datasets cannot write its Arrow copy of the parquet files of split 'test' .*"
                                       r"home/\.cache .*set HF_DATASETS_CACHE to a writable folder"):
         data.open_hf_split(config, "test")
+
+
+def test_hf_parquet_errors_of_a_full_disk_are_the_cache_s_and_those_of_the_data_stay_theirs(corpus, tmp_path,
+                                                                                            monkeypatch):
+    """A full disk while datasets writes its Arrow copy reaches us wrapped in a DatasetGenerationError, with no path:
+    that is the cache's. A data file that cannot be read (a path outside the cache) keeps its own error."""
+    import errno
+
+    datasets = pytest.importorskip("datasets")
+    (tmp_path / "hf_copy" / "clean" / "test").mkdir(parents=True)
+    data_file = tmp_path / "hf_copy" / "clean" / "test" / "0000.parquet"
+    _hf_dataset(corpus, "test-clean").to_parquet(str(data_file))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hf_copy"))
+
+    def fails_with(error):
+        def load_dataset(*args, **kwargs):
+            raise error
+        monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+    def generation_error(cause):
+        try:
+            raise datasets.exceptions.DatasetGenerationError("An error occurred while generating the dataset") \
+                from cause
+        except datasets.exceptions.DatasetGenerationError as error:
+            return error
+
+    fails_with(generation_error(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError, match=r"in its cache, .*cache \(No space left on device\): set HF_DATASETS_CACHE"):
+        data.open_hf_split(config, "test")
+    fails_with(PermissionError(errno.EACCES, "Permission denied", str(data_file)))
+    with pytest.raises(PermissionError, match=r"^\[Errno 13\] Permission denied: .*0000\.parquet'$"):
+        data.open_hf_split(config, "test")
+    fails_with(generation_error(PermissionError(errno.EACCES, "Permission denied")))  # whose? not said: kept
+    with pytest.raises(datasets.exceptions.DatasetGenerationError):
+        data.open_hf_split(config, "test")

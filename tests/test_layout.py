@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,23 +93,55 @@ def test_importing_code_loader_through_the_package_sends_nothing():
 
 
 def test_numba_cache_goes_to_a_temporary_folder_only_where_nothing_else_can_be_written(tmp_path, monkeypatch):
-    """Where librosa's folder and the user's cache folder are both read-only, numba fails `import librosa` ("no
-    locator available"): the guard then points NUMBA_CACHE_DIR at a temporary folder, and nowhere else."""
+    """numba caches each librosa function beside its source file, else in the user's cache folder; where neither can
+    be written it fails `import librosa` ("no locator available"). Only there the guard points NUMBA_CACHE_DIR at a
+    folder of this user's in the temporary directory."""
     from librispeech import numba_cache
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", "")  # unset for the guard; restored after the test
+    package = tmp_path / "librosa"
+    for folder in ("", "core", "util"):
+        (package / folder).mkdir(parents=True, exist_ok=True)
+        (package / folder / "a.py").write_text("")
     a_file = tmp_path / "file"
     a_file.write_text("")
-    unwritable = a_file / "librosa"  # under a file: no folder can be made there, not even by root
-    assert numba_cache.guard(tmp_path / "librosa", unwritable) is None  # librosa's own folder can be written
-    assert numba_cache.guard(unwritable, tmp_path / "home" / ".cache" / "numba") is None  # the home's can be made
-    assert numba_cache.guard(unwritable, a_file / ".cache" / "numba") == str(numba_cache.fallback_folder())
-    assert numba_cache.fallback_folder().parent == Path(tempfile.gettempdir())
+    unwritable = a_file / ".cache" / "numba"  # under a file: no folder can be made there, not even by root
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    assert numba_cache.source_cache_folders(package) == [package / f / "__pycache__" for f in ("", "core", "util")]
+    assert numba_cache.guard(package, unwritable, temporary) is None  # beside the sources
+    assert numba_cache.guard(package, tmp_path / "home" / ".cache" / "numba", temporary) is None  # the home's
+    (package / "core" / "__pycache__").write_text("")  # one source folder's cache cannot be made
+    assert numba_cache.guard(package, tmp_path / "home" / ".cache" / "numba", temporary) is None
+    chosen = numba_cache.guard(package, unwritable, temporary)
+    assert chosen == os.environ["NUMBA_CACHE_DIR"] == str(temporary / f"librispeech-numba-cache-{os.getuid()}")
+    assert oct(os.stat(chosen).st_mode & 0o777) == oct(0o700)
+    assert numba_cache.fallback_folder(temporary) == Path(chosen)  # the same folder on the next run
+    os.chmod(chosen, 0o777)  # a folder others can write into (numba unpickles its cache): not used
+    other = numba_cache.fallback_folder(temporary)
+    assert other != Path(chosen) and other.parent == temporary and oct(os.stat(other).st_mode & 0o777) == oct(0o700)
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice is kept
-    assert numba_cache.guard(unwritable, unwritable) is None
+    assert numba_cache.guard(package, unwritable, temporary) is None
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
 
 
+def test_numba_s_user_cache_folder_is_named_as_numba_names_it(monkeypatch):
+    from librispeech import numba_cache
+
+    if sys.platform in ("win32", "darwin"):
+        pytest.skip("the XDG folders are Linux's")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
+    assert numba_cache.user_cache_folder() == Path("/somewhere/numba")
+    monkeypatch.setenv("XDG_CACHE_HOME", "")  # numba takes "" as it is: the current folder
+    assert numba_cache.user_cache_folder() == Path("numba")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert numba_cache.user_cache_folder() == Path("~/.cache/numba").expanduser()
+
+
 def test_importing_the_package_leaves_numba_alone_where_its_cache_can_be_written():
+    from librispeech import numba_cache
+
+    if not numba_cache.numba_can_cache():
+        pytest.skip("numba has no writable cache for librosa here: the case the guard is for")
     assert _run_python("import os\nos.environ.pop('NUMBA_CACHE_DIR', None)\nimport librispeech\n"
                        "print(os.environ.get('NUMBA_CACHE_DIR'))") == "None"
