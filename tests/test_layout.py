@@ -33,15 +33,16 @@ def _glob_regex(pattern: str) -> re.Pattern:
 
 
 def uploaded_files() -> set[str]:
-    """Repository files (tracked or new, not ignored) that leap.yaml's include patterns match and its exclude patterns do not."""
+    """The folder's files, as `leap push` reads the folder (no git needed: a tarball copy, a checkout git will not
+    read as another user's), that leap.yaml's include patterns match and its exclude patterns do not."""
     settings = yaml.safe_load((REPO / "leap.yaml").read_text())
     include = [_glob_regex(p) for p in settings["include"]]
     exclude = [_glob_regex(p) for p in settings["exclude"]]
-    # The folder's files, as `leap push` reads the folder: no git needed (a tarball copy, a checkout git will not
-    # read as another user's); the tools' own folders are left out.
-    skipped = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache"}
-    files = [path.relative_to(REPO).as_posix() for path in REPO.rglob("*")
-             if path.is_file() and not skipped & set(path.relative_to(REPO).parts)]
+    skipped = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache"}  # tools' folders, not walked into
+    files = []
+    for folder, subfolders, names in os.walk(REPO):
+        subfolders[:] = [name for name in subfolders if name not in skipped]
+        files += [(Path(folder) / name).relative_to(REPO).as_posix() for name in names]
     return {path for path in files if any(p.match(path) for p in include) and not any(p.match(path) for p in exclude)}
 
 
