@@ -89,7 +89,8 @@ def _resolve(path: str | os.PathLike, base: Path) -> Path:
 
 def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectConfig:
     data, audio, text, model, decoding = raw["data"], raw["audio"], raw["text"], raw["model"], raw["decoding"]
-    source = environ.get("LIBRISPEECH_SOURCE", data["source"])
+    # An empty variable is an unset one, as for every override here (a platform secret may hold an empty value).
+    source = environ.get("LIBRISPEECH_SOURCE") or data["source"]
     if source not in ("openslr", "huggingface"):
         raise ConfigError(f"data source (LIBRISPEECH_SOURCE) must be 'openslr' or 'huggingface', got {source!r}")
     # A relative path in an environment variable is read from the current folder, one in config.yaml from the
@@ -105,7 +106,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> ProjectC
         hf_dataset=environ.get("LIBRISPEECH_HF_DATASET") or _repository_folder_or_hub_id(data["hf_dataset"]),
         **_hf_settings(data, environ),
         samples_per_split=parse_samples_per_split(
-            environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT", data["samples_per_split"])),
+            environ.get("LIBRISPEECH_SAMPLES_PER_SPLIT") or data["samples_per_split"]),
         seed=number(data["seed"], "data.seed", whole=True),
         sample_rate=number(audio["sample_rate"], "audio.sample_rate", whole=True, least=1),
         max_samples=number(audio["max_samples"], "audio.max_samples", whole=True, least=1),

@@ -359,6 +359,18 @@ def test_hf_environment_overrides(monkeypatch):
         project_config()
 
 
+def test_an_empty_environment_variable_counts_as_unset():
+    """Every override alike: a platform secret holding an empty value leaves config.yaml's setting in force."""
+    import yaml
+
+    from librispeech import config
+
+    raw = yaml.safe_load(config.CONFIG_FILE.read_text(encoding="utf-8"))
+    names = ("LIBRISPEECH_ROOT", "LIBRISPEECH_SAMPLES_PER_SPLIT", "LIBRISPEECH_SOURCE", "LIBRISPEECH_HF_DATASET",
+             "LIBRISPEECH_HF_CONFIG", "WAV2VEC_MODEL", "LIBRISPEECH_LM", "LIBRISPEECH_LEXICON")
+    assert config.build_config(raw, dict.fromkeys(names, "")) == config.build_config(raw, {})
+
+
 def test_relative_paths_read_from_the_current_folder_or_the_repository_root(tmp_path, monkeypatch):
     """A relative path in an environment variable is the current folder's; one in config.yaml the repository's."""
     import yaml
