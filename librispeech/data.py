@@ -152,13 +152,16 @@ class SplitData:
 
 
 FULL_SCALE = 1.0 - 2.0 ** -15  # int16's largest value as soundfile decodes it: a sample this loud is clipped
+# Formats whose loudest sample decodes below that (soundfile's subtype names): their clipping would go uncounted
+FULL_SCALE_BY_SUBTYPE = {"PCM_S8": 1.0 - 2.0 ** -7, "PCM_U8": 1.0 - 2.0 ** -7,
+                         "ULAW": 32124 / 32768, "ALAW": 32256 / 32768}
 
 
-def full_scale_fraction(samples: np.ndarray) -> float:
+def full_scale_fraction(samples: np.ndarray, full_scale: float = FULL_SCALE) -> float:
     """The fraction of frames ([frames] or [frames, channels]) with a sample at full scale; 0 for none."""
     if not len(samples):
         return 0.0
-    return float(np.mean(np.abs(samples.reshape(len(samples), -1)).max(axis=1) >= FULL_SCALE))
+    return float(np.mean(np.abs(samples.reshape(len(samples), -1)).max(axis=1) >= full_scale))
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,9 @@ def read_audio(source, sample_rate: int, name: str = "") -> DecodedAudio:
     """decode_audio's waveform, and the clipping of the file itself: averaging a clipped channel with a clean one,
     or resampling, moves its clipped samples off full scale."""
     try:
-        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(source) as sound:
+            subtype, rate = sound.subtype, sound.samplerate
+            samples = sound.read(dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt data
         raise AudioDecodeError(f"cannot decode audio of {name or source}: {error}") from error
     if not (np.isfinite(samples).all() and np.abs(samples).max(initial=0.0) <= 1.0):
@@ -185,7 +190,7 @@ def read_audio(source, sample_rate: int, name: str = "") -> DecodedAudio:
         logger.warning("%s: audio has NaN, infinite or beyond-full-scale samples; NaN set to 0, the rest clipped "
                        "to [-1, 1]", name or source)
         samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    clipped = full_scale_fraction(samples)
+    clipped = full_scale_fraction(samples, FULL_SCALE_BY_SUBTYPE.get(subtype, FULL_SCALE))
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         import librosa

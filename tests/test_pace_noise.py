@@ -289,3 +289,26 @@ def test_speech_that_stops_just_before_the_end_leaves_trailing_silence(length):
     values = pace.pace_features(audio, RATE, "A")
     assert values["trailing_silence_seconds"] == pytest.approx((length - 15760) / RATE, abs=TIMING_TOLERANCE)
     assert values["leading_silence_seconds"] == pytest.approx(0.2, abs=TIMING_TOLERANCE)
+
+
+@pytest.mark.parametrize("file_format, subtype", [
+    ("FLAC", "PCM_S8"), ("WAV", "PCM_U8"), ("WAV", "ULAW"), ("WAV", "ALAW"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24"),
+    ("WAV", "PCM_32"), ("WAV", "FLOAT")])
+def test_a_full_scale_square_wave_is_all_clipped_at_every_sample_format(file_format, subtype):
+    """8-bit PCM's loudest sample decodes to 127/128 and mu-law's and A-law's to less, below int16's full scale:
+    without their own full scale only the negative half of their clipping would count."""
+    import io
+
+    import soundfile
+
+    from librispeech import data
+
+    square = np.sign(np.sin(np.arange(RATE) / 10.0)).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, square, RATE, format=file_format, subtype=subtype)
+    buffer.seek(0)
+    assert data.read_audio(buffer, RATE).clipping_fraction == pytest.approx(1.0, abs=1e-3)
+    quieter = io.BytesIO()
+    soundfile.write(quieter, 0.9 * square, RATE, format=file_format, subtype=subtype)
+    quieter.seek(0)
+    assert data.read_audio(quieter, RATE).clipping_fraction == 0.0
