@@ -87,7 +87,7 @@ def test_platform_loader_parses_the_integration(tiny_model):
     assert "speech_rms_std" in report["metadata"] and "readability_dale_chall_readability_score" in report["metadata"]
     assert "records_sex" in report["metadata"] and report["subsets"] == 3
     assert "pace_pause_count" in report["metadata"] and "noise_snr_db" in report["metadata"]
-    assert "Wav2Vec2Encoder" in report["layers"]
+    assert "librispeech>Wav2Vec2Encoder" in report["layers"]  # as the .h5 names it
 
 
 def test_the_platform_s_dataset_log_says_what_was_left_out(tmp_path, tiny_model):

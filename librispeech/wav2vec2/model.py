@@ -20,7 +20,9 @@ from librispeech.wav2vec2.layers import (
     Wav2Vec2PositionalConvEmbedding)
 
 
-CUSTOM_LAYERS = {cls.__name__: cls for cls in (
+# Keyed by the name the saved file holds ("librispeech>Wav2Vec2Encoder"): a loader given these as custom_objects
+# finds them without this module's registration having run.
+CUSTOM_LAYERS = {keras.saving.get_registered_name(cls): cls for cls in (
     Wav2Vec2GroupNorm, Wav2Vec2ConvLayer, Wav2Vec2FeatureEncoder, Wav2Vec2FrameMask, Wav2Vec2FeatureProjection,
     Wav2Vec2PositionalConvEmbedding, Wav2Vec2Attention, Wav2Vec2FeedForward, Wav2Vec2EncoderLayer, Wav2Vec2Encoder,
     Wav2Vec2BlankPaddedFrames)}
