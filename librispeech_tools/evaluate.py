@@ -119,7 +119,7 @@ def _run(split_name, limit, model_path, out, batch_size, fixed_length, jit_compi
                                      lengths, batch_size, config.max_samples, config.sample_rate, fixed_samples))
     if model_pass.fixed_samples is not None:  # a fixed-length model: the .h5 (--fixed-length), an .onnx
         fixed_length, fixed_samples = True, model_pass.fixed_samples
-        left_out = leave_out_longer_than(split, fixed_samples, model_path)
+        left_out = leave_out_longer_than(split, fixed_samples, model_path, shard is not None)
         if metadata is not None:
             metadata.forget(left_out)
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in done_rows), encoding="utf-8")

@@ -136,9 +136,10 @@ def combined_digest(digests: dict[str, str]) -> str:
     return hashlib.blake2b(json.dumps(sorted(digests.items())).encode(), digest_size=16).hexdigest()
 
 
-def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> list[str]:
+def leave_out_longer_than(split, fixed_samples: int, model_path: Path, shard: bool = False) -> list[str]:
     """A model exported with --max-seconds (an .onnx, or an .h5 run with --fixed-length) takes at most
-    fixed_samples: longer utterances are left out and reported like the preprocessing's, never cut to its input."""
+    fixed_samples: longer utterances are left out and reported like the preprocessing's, never cut to its input.
+    A shard left with none is no error: it writes only its run.json, which --merge takes."""
     from librispeech.data import ExcludedUtterance
 
     longer = sorted(i for i, u in split.utterances.items() if u.num_samples > fixed_samples)
@@ -149,7 +150,7 @@ def leave_out_longer_than(split, fixed_samples: int, model_path: Path) -> list[s
     split.utterances = {i: u for i, u in split.utterances.items() if u.num_samples <= fixed_samples}
     print(f"evaluate: {model_path.name} takes at most {fixed_samples} samples; left out {len(longer)} longer "
           f"utterance(s) (first: {longer[0]}; all in summary.md and {RUN_INFO_FILE})", file=sys.stderr)
-    if not split.utterances:
+    if not split.utterances and not shard:
         raise EvaluationError(f"every selected utterance is longer than {model_path.name}'s fixed input of "
                               f"{fixed_samples} samples; export the model without --max-seconds")
     return longer

@@ -235,6 +235,24 @@ def test_utterances_longer_than_a_fixed_length_model_are_left_out_and_listed(tin
     assert "left out: 18" in summary and "longer than the model's fixed input (56000 samples)" in summary
 
 
+def test_a_shard_whose_utterances_are_all_longer_than_a_fixed_length_onnx_still_merges(tiny_model, tmp_path):
+    """The bundled test-clean's two utterances under 3.5 s (9318-931801-0002, 9342-934202-0001) are both in shard
+    1/2: shard 2/2 has none that fits, which leaves it without rows, not failed, so the merge still completes."""
+    from librispeech_tools.export import export
+
+    short = export(tiny_model, tmp_path / "short.onnx", max_seconds=3.5, verify=False)[0]
+    for index in (1, 2):
+        result = evaluate("--split", "test-clean", "--model", str(short), "--out", str(tmp_path / f"shard{index}"),
+                          "--shard", f"{index}/2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert ("evaluate: shard 2/2: no sample could be evaluated (10 left out: longer than the model's fixed input "
+            "(56000 samples)); run.json records it for --merge") in result.stderr
+    result = evaluate("--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "all"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(pd.read_csv(tmp_path / "all" / "samples.csv")["id"]) == ["9318-931801-0002", "9342-934202-0001"]
+    assert "left out: 18" in (tmp_path / "all" / "summary.md").read_text()
+
+
 def test_a_fixed_length_onnx_runs_its_calls_in_the_metadata_workers_order(tiny_model, tmp_path):
     """A fixed-length .onnx is known as such once it has loaded, after the metadata worker was handed the samples in
     the real-length order: the calls follow that order, so the worker has each row ready (none computed in line even
