@@ -27,15 +27,28 @@ def rates(table):
             "loss_per_character": table["loss"].astype(float) / table["reference"].str.len()}
 
 
+def declared_strings() -> set[str]:
+    """The columns the binder declares as strings (only its text and records sections have any): one that is None in
+    every row reads as no values at all, which alone would pass for a number."""
+    from librispeech.data import RECORD_TYPES
+    from librispeech.text_features import TEXT_FEATURE_TYPES
+
+    return {f"{section}.{key}" for section, types in (("text", TEXT_FEATURE_TYPES), ("records", RECORD_TYPES))
+            for key, kind in types.items() if kind == "string"}
+
+
 def metadata_fields(table) -> list[str]:
-    """The numeric metadata columns: ids and names are strings, booleans count as 0/1, and a field that is None in
-    every row (pandas reads it as objects) is listed too, to be named as left out."""
+    """The numeric metadata columns: ids and names are strings, booleans count as 0/1, and a numeric field that is
+    None in every row (pandas reads it as objects) is listed too, to be named as left out."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    strings = declared_strings()
 
     def numeric(column) -> bool:
         values = table[column]
-        return (is_numeric_dtype(values) or is_bool_dtype(values)
-                or values.dropna().map(lambda value: isinstance(value, (int, float, np.number))).all())
+        return column not in strings and (
+            is_numeric_dtype(values) or is_bool_dtype(values)
+            or values.dropna().map(lambda value: isinstance(value, (int, float, np.number))).all())
 
     return [column for column in table.columns if column.split(".")[0] in METADATA_SECTIONS and numeric(column)]
 

@@ -20,6 +20,8 @@ def rates_table(count=30, seed=0):
         "speech.random": rng.normal(size=count),
         "records.sex": np.where(i % 2, "F", "M"),  # not numeric
         "pace.words_per_second": [None] * count,  # None in every row: objects to pandas
+        "records.speaker_name": [None] * count,  # the same, but declared a string: not a field to correlate
+        "text.most_frequent_character": [None] * count,
         "mean_word_confidence": rng.uniform(size=count),  # a model output, not metadata
     })
     return table
@@ -94,3 +96,16 @@ def test_cells_bold_what_passes_the_corrected_threshold():
     assert error_factors._cell(0.41, 0.021) == "**+0.41 (q 0.021)**"
     assert error_factors._cell(-0.41, 0.05) == "-0.41 (q 0.050)"
     assert error_factors._cell(1.0, 1e-9) == "**+1.00 (q < 0.001)**" and error_factors._cell(np.nan, np.nan) == "-"
+
+
+def test_the_declared_strings_are_those_of_every_section():
+    """declared_strings reads the text and records sections' types: the others must declare no strings."""
+    from librispeech import data, noise, pace, text_features
+
+    declared = {"text": text_features.TEXT_FEATURE_TYPES, "records": data.RECORD_TYPES, "pace": pace.PACE_TYPES,
+                "noise": noise.NOISE_TYPES}
+    strings = {f"{section}.{key}" for section, types in declared.items() for key, kind in types.items()
+               if kind == "string"}
+    assert strings == error_factors.declared_strings() and "records.sex" in strings
+    assert set(error_factors.METADATA_SECTIONS) == set(declared) | {"speech", "readability"}
+
