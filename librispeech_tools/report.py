@@ -58,6 +58,14 @@ def repeats_note(excluded: list[Excluded], evaluated: set[str]) -> str:
     return f" ({repeats} of them repeated lines of ids that are evaluated)" if repeats else ""
 
 
+def limit_note(run_info: "RunInfo") -> str:
+    """With --limit, the left-out utterances are those met while drawing the sample, not part of it: said, so that
+    10 left out beside 3 samples does not read as 10 of the 3."""
+    limit = (run_info.made_by or {}).get("limit")
+    return (f"; met while drawing the --limit {limit} sample, not part of it" if limit and run_info.excluded
+            else "")
+
+
 def data_notes(table, source: str) -> list[str]:
     """What in the data bends the numbers of the summary: readers or chapters the corpus tables lack (their records
     are empty: `unknown` by sex), and characters outside the vocabulary (the model cannot spell them)."""
@@ -88,7 +96,7 @@ def write_summary(table, out: Path, run_info: "RunInfo", model_path: Path, secon
              f"pairs); mean CTC loss {table['loss'].mean():.3f} per utterance (summed over its frames), "
              f"{loss_per_character(table):.4f} per reference character",
              f"- data: {f'{run_info.data} ({run_info.source})' if run_info.data else run_info.source}; left out: "
-             f"{len(run_info.excluded)}" + repeats_note(run_info.excluded, set(table["id"]))
+             f"{len(run_info.excluded)}" + repeats_note(run_info.excluded, set(table["id"])) + limit_note(run_info)
              + "".join(f"\n  - {e.id}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
                        for e in run_info.excluded[:EXCLUDED_SHOWN])
              + (f"\n  - and {len(run_info.excluded) - EXCLUDED_SHOWN} more (all in {RUN_INFO_FILE})"
