@@ -144,6 +144,9 @@ def _load_checked_keras_h5(path: Path):
 
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
 
+    if not str(path).endswith((".h5", ".hdf5")):  # Keras reads an HDF5 model only under these (.H5 fails as corrupt)
+        raise ModelFileError(f"{path}: Keras loads an .h5 model only under a lower-case suffix; rename it to "
+                             f"{path.with_suffix(path.suffix.lower()).name}")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/Keras raise many types for a damaged weight group

@@ -285,7 +285,7 @@ def load_source(checkpoint: str | os.PathLike, max_samples: int):
     """(Keras model with input length max_samples, HF checkpoint folder or None, vocab.json to copy or None) from a
     hub id, an HF checkpoint folder, or one of this project's .h5 exports."""
     path = Path(checkpoint)
-    if path.suffix == ".h5" and not path.is_dir():
+    if path.suffix.lower() in (".h5", ".hdf5") and not path.is_dir():  # as load_wav2vec2 takes them
         from librispeech.model_file import load_keras_h5
         from librispeech.wav2vec2.model import with_input_length
 

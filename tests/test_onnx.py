@@ -365,9 +365,10 @@ def test_export_checks_run_in_full_float32(tmp_path, monkeypatch):
     assert tf.config.experimental.tensor_float_32_execution_enabled() == before
 
 
-def test_export_from_an_h5_export_gives_a_dynamic_onnx(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["model.h5", "model.hdf5"])  # both suffixes the runtime and Keras take
+def test_export_from_an_h5_export_gives_a_dynamic_onnx(tmp_path, capsys, name):
     _, _, audio, reference, _ = golden("group")
-    h5 = tmp_path / "source" / "model.h5"
+    h5 = tmp_path / "source" / name
     h5.parent.mkdir()
     golden_model("group", audio.size).save(h5)
     output = tmp_path / "out" / "model.onnx"

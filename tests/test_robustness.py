@@ -217,7 +217,8 @@ def _broken_files(folder: Path) -> dict[str, Path]:
     demo = DEMO_MODEL.read_bytes()
     files = {"missing": folder / "absent.h5", "not_hdf5": folder / "notes.h5", "truncated": folder / "cut.h5",
              "bad_header": folder / "header.h5", "plain_hdf5": folder / "plain.h5",
-             "damaged_weights": folder / "nan.h5", "wrong_suffix": folder / "model.bin"}
+             "damaged_weights": folder / "nan.h5", "wrong_suffix": folder / "model.bin",
+             "upper_case_suffix": folder / "MODEL.H5"}
     files["not_hdf5"].write_text("this is not a model\n")
     files["truncated"].write_bytes(demo[:len(demo) // 2])
     files["bad_header"].write_bytes(demo[:600] + bytes(4000) + demo[4600:])
@@ -227,6 +228,7 @@ def _broken_files(folder: Path) -> dict[str, Path]:
     damaged[5_000_000:5_020_000] = b"\xff" * 20_000
     files["damaged_weights"].write_bytes(bytes(damaged))
     files["wrong_suffix"].write_bytes(demo)
+    files["upper_case_suffix"].write_bytes(demo)
     return files
 
 
@@ -241,7 +243,8 @@ def broken_files(tmp_path_factory):
                   "(truncated file"),
     ("bad_header", "is truncated or corrupt"), ("plain_hdf5", "is an HDF5 file but not a Keras model export"),
     ("damaged_weights", "has NaN or infinite values; the file is damaged"),
-    ("wrong_suffix", "unsupported model file type '.bin'")])
+    ("wrong_suffix", "unsupported model file type '.bin'"),
+    ("upper_case_suffix", "Keras loads an .h5 model only under a lower-case suffix; rename it to MODEL.h5")])
 def test_broken_model_file_is_one_line_naming_the_path(broken_files, kind, says):
     with pytest.raises(ModelFileError) as raised:
         load_wav2vec2(broken_files[kind])
