@@ -59,10 +59,10 @@ def repeats_note(excluded: list[Excluded], evaluated: set[str]) -> str:
 
 
 def limit_note(run_info: "RunInfo") -> str:
-    """With --limit, the left-out utterances are those met while drawing the sample, not part of it: said, so that
-    10 left out beside 3 samples does not read as 10 of the 3."""
+    """With --limit, the listing leaves out what it meets while drawing the sample, which does not count them: said,
+    so that 10 left out beside 3 samples does not read as 10 of the 3."""
     limit = (run_info.made_by or {}).get("limit")
-    return (f"; met while drawing the --limit {limit} sample, not part of it" if limit and run_info.excluded
+    return (f", among the utterances examined to draw the --limit {limit} sample" if limit and run_info.excluded
             else "")
 
 

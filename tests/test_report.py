@@ -362,12 +362,12 @@ def test_summary_tables_keep_their_columns_with_a_pipe_in_a_name(tmp_path):
     assert {line.replace("\\|", "").count("|") for line in rows} == {7}  # six columns each
     assert "1-1-0019" in summary and "1-1-0020" not in summary and "and 6 more (all in run.json)" in summary
     assert "left out: 26 (1 of them repeated lines of ids that are evaluated)\n" in summary
-    # with --limit, those left out were met while drawing the sample: 26 beside 2 samples is not 26 of the 2
+    # with --limit, the listing leaves out what it meets while drawing the sample: 26 beside 2 is not 26 of the 2
     limited = RunInfo("test-clean", "test", "openslr", excluded, "m.h5", 2, None, ModelPassTiming(), 1.0,
                       made_by={"limit": 2})
     write_summary(table, tmp_path, limited, Path("m.h5"), 1.0)
-    assert ("left out: 26 (1 of them repeated lines of ids that are evaluated); met while drawing the --limit 2 "
-            "sample, not part of it\n") in (tmp_path / "summary.md").read_text()
+    assert ("left out: 26 (1 of them repeated lines of ids that are evaluated), among the utterances examined to "
+            "draw the --limit 2 sample\n") in (tmp_path / "summary.md").read_text()
 
 
 def test_summary_says_which_samples_lack_records_or_have_characters_outside_the_vocabulary():
