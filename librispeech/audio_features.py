@@ -18,6 +18,7 @@ Edge cases:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
@@ -102,11 +103,19 @@ def _finite_float(value: float) -> float:
     return value if np.isfinite(value) else 0.0
 
 
+@contextlib.contextmanager
+def short_clip_stft(audio: np.ndarray):
+    """librosa warns "n_fft=2048 is too large" on a clip shorter than its window: expected for short clips, whose
+    centred padding still yields valid frames, so not said once per such clip."""
+    with warnings.catch_warnings():
+        if audio.size < N_FFT:
+            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
+        yield
+
+
 def _spectrograms(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """|STFT| and |STFT|**2 exactly as librosa's feature functions compute them from y."""
-    with warnings.catch_warnings():
-        if audio.size < N_FFT:  # expected for short clips; the centred padding still yields valid frames
-            warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
+    with short_clip_stft(audio):
         magnitude = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP_LENGTH))
     return magnitude, magnitude**2
 

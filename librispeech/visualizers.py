@@ -10,7 +10,7 @@ import numpy as np
 from code_loader.contract.visualizer_classes import LeapAudio, LeapGraph, LeapImage, LeapText, LeapTextMask
 from code_loader.visualizers.default_visualizers import default_audio_visualizer
 
-from librispeech.audio_features import HOP_LENGTH, N_FFT  # librosa.feature.melspectrogram's defaults too
+from librispeech.audio_features import HOP_LENGTH, N_FFT, short_clip_stft  # N_FFT, HOP_LENGTH: librosa's defaults too
 from librispeech.lm_decoding import lm_decoder
 from librispeech.tokenizer import decode_greedy, decode_reference
 from librispeech.words import WORD_KINDS, align_words
@@ -71,8 +71,9 @@ def alignment(logits: np.ndarray, transcript: np.ndarray) -> LeapTextMask:
 def _mel_db(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     import librosa
 
-    power = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=N_FFT, hop_length=HOP_LENGTH,
-                                           n_mels=MEL_BANDS)
+    with short_clip_stft(waveform):
+        power = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=N_FFT, hop_length=HOP_LENGTH,
+                                               n_mels=MEL_BANDS)
     return librosa.power_to_db(power, ref=np.max)
 
 

@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     project = project_config()
     parser = argparse.ArgumentParser(prog="export-model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=project.checkpoint,
-                        help=f"hub id, local HF checkpoint folder, or one of this project's .h5 exports "
+                        help=f"hub id, local HF checkpoint folder, or one of this project's .h5 (or .hdf5) exports "
                              f"(default {project.checkpoint})")
     parser.add_argument("--output", action="append",
                         help="the model to write; the suffix picks the format: .h5 (Keras) or .onnx (ONNX). Repeat "

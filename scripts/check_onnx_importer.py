@@ -3,8 +3,8 @@
 Runtime's on the same audio, two rows, one of them padded.
 
 onnx2kerastl pins TensorFlow 2.12 and onnx 1.13 and declares Python < 3.11; it runs on 3.11 all the same. It does not
-fit the project's environment (Keras 3, numpy 2), so it runs in an environment of its own: the README's ONNX section
-has the commands that make it.
+fit the project's environment (Keras 3, numpy 2), so it runs in an environment of its own: the README's "Push to
+Tensorleap" section has the commands that make it.
 
 Exits 1 when the conversion fails or the logits differ by more than --tolerance.
 """
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime
         from onnx2kerastl import onnx_to_keras
     except ImportError as error:
-        print(f"error: this check runs where onnx2kerastl is installed (see the README's ONNX section): {error}",
-              file=sys.stderr)
+        print(f"error: this check runs where onnx2kerastl is installed (see the README's 'Push to Tensorleap' "
+              f"section): {error}", file=sys.stderr)
         return 2
 
     model = onnx.load(args.model)
