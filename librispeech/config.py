@@ -16,6 +16,7 @@ CONFIG_FILE = PACKAGE_DIR / "config.yaml"
 BUNDLED_CORPUS = REPO_ROOT / "data" / "LibriSpeech"
 SUBSETS = ("training", "validation", "test")
 REQUIRED_SUBSETS = ("training", "validation")  # code-loader's check needs both; test is optional
+MAX_BEAM_WIDTH = 2**31 - 1  # flashlight's LexiconDecoderOptions.beam_size is a C int
 
 
 class ConfigError(ValueError):
@@ -170,9 +171,14 @@ def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) 
         lm_path, lexicon = _resolve(decoding["lm"], PACKAGE_DIR), environ.get("LIBRISPEECH_LEXICON")
         if not lexicon and decoding.get("lexicon"):
             lexicon = str(_resolve(decoding["lexicon"], PACKAGE_DIR))
+    beam_width = number(decoding["beam_width"], "decoding.beam_width", whole=True, least=1)
+    if beam_width > MAX_BEAM_WIDTH:  # flashlight's options take a C int: a wider beam is a TypeError there
+        raise ConfigError(f"decoding.beam_width in librispeech/config.yaml must be at most {MAX_BEAM_WIDTH}, "
+                          f"got {beam_width!r}")
     return {"lm_path": lm_path, "lexicon_path": _resolve(lexicon, Path.cwd()) if lexicon else None,
-            "beam_width": number(decoding["beam_width"], "decoding.beam_width", whole=True, least=1),
-            "lm_alpha": float(number(decoding["alpha"], "decoding.alpha")),
+            "beam_width": beam_width,
+            # a negative LM weight would reward what the LM finds unlikely
+            "lm_alpha": float(number(decoding["alpha"], "decoding.alpha", least=0)),
             "lm_beta": float(number(decoding["beta"], "decoding.beta"))}
 
 

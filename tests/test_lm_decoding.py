@@ -1,5 +1,6 @@
 """Beam search with a word LM (flashlight-text): perfect logits keep the reference, the lexicon repairs merged and
 misspelled words, padding and float16 change nothing, bad configuration is a clear error."""
+import dataclasses
 import gzip
 import logging
 import math
@@ -334,6 +335,27 @@ def test_outside_pool_sentences_use_no_generator_word_but_its_function_words():
     assert 0.3 < len(outside) / len(words) < 0.7  # about half, as drawn
 
 
+def test_the_tuning_script_reads_a_split_of_the_configured_corpus_as_evaluate_does(capsys):
+    """scripts/measure_lm_decoding.py --corpus split: the utterances evaluate's --split and --limit would take, as the
+    model's input (normalised audio) with their references; an unknown split is one line."""
+    import importlib.util
+
+    from librispeech import data
+    from librispeech.config import REPO_ROOT, project_config
+
+    spec = importlib.util.spec_from_file_location("measure", REPO_ROOT / "scripts" / "measure_lm_decoding.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    waveforms, references = measure.split_utterances("dev-clean", 3)
+    whole = data.load_split("validation", dataclasses.replace(project_config(), samples_per_split=None))
+    transcripts = [utterance.transcript for utterance in whole.utterances.values()]
+    assert len(waveforms) == len(set(references)) == 3 and set(references) <= set(transcripts)
+    for waveform in waveforms:
+        assert abs(float(waveform.mean())) < 1e-4 and abs(float(waveform.std()) - 1) < 1e-3
+    with pytest.raises(SystemExit, match="measure_lm_decoding: unknown split 'nope'"):
+        measure.split_utterances("nope", None)
+
+
 @pytest.mark.parametrize("damage, says", [
     ("truncated ARPA", "KenLM cannot load"),
     ("not an ARPA", "KenLM cannot load"),
@@ -412,13 +434,51 @@ def test_weights_that_leave_no_word_are_said(tiny_settings, caplog):
     assert "(decoding.alpha 0.5, beta -1e+09)" in caplog.text
 
 
+def untied(logits: np.ndarray) -> np.ndarray:
+    """spelled_logits with a little seeded noise: flashlight breaks exact score ties by where its hypotheses happen to
+    lie in memory, so with a narrow beam the same tied logits can decode differently from one decoder to the next."""
+    return logits + np.random.default_rng(0).normal(0, 0.01, logits.shape).astype(np.float32)
+
+
+def test_a_hypothesis_that_ends_inside_a_word_is_said(tiny_settings, caplog):
+    """With a beam too narrow to keep a way to MAT, the search ends inside MA: flashlight drops the letters of an
+    unfinished word, so the LM transcript loses them, which is said; a wide beam finishes the word, silently."""
+    logits = untied(spelled_logits("THE CAT SAT ON THE MA"))
+    narrow = lm_decoding.DecoderSettings(tiny_settings.lm_path, None, 1, tiny_settings.alpha, tiny_settings.beta)
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        assert lm_decoding.LMDecoder(narrow, vocabulary_tokens()).decode(logits) == "THE CAT SAT ON THE"
+    assert "a sample of 63 frames spells letters that end in no lexicon word" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="librispeech.lm_decoding"):
+        assert lm_decoding.LMDecoder(tiny_settings, vocabulary_tokens()).decode(logits) == "THE CAT SAT ON THE MAT"
+    assert "lexicon word" not in caplog.text
+
+
+def test_another_search_over_the_same_lm_decodes_as_a_decoder_built_for_it(tiny_settings, tiny_decoder):
+    """measure_lm_decoding's grid loads the LM once: with_search changes only the beam and the weights."""
+    narrow = tiny_decoder.with_search(1, tiny_settings.alpha, tiny_settings.beta)
+    built = lm_decoding.LMDecoder(dataclasses.replace(tiny_settings, beam_width=1), vocabulary_tokens())
+    heavy = tiny_decoder.with_search(16, 0.5, -1e9)  # a word score that leaves no word
+    for text in ("THE CAT SAT ON THE MA", "THE CATSAT ON THE MAT", "THE CAT SAT ON THE MUT"):
+        logits = untied(spelled_logits(text))
+        assert narrow.decode(logits) == built.decode(logits)
+        assert heavy.decode(logits) == ""
+        assert tiny_decoder.decode(logits) == "THE CAT SAT ON THE MAT" or text == "THE CATSAT ON THE MAT"
+    assert narrow.language_model is tiny_decoder.language_model and tiny_decoder.settings == tiny_settings
+
+
 @pytest.mark.parametrize("setting, value, says", [
-    ("decoding__alpha", float("nan"), "decoding.alpha in librispeech/config.yaml must be a finite number, got nan"),
+    ("decoding__alpha", float("nan"), "decoding.alpha in librispeech/config.yaml must be a finite number of at least "
+                                      "0, got nan"),
     ("decoding__beta", float("inf"), "decoding.beta in librispeech/config.yaml must be a finite number, got inf"),
-    ("decoding__alpha", None, "decoding.alpha in librispeech/config.yaml must be a finite number, got None"),
+    ("decoding__alpha", None, "decoding.alpha in librispeech/config.yaml must be a finite number of at least 0, got "
+                             "None"),
     ("decoding__beam_width", "abc", "must be a whole number of at least 1, got 'abc'"),
     ("decoding__beam_width", 1.5, "decoding.beam_width in librispeech/config.yaml must be a whole number"),
     ("decoding__beam_width", 0, "decoding.beam_width in librispeech/config.yaml must be a whole number of at least 1"),
+    ("decoding__beam_width", 2**31, "decoding.beam_width in librispeech/config.yaml must be at most 2147483647, got "
+                                    "2147483648"),  # flashlight's C int: a TypeError of many lines there
+    ("decoding__alpha", -1, "decoding.alpha in librispeech/config.yaml must be a finite number of at least 0, got -1"),
     ("decoding__lm", None, "decoding.lm in librispeech/config.yaml must be a file path, got None"),
     ("audio__sample_rate", "16k", "audio.sample_rate in librispeech/config.yaml must be a whole number"),
     ("audio__normalize_epsilon", 0, "audio.normalize_epsilon in librispeech/config.yaml must be a finite number of "
