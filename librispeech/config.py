@@ -16,7 +16,7 @@ CONFIG_FILE = PACKAGE_DIR / "config.yaml"
 BUNDLED_CORPUS = REPO_ROOT / "data" / "LibriSpeech"
 SUBSETS = ("training", "validation", "test")
 REQUIRED_SUBSETS = ("training", "validation")  # code-loader's check needs both; test is optional
-MAX_BEAM_WIDTH = 2**31 - 1  # flashlight's LexiconDecoderOptions.beam_size is a C int
+MAX_BEAM_WIDTH = 2**31 - 1  # flashlight's LexiconDecoderOptions.beam_size is a C int: wider is a TypeError
 
 
 class ConfigError(ValueError):
@@ -72,14 +72,17 @@ def parse_samples_per_split(value: Any) -> int | None:
     return count
 
 
-def number(value: Any, where: str, whole: bool = False, least: float | None = None) -> int | float:
-    """A setting that must be a number (a whole one, and at least `least`): ConfigError naming it otherwise, rather
-    than a TypeError from deep in a run or a NaN weight that silently empties every LM hypothesis."""
+def number(value: Any, where: str, whole: bool = False, least: float | None = None,
+           most: int | None = None) -> int | float:
+    """A setting that must be a number (a whole one, at least `least`, at most `most`): ConfigError naming it
+    otherwise, rather than a TypeError from deep in a run or a NaN weight that silently empties every LM hypothesis."""
     kind = "a whole number" if whole else "a finite number"
+    bounds = (f" from {least:g} to {most}" if least is not None and most is not None
+              else f" of at least {least:g}" if least is not None else "")
     ok = (isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value))
-    if isinstance(value, bool) or not ok or (least is not None and value < least):
-        raise ConfigError(f"{where} in librispeech/config.yaml must be {kind}"
-                          f"{'' if least is None else f' of at least {least:g}'}, got {value!r}")
+    if (isinstance(value, bool) or not ok or (least is not None and value < least)
+            or (most is not None and value > most)):
+        raise ConfigError(f"{where} in librispeech/config.yaml must be {kind}{bounds}, got {value!r}")
     return value
 
 
@@ -171,12 +174,9 @@ def _decoding_settings(decoding: Mapping[str, Any], environ: Mapping[str, str]) 
         lm_path, lexicon = _resolve(decoding["lm"], PACKAGE_DIR), environ.get("LIBRISPEECH_LEXICON")
         if not lexicon and decoding.get("lexicon"):
             lexicon = str(_resolve(decoding["lexicon"], PACKAGE_DIR))
-    beam_width = number(decoding["beam_width"], "decoding.beam_width", whole=True, least=1)
-    if beam_width > MAX_BEAM_WIDTH:  # flashlight's options take a C int: a wider beam is a TypeError there
-        raise ConfigError(f"decoding.beam_width in librispeech/config.yaml must be at most {MAX_BEAM_WIDTH}, "
-                          f"got {beam_width!r}")
     return {"lm_path": lm_path, "lexicon_path": _resolve(lexicon, Path.cwd()) if lexicon else None,
-            "beam_width": beam_width,
+            "beam_width": number(decoding["beam_width"], "decoding.beam_width", whole=True, least=1,
+                                 most=MAX_BEAM_WIDTH),
             # a negative LM weight would reward what the LM finds unlikely
             "lm_alpha": float(number(decoding["alpha"], "decoding.alpha", least=0)),
             "lm_beta": float(number(decoding["beta"], "decoding.beta"))}

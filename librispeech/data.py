@@ -152,7 +152,8 @@ class SplitData:
 
 
 FULL_SCALE = 1.0 - 2.0 ** -15  # int16's largest value as soundfile decodes it: a sample this loud is clipped
-# Formats whose loudest sample decodes below that (soundfile's subtype names): their clipping would go uncounted
+# Formats whose loudest sample decodes below that (soundfile's subtype names): their clipping would go uncounted.
+# mu-law's and A-law's top code holds everything from ~0.965 of full scale up: the file cannot tell clipping there.
 FULL_SCALE_BY_SUBTYPE = {"PCM_S8": 1.0 - 2.0 ** -7, "PCM_U8": 1.0 - 2.0 ** -7,
                          "ULAW": 32124 / 32768, "ALAW": 32256 / 32768}
 
@@ -416,7 +417,7 @@ def _chapter_candidates(chapter_dir: Path, names: list[str], first_transcripts: 
             else:
                 candidates.append(_Candidate(utterance_id, transcript, *ids[speaker, chapter],
                                              audio_path=folder + os.sep + flacs[utterance_id]))
-    problems += [ExcludedUtterance(stem, MISSING_TRANSCRIPT, os.path.join(folder, name))
+    problems += [ExcludedUtterance(stem, MISSING_TRANSCRIPT, folder + os.sep + name)
                  for stem, name in sorted(flacs.items()) if stem not in listed]
     return candidates, problems
 

@@ -7,6 +7,7 @@ The decoder is built once per process from the `decoding` section of config.yaml
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import gzip
@@ -15,7 +16,6 @@ import logging
 import math
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ class LanguageModelError(Exception):
     """The configured LM or lexicon is missing or unusable; the message names the file."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DecoderSettings:
     lm_path: Path
     lexicon_path: Path | None
@@ -246,8 +246,6 @@ class LMDecoder:
     def with_search(self, beam_width: int, alpha: float, beta: float) -> "LMDecoder":
         """A decoder with other search settings over the same LM, lexicon and trie (loading the LM is the slow part,
         and a second copy of a large LM may not fit in memory)."""
-        import copy
-
         other = copy.copy(self)
         other.settings = dataclasses.replace(self.settings, beam_width=beam_width, alpha=alpha, beta=beta)
         other._decoder = other._lexicon_decoder(other.settings)

@@ -92,6 +92,9 @@ def check_keras_h5(path: Path) -> dict:
         raise ModelFileError(f"{path} is a Keras model ({model_config['config'].get('name', '?')!r}) but not a "
                              f"wav2vec2 export: expected inputs {list(INPUT_NAMES)} and a Wav2Vec2Encoder layer "
                              f"named {ENCODER_LAYER_NAME!r}; {MAKE_ONE}")
+    if not str(path).endswith((".h5", ".hdf5")):  # Keras reads an HDF5 model only under these (.H5 fails as corrupt)
+        raise ModelFileError(f"{path}: Keras loads an .h5 model only under a lower-case suffix; rename it to "
+                             f"{path.with_suffix(path.suffix.lower()).name}")
     return encoder.get("config", {}).get("config", {}) or {}
 
 
@@ -144,9 +147,6 @@ def _load_checked_keras_h5(path: Path):
 
     import librispeech.wav2vec2.layers  # noqa: F401  registers the model's layers with Keras
 
-    if not str(path).endswith((".h5", ".hdf5")):  # Keras reads an HDF5 model only under these (.H5 fails as corrupt)
-        raise ModelFileError(f"{path}: Keras loads an .h5 model only under a lower-case suffix; rename it to "
-                             f"{path.with_suffix(path.suffix.lower()).name}")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/Keras raise many types for a damaged weight group

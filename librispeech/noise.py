@@ -13,7 +13,8 @@ audio give the floor (nothing there for the model to hear). Steady noise alone g
 A clip under 40 ms is a single frame, with none quieter than the rest: it reads as the floor too.
 
 clipping_fraction: the fraction of samples at full scale, |x| >= 32767/32768 (int16's largest value as soundfile
-decodes it); the registered metadata counts the file's own frames with any channel there (data.read_audio), since
+decodes it; 8-bit, mu-law and A-law files: their own loudest value, data.FULL_SCALE_BY_SUBTYPE); the registered
+metadata counts the file's own frames with any channel there (data.read_audio), since
 averaging channels and resampling move clipped samples off full scale. dc_offset: the mean sample value. The SNR and
 the offset describe the 16 kHz mono waveform the model hears.
 """

@@ -153,4 +153,7 @@ def leave_out_longer_than(split, fixed_samples: int, model_path: Path, shard: bo
     if not split.utterances and not shard:
         raise EvaluationError(f"every selected utterance is longer than {model_path.name}'s fixed input of "
                               f"{fixed_samples} samples; export the model without --max-seconds")
+    if not split.utterances:
+        print(f"evaluate: every utterance of this shard is longer than {model_path.name}'s fixed input (if every "
+              f"shard's is, export the model without --max-seconds)", file=sys.stderr)
     return longer

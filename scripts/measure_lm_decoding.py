@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 import time
 from dataclasses import replace
@@ -63,7 +64,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--beam-widths", type=int, nargs="+")
     parser.add_argument("--save-logits", type=Path, help="also save the logits (float16) and references (.npz)")
     parser.add_argument("--show", type=int, default=0, help="print this many samples where the LM changed the text")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from librispeech.config import MAX_BEAM_WIDTH
+
+    if any(not 1 <= width <= MAX_BEAM_WIDTH for width in args.beam_widths or []):
+        parser.error(f"--beam-widths must be whole numbers from 1 to {MAX_BEAM_WIDTH} (flashlight's int)")
+    if any(not 0 <= alpha < math.inf for alpha in args.alphas or []):
+        parser.error("--alphas must be finite numbers of at least 0")
+    if any(not math.isfinite(beta) for beta in args.betas or []):
+        parser.error("--betas must be finite numbers")
+    return args
 
 
 def synthetic_utterances(seed: int, utterances: int, first_of: int | None, text_style: str,
@@ -142,15 +152,15 @@ def split_utterances(split_name: str | None, limit: int | None):
     """The utterances of a split of the configured corpus (a real LibriSpeech dev-clean, say), as evaluate reads it."""
     from librispeech import data
     from librispeech.config import project_config
-    from librispeech_tools.split_selection import load_selection, resolve_split
-
+    from librispeech.config import ConfigError
     from librispeech_tools.evaluate_errors import EvaluationError
+    from librispeech_tools.split_selection import load_selection, resolve_split
 
     try:
         subset, config = resolve_split(project_config(), split_name)
         split = load_selection(config, subset, limit)
         waveforms = [data.normalize_audio(split.audio(i), config.normalize_epsilon) for i in split.utterances]
-    except (EvaluationError, data.AudioDecodeError) as error:
+    except (ConfigError, EvaluationError, data.AudioDecodeError) as error:
         raise SystemExit(f"measure_lm_decoding: {error}") from None
     return waveforms, [u.transcript for u in split.utterances.values()]
 
@@ -174,9 +184,9 @@ def model_logits(model_path: Path, waveforms, batch_size: int = 8) -> list[np.nd
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
     import librispeech  # noqa: F401  telemetry guard first
+    args = parse_args(argv)
     from librispeech.config import project_config
     from librispeech_tools.training import bundled_corpus
 

@@ -108,4 +108,3 @@ def test_the_declared_strings_are_those_of_every_section():
                if kind == "string"}
     assert strings == error_factors.declared_strings() and "records.sex" in strings
     assert set(error_factors.METADATA_SECTIONS) == set(declared) | {"speech", "readability"}
-

@@ -247,6 +247,7 @@ def test_a_shard_whose_utterances_are_all_longer_than_a_fixed_length_onnx_still_
         assert result.returncode == 0, result.stderr[-3000:]
     assert ("evaluate: shard 2/2: no sample could be evaluated (10 left out: longer than the model's fixed input "
             "(56000 samples)); run.json records it for --merge") in result.stderr
+    assert "every utterance of this shard is longer than short.onnx's fixed input (if every" in result.stderr
     result = evaluate("--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "all"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(pd.read_csv(tmp_path / "all" / "samples.csv")["id"]) == ["9318-931801-0002", "9342-934202-0001"]

@@ -252,6 +252,15 @@ def test_broken_model_file_is_one_line_naming_the_path(broken_files, kind, says)
     assert str(broken_files[kind]) in message and says in message and "\n" not in message
 
 
+def test_evaluate_refuses_an_upper_case_suffix_as_the_runtime_does(broken_files):
+    """evaluate's ONNX Runtime engine reads an .h5 without Keras, which would take MODEL.H5: the local report would
+    run on a file the runtime's loader refuses."""
+    from librispeech_tools.model_pass import ModelPassError, onnx_model_pass_of_h5
+
+    with pytest.raises(ModelPassError, match="only under a lower-case suffix; rename it to MODEL.h5"):
+        onnx_model_pass_of_h5(broken_files["upper_case_suffix"])
+
+
 def test_keras_model_that_is_not_wav2vec2(tmp_path):
     import keras
 
