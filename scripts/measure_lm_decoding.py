@@ -151,8 +151,7 @@ def outside_pool_sentences(count: int, seed: int) -> list[str]:
 def split_utterances(split_name: str | None, limit: int | None):
     """The utterances of a split of the configured corpus (a real LibriSpeech dev-clean, say), as evaluate reads it."""
     from librispeech import data
-    from librispeech.config import project_config
-    from librispeech.config import ConfigError
+    from librispeech.config import ConfigError, project_config
     from librispeech_tools.evaluate_errors import EvaluationError
     from librispeech_tools.split_selection import load_selection, resolve_split
 
