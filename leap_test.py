@@ -19,7 +19,12 @@ from librispeech.lm_decoding import LanguageModelError, lm_decoder
 from librispeech.model_file import ModelFileError, load_wav2vec2
 from librispeech.tokenizer import vocabulary_tokens
 
-CHARACTER_LABELS = list(vocabulary_tokens())
+try:
+    CHARACTER_LABELS = list(vocabulary_tokens())  # reads the whole configuration, so a bad setting fails here
+except ConfigError as error:
+    if __name__ == "__main__":  # one line, as main() says every other bad setting
+        sys.exit(f"error: {error}")
+    raise
 
 
 @tensorleap_load_model([PredictionTypeHandler("characters", labels=CHARACTER_LABELS, channel_dim=-1)])

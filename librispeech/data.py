@@ -563,7 +563,10 @@ def _cache_write_error(error: BaseException, cache: str) -> OSError | None:
     if cause.filename is None:
         return cause if wrapped and cause.errno in DISK_FULL_ERRORS else None
     try:
-        return cause if Path(os.fsdecode(cause.filename)).resolve().is_relative_to(Path(cache).resolve()) else None
+        failed, cache_folder = Path(os.fsdecode(cause.filename)).resolve(), Path(cache).resolve()
+        # in the cache, or a folder above it that makedirs could not make (HOME=/nonexistent on a read-only root, or
+        # a home that is a file: the error names /nonexistent or HOME/.cache, not the cache itself)
+        return cause if failed.is_relative_to(cache_folder) or cache_folder.is_relative_to(failed) else None
     except (OSError, ValueError, TypeError):
         return None
 

@@ -672,6 +672,21 @@ def test_hf_parquet_copy_whose_datasets_cache_cannot_be_written_is_one_clear_err
         data.open_hf_split(config, "test")
 
 
+def test_hf_parquet_cache_under_a_home_that_cannot_be_made_is_one_clear_error(corpus, tmp_path, monkeypatch):
+    """The default cache is HOME/.cache/huggingface/datasets: where HOME cannot be made (HOME=/nonexistent on a
+    read-only root) or is a file, makedirs fails on a folder above the cache, and the error names that folder."""
+    datasets = pytest.importorskip("datasets")
+    (tmp_path / "hf_copy" / "clean" / "test").mkdir(parents=True)
+    _hf_dataset(corpus, "test-clean").to_parquet(str(tmp_path / "hf_copy" / "clean" / "test" / "0000.parquet"))
+    not_a_folder = tmp_path / "home"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", not_a_folder / ".cache" / "huggingface" / "datasets")
+    config = make_config(corpus, data__source="huggingface", data__hf_dataset=str(tmp_path / "hf_copy"))
+    with pytest.raises(OSError, match=r"datasets cannot write its Arrow copy .*home/\.cache/huggingface/datasets "
+                                      r"\(Not a directory: .*home/\.cache\): set HF_DATASETS_CACHE"):
+        data.open_hf_split(config, "test")
+
+
 def test_hf_parquet_errors_of_a_full_disk_are_the_cache_s_and_those_of_the_data_stay_theirs(corpus, tmp_path,
                                                                                             monkeypatch):
     """A full disk while datasets writes its Arrow copy reaches us wrapped in a DatasetGenerationError, with no path:

@@ -54,10 +54,12 @@ def test_missing_model_is_a_clear_message(tmp_path):
     assert "no wav2vec2 model at" in result.stderr and "export-model" in result.stderr
 
 
-def test_a_bad_setting_is_one_line_from_the_test_command():
-    """leap_test reads the configuration on import; the `test` command reports a bad value in one line."""
-    result = subprocess.run([sys.executable, "-m", "librispeech_tools.integration_test"], cwd=REPO, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "LIBRISPEECH_SAMPLES_PER_SPLIT": "abc"})
+@pytest.mark.parametrize("command", [["-m", "librispeech_tools.integration_test"], ["leap_test.py"]])
+def test_a_bad_setting_is_one_line_from_the_test_command(command):
+    """leap_test reads the configuration on import; the `test` command, and leap_test.py run as a script, report a
+    bad value in one line."""
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "LIBRISPEECH_SAMPLES_PER_SPLIT": "abc"})
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: samples_per_split (LIBRISPEECH_SAMPLES_PER_SPLIT) must be a positive integer or 'all', got 'abc'")
