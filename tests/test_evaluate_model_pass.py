@@ -583,6 +583,27 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
         shard_merge.merge(shards, tmp_path / "bad")
 
 
+def test_an_hf_row_whose_audio_changed_at_the_same_length_has_another_digest(tmp_path):
+    """An HF row has no file whose size the digest could take: its audio cell's size stands in (or, for a path-only
+    cell, the size of the file it names), so a resume or --merge does not keep rows made from other audio."""
+    from librispeech.data import CorpusInfo, SplitData, Utterance
+    from librispeech_tools.split_selection import sample_digests
+
+    def digest(audio: dict) -> dict:
+        utterance = Utterance("1-2-0000", 1, 2, "HELLO", 16000, 16000, 1, hf_row=0)
+        rows = [{"audio": audio}]  # what dataset[row] gives
+        return sample_digests(SplitData("test", "test", "huggingface", {utterance.id: utterance}, [], CorpusInfo(),
+                                        16000, rows))
+
+    assert digest({"bytes": b"a" * 100, "path": "x.flac"}) == digest({"bytes": b"b" * 100, "path": "x.flac"})
+    assert digest({"bytes": b"a" * 100, "path": "x.flac"}) != digest({"bytes": b"a" * 40, "path": "x.flac"})
+    audio_file = tmp_path / "1-2-0000.flac"
+    audio_file.write_bytes(b"a" * 100)
+    before = digest({"bytes": None, "path": str(audio_file)})
+    audio_file.write_bytes(b"a" * 40)
+    assert digest({"bytes": None, "path": str(audio_file)}) != before
+
+
 def test_a_resume_refuses_rows_of_changed_samples_and_a_second_writer(tmp_path, monkeypatch):
     """A rerun into a report folder keeps finished rows only while their transcript, audio and records are what
     made them; a second run into a folder being written is refused; rows written twice are named."""
