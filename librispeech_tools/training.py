@@ -13,7 +13,9 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -131,6 +133,21 @@ def export_fixed_length(model, output: Path) -> None:
     fixed.save(output)
 
 
+def partial_path(output: Path) -> Path:
+    """Where a run writes its export until it ends (same folder, so the final rename is atomic)."""
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
+
+
+def check_output_folder(output: Path) -> None:
+    """Make --output's folder and prove it writable, or exit with one line saying why."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as error:
+        sys.exit(f"train-demo: --output {output}: cannot write in {output.parent}: {error.strerror or error}")
+
+
 def init_weights(path: Path, demo_model) -> list:
     """The weights of an earlier export of the demo config (--init), or a one-line exit saying why not."""
     from librispeech.model_file import ModelFileError, load_keras_h5, require_model_file
@@ -169,7 +186,7 @@ def train(args) -> dict:
     import keras
     from tqdm import tqdm
 
-    from librispeech import metrics, tokenizer
+    from librispeech import data, metrics, tokenizer
     from librispeech.wav2vec2 import model as wav2vec2_model
 
     keras.utils.set_random_seed(args.seed)
@@ -180,7 +197,11 @@ def train(args) -> dict:
     # evaluation and export in float32 whatever the training precision: the figures logged are the export's
     evaluation_model = wav2vec2_model.build_wav2vec2_for_ctc(DEMO_CONFIG, None, name="demo_wav2vec2_for_ctc")
     initial_weights = None if args.init is None else init_weights(args.init, evaluation_model)  # before the corpus
-    waveforms, transcripts = load_utterances(corpus_root, args.corpus_split, args.utterances, args.seed)
+    check_output_folder(args.output)  # before the corpus is read: a folder it cannot write is one line, not a traceback
+    try:
+        waveforms, transcripts = load_utterances(corpus_root, args.corpus_split, args.utterances, args.seed)
+    except (data.SplitError, OSError) as error:  # an empty corpus, an unreadable file
+        sys.exit(f"train-demo: cannot train on {corpus_root / args.corpus_split}: {error}")
     held_out = max(1, len(waveforms) // 20)  # model selection slice, never trained on
     if len(waveforms) <= held_out:
         sys.exit(f"train-demo: {len(waveforms)} utterance(s) leave none to train on beside the {held_out} held out "
@@ -208,9 +229,12 @@ def train(args) -> dict:
 
     rng = np.random.default_rng(args.seed)
     best = {"select_wer": float("inf")}
+    # Staged beside the output and moved into place together at the end: an interrupted or failed run leaves an
+    # earlier export, its .json and its .training.csv as they were (the .csv is no longer emptied at the start).
     log_path = args.output.with_suffix(".training.csv")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", newline="") as log_file:
+    staged_output = partial_path(args.output)
+    staged_log = staged_output.with_suffix(".training.csv")
+    with open(staged_log, "w", newline="") as log_file:
         log = csv.writer(log_file)
         log.writerow(["epoch", "train_loss", "select_wer", "select_cer", "bundled_wer", "bundled_cer", "seconds"])
         for epoch in range(1, args.epochs + 1):
@@ -234,11 +258,16 @@ def train(args) -> dict:
             if select["wer"] <= best["select_wer"]:
                 best = {"epoch": epoch, "select_wer": select["wer"], "select_cer": select["cer"],
                         "bundled_wer": bundled["wer"], "bundled_cer": bundled["cer"]}
-                export_fixed_length(evaluation_model, args.output)
+                export_fixed_length(evaluation_model, staged_output)
     best.update(training_utterances=len(waveforms), training_hours=round(hours, 3), epochs=args.epochs,
                 batch_size=args.batch_size, learning_rate=args.learning_rate, precision=args.precision,
-                init=str(args.init) if args.init else None, config=DEMO_CONFIG)
-    args.output.with_suffix(".json").write_text(json.dumps(best, indent=1) + "\n")
+                init=str(args.init) if args.init else None, corpus=str(args.corpus), corpus_split=args.corpus_split,
+                utterances=args.utterances, warmup_steps=args.warmup_steps, seed=args.seed, config=DEMO_CONFIG)
+    staged_json = staged_output.with_suffix(".json")
+    staged_json.write_text(json.dumps(best, indent=1) + "\n")
+    for staged, final in ((staged_output, args.output), (staged_log, log_path),
+                          (staged_json, args.output.with_suffix(".json"))):
+        os.replace(staged, final)
     print(f"best epoch {best['epoch']}: bundled corpus WER {best['bundled_wer']:.2%}, CER {best['bundled_cer']:.2%}; "
           f"saved {args.output}, log {log_path}")
     return best
@@ -276,6 +305,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      if folder.exists() and not folder.is_dir()), None)
     if blocking is not None:
         parser.error(f"--output {args.output}: {blocking} is a file, not a folder")
+    if args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder: name the .h5 file to write")
     return args
 
 

@@ -51,7 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight of the English word frequencies in the unigram level (default 0.5)")
     parser.add_argument("--lm", type=Path, default=LM_DIR / "demo-lm.arpa.gz")
     parser.add_argument("--lexicon", type=Path, default=LM_DIR / "demo-lexicon.txt")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.order < 2:  # KenLM: "This ngram implementation assumes at least a bigram model"
+        parser.error("--order must be at least 2: KenLM (the decoder's LM) does not load a unigram model")
+    if len(args.min_counts) != args.order:
+        parser.error(f"--min-counts needs {args.order} counts, one per order, got {len(args.min_counts)}")
+    if args.sentences < 1:
+        parser.error("--sentences must be at least 1")
+    return args
 
 
 def demo_lm_sentences(count: int, seed: int, without_bundled_words: bool = False) -> list[list[str]]:

@@ -205,6 +205,18 @@ def _make_demo_lm_script():
     return script
 
 
+@pytest.mark.parametrize("arguments, says", [
+    (["--order", "1", "--min-counts", "1"], "--order must be at least 2: KenLM"),
+    (["--order", "3", "--min-counts", "1", "1"], "--min-counts needs 3 counts, one per order, got 2"),
+    (["--sentences", "0"], "--sentences must be at least 1"),
+])
+def test_the_demo_lm_script_refuses_an_lm_the_decoder_could_not_load(arguments, says, capsys):
+    """KenLM loads no unigram-only model: the script would otherwise write one over the shipped demo LM."""
+    with pytest.raises(SystemExit):
+        _make_demo_lm_script().parse_args(arguments)
+    assert says in capsys.readouterr().err
+
+
 def test_demo_lm_knows_general_english_beyond_the_generators_words():
     """Words the sentence generator never draws are in the demo LM with half their English frequency (the unigram
     mix of scripts/make_demo_lm.py), and perfect logits of a sentence made of them come back unchanged."""

@@ -18,7 +18,10 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "20",
                  "--epochs", "1", "--batch-size", "4", "--learning-rate", "1e-4",
                  "--precision", "mixed_bfloat16", "--output", str(output)]
+    for earlier in (output, output.with_suffix(".json"), output.with_suffix(".training.csv")):
+        earlier.write_text("an earlier run's")  # replaced together at the end
     training.train(training.parse_args(arguments))
+    assert not list(tmp_path.glob("*.partial*"))
     # 19 utterances in batches of 4: 5 steps, fewer than the default warm-up of 300
     assert "5 steps in all, so the warm-up is 4 steps, not 300" in capsys.readouterr().err
     assert keras.mixed_precision.global_policy().name == "float32"  # training's policy does not leak
@@ -28,6 +31,8 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     recorded = json.loads(output.with_suffix(".json").read_text())
     assert recorded["epoch"] == 1 and recorded["precision"] == "mixed_bfloat16"
     assert recorded["training_utterances"] == 19  # one of the 20 is the model-selection slice
+    assert (recorded["corpus"], recorded["corpus_split"], recorded["utterances"], recorded["seed"]) == (
+        str(BUNDLED_CORPUS), "train-clean-100", 20, 0)  # what reproduces the run
 
     model = keras.models.load_model(output, compile=False)
     assert model.inputs[0].shape[1] == project_config().max_samples
@@ -38,6 +43,28 @@ def test_train_demo_logs_each_epoch_and_exports_a_float32_fixed_length_model(tmp
     rates = metrics.corpus_error_rates(references, training.transcribe(model, waveforms))
     assert rates["wer"] == pytest.approx(recorded["bundled_wer"], abs=0.01)
     assert rates["cer"] == pytest.approx(recorded["bundled_cer"], abs=0.01)
+
+
+def test_an_interrupted_run_leaves_the_earlier_export_and_its_records_as_they_were(tmp_path, monkeypatch):
+    """The export, its .json and its .training.csv are written beside the output and replaced together at the end:
+    a run stopped in its first epoch neither empties the earlier log nor pairs a new model with an old record."""
+    from librispeech_tools import training
+
+    output = tmp_path / "demo.h5"
+    earlier = {path: f"earlier {path.suffix}" for path in (output, output.with_suffix(".json"),
+                                                           output.with_suffix(".training.csv"))}
+    for path, text in earlier.items():
+        path.write_text(text)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "batches", interrupted)
+    arguments = ["--corpus", str(BUNDLED_CORPUS), "--corpus-split", "train-clean-100", "--utterances", "8",
+                 "--output", str(output)]
+    with pytest.raises(KeyboardInterrupt):
+        training.train(training.parse_args(arguments))
+    assert {path: path.read_text() for path in earlier} == earlier
 
 
 def test_train_demo_without_a_corpus_says_how_to_make_one(tmp_path):
@@ -76,3 +103,12 @@ def test_train_demo_refuses_what_would_waste_or_fake_a_run_before_training(tmp_p
         with pytest.raises(SystemExit, match=says):
             training.train(training.parse_args(corpus + ["--utterances", "4", "--init", str(init)]))
     assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.training.csv").exists()
+    (tmp_path / "folder.h5").mkdir()
+    with pytest.raises(SystemExit):
+        training.parse_args(["--output", str(tmp_path / "folder.h5")])
+    assert "is a folder: name the .h5 file to write" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=f"train-demo: --output .*m.h5: cannot write in {afile}/runs"):
+        training.check_output_folder(afile / "runs" / "m.h5")
+    (tmp_path / "empty" / "train-synthetic").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="train-demo: cannot train on .*empty/train-synthetic: .*no usable utterance"):
+        training.train(training.parse_args(["--corpus", str(tmp_path / "empty"), "--output", str(tmp_path / "m.h5")]))
