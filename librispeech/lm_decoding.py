@@ -24,8 +24,8 @@ from librispeech.config import project_config
 from librispeech.ctc import log_softmax
 from librispeech.metrics import ERROR_RATE_KEYS, as_batch, error_rates_of_pair, transcription_pairs
 from librispeech.model_file import first_line
-from librispeech.tokenizer import (BLANK_ID, WORD_DELIMITER, decode_greedy, decode_reference, greedy_ids,
-                                   vocabulary_tokens)
+from librispeech.tokenizer import (BLANK_ID, WORD_DELIMITER, decode_greedy, decode_ids, decode_reference,
+                                   greedy_ids, vocabulary_tokens)
 
 LOGGER = logging.getLogger(__name__)
 # Trailing frames whose blank probability is at least 1 - 1e-7 are not decoded: padded frames are a certain blank
@@ -227,8 +227,6 @@ class LMDecoder:
         self.lexicon_size = len(spellings)
         # One frame of a certain word delimiter after the audio: the model writes none after the last word, and
         # flashlight only ends a hypothesis after a word's delimiter.
-        self._letters = tuple(token if token_ids.get(token) not in (BLANK_ID, silence) and len(token) == 1 else ""
-                              for token in tokens)
         self._closing_frame = np.full((1, len(tokens)), -1e4, np.float32)
         self._closing_frame[0, silence] = 0.0
         self._cache: OrderedDict[tuple, str] = OrderedDict()  # logits' key -> hypothesis, least recently used first
@@ -276,7 +274,8 @@ class LMDecoder:
         emissions = np.concatenate([log_probabilities[:frames], self._closing_frame])
         results = self._decoder.decode(emissions.ctypes.data, len(emissions), self.vocabulary_size)
         words = [self.word_dictionary.get_entry(index) for index in results[0].words if index >= 0] if results else []
-        if words and _spelled_letters(results[0].tokens, self._letters) != "".join(words).upper():
+        path = [token for token in results[0].tokens if 0 <= token < self.vocabulary_size] if words else []
+        if words and "".join(decode_ids(path, group_tokens=True).split()) != "".join(words).upper():
             # flashlight ends a search in which no hypothesis finished its last word with the best unfinished one,
             # and drops that word's letters (and everything after a dead end in the lexicon) without a word
             LOGGER.warning("the LM decoder's best hypothesis for a sample of %d frames spells letters that end in no "
@@ -289,16 +288,6 @@ class LMDecoder:
                            "its LM transcript is empty (decoding.alpha %g, beta %g)",
                            "no word" if results else "no hypothesis", frames, self.settings.alpha, self.settings.beta)
         return " ".join(words).upper()
-
-
-def _spelled_letters(tokens, letters: tuple[str, ...]) -> str:
-    """The letters a CTC token path spells (repeats merged unless a blank or delimiter parts them), upper case."""
-    spelled, previous = [], None
-    for token in tokens:
-        if token != previous and 0 <= token < len(letters):
-            spelled.append(letters[token])
-        previous = token
-    return "".join(spelled).upper()
 
 
 def as_greedy_reads_them(logits: np.ndarray) -> np.ndarray:
