@@ -70,6 +70,7 @@ class Utterance:
     channels: int
     audio_path: str | None = None  # OpenSLR tree
     hf_row: int | None = None      # row of the HF dataset
+    audio_bytes: int | None = None  # the audio's size when its header was read (evaluate's resume digest takes it)
 
 
 @dataclass(frozen=True)
@@ -294,14 +295,15 @@ class _Candidate:
     hf_row: int | None = None
 
 
-def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: ProjectConfig):
-    """(Utterance, None) or (None, ExcludedUtterance) from the transcript and the audio header alone."""
+def _audio_header(read_info: Callable[[], tuple[Any, int | None]], candidate: _Candidate, config: ProjectConfig):
+    """(Utterance, None) or (None, ExcludedUtterance) from the transcript and the audio header alone. read_info
+    gives soundfile's info and the audio's size in bytes."""
     labels = label_length(candidate.transcript)
     if labels > config.max_label_length:
         return None, ExcludedUtterance(candidate.id, LABEL_TOO_LONG,
                                        f"{labels} tokens > max_label_length={config.max_label_length}")
     try:
-        info = read_info()
+        info, audio_bytes = read_info()
     except Exception as error:
         return None, ExcludedUtterance(candidate.id, UNREADABLE_AUDIO, first_line(error))
     if info.frames >= UNKNOWN_LENGTH_FRAMES:  # libsndfile cannot decode such a file either (it seeks past the end)
@@ -320,7 +322,7 @@ def _audio_header(read_info: Callable[[], Any], candidate: _Candidate, config: P
         return None, ExcludedUtterance(candidate.id, TOO_SHORT_FOR_TRANSCRIPT,
                                        f"{num_samples} samples give {frames} frames < {needed} needed for {labels} tokens")
     return Utterance(candidate.id, candidate.speaker_id, candidate.chapter_id, candidate.transcript, num_samples,
-                     info.samplerate, info.channels, candidate.audio_path, candidate.hf_row), None
+                     info.samplerate, info.channels, candidate.audio_path, candidate.hf_row, audio_bytes), None
 
 
 def _select(candidates: list[_Candidate], header: Callable[[_Candidate], tuple], config: ProjectConfig):
@@ -459,7 +461,8 @@ def load_openslr_split(subset: str, config: ProjectConfig, corpus_info: CorpusIn
                                              OUTSIDE_CHAPTER_FOLDER, os.path.join(folder, name)) for name in names]
 
     def header(candidate: _Candidate):
-        return _audio_header(lambda: soundfile.info(candidate.audio_path), candidate, config)
+        return _audio_header(lambda: (soundfile.info(candidate.audio_path), os.path.getsize(candidate.audio_path)),
+                             candidate, config)
 
     if unread:  # not utterances, but said: audio in another format or with another suffix (.wav, .FLAC) is not read
         logger.warning("%s (%s): %d file(s) not read, being neither .flac audio nor .trans.txt transcripts (first: "
@@ -689,7 +692,8 @@ def load_hf_split(subset: str, config: ProjectConfig) -> SplitData:
     def header(candidate: _Candidate):
         def read_info():
             try:
-                return soundfile.info(io.BytesIO(_hf_audio_bytes(dataset, candidate.hf_row)))
+                audio = _hf_audio_bytes(dataset, candidate.hf_row)
+                return soundfile.info(io.BytesIO(audio)), len(audio)
             except Exception as error:  # name the row, not the in-memory buffer soundfile names
                 raise ValueError(f"row {candidate.hf_row}: " + re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>",
                                                                      "its audio", str(error))) from None

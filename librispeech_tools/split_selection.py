@@ -117,30 +117,17 @@ class Shard:
 
 def sample_digests(split) -> dict[str, str]:
     """Per selected sample, a digest of what its row is made from besides the model: transcript, audio (length,
-    rate, channels, file size) and records (SPEAKERS/CHAPTERS/BOOKS). Not modification times: a corpus copied to
-    another machine for a shard is the same data."""
+    rate, channels, and its size in bytes as listed: an OpenSLR file's, an HF row's audio cell's, so other audio of
+    the same length counts as changed) and records (SPEAKERS/CHAPTERS/BOOKS). Not modification times: a corpus
+    copied to another machine for a shard is the same data."""
     from librispeech.data import record_fields
 
     digests = {}
     for sample_id, utterance in split.utterances.items():
-        size = audio_size(split, utterance)
-        content = [utterance.transcript, utterance.num_samples, utterance.source_sample_rate, utterance.channels, size,
-                   utterance.hf_row, record_fields(utterance, split.corpus_info)]
+        content = [utterance.transcript, utterance.num_samples, utterance.source_sample_rate, utterance.channels,
+                   utterance.audio_bytes, utterance.hf_row, record_fields(utterance, split.corpus_info)]
         digests[sample_id] = hashlib.blake2b(json.dumps(content, sort_keys=True).encode(), digest_size=8).hexdigest()
     return digests
-
-
-def audio_size(split, utterance) -> int | None:
-    """The audio's size in bytes: its file's (OpenSLR), else its HF row's audio cell's (an HF row has no file of its
-    own: without it, a row whose audio was replaced by other audio of the same length would keep its old row). None
-    for audio gone since the listing, which its decode leaves out later."""
-    path = utterance.audio_path
-    if path is None and utterance.hf_row is not None and split.hf_dataset is not None:
-        audio = split.hf_dataset[int(utterance.hf_row)]["audio"] or {}
-        if audio.get("bytes"):
-            return len(audio["bytes"])
-        path = audio.get("path")  # a path-only cell: the file it names
-    return os.path.getsize(path) if path and os.path.isfile(path) else None
 
 
 def combined_digest(digests: dict[str, str]) -> str:

@@ -584,23 +584,46 @@ def test_shards_merge_into_the_unsharded_report(real_lengths, tmp_path):
 
 
 def test_an_hf_row_whose_audio_changed_at_the_same_length_has_another_digest(tmp_path):
-    """An HF row has no file whose size the digest could take: its audio cell's size stands in (or, for a path-only
-    cell, the size of the file it names), so a resume or --merge does not keep rows made from other audio."""
-    from librispeech.data import CorpusInfo, SplitData, Utterance
+    """An HF row has no file whose size the digest could take: the listing records its audio cell's size (or, for a
+    path-only cell, the size of the file it names), so a resume or --merge does not keep rows made from other audio.
+    The size is what is compared, not the content: other audio of the same size and length counts as the same."""
+    import io
+
+    import datasets
+    import soundfile
+
+    from conftest import make_config
+    from librispeech import data
     from librispeech_tools.split_selection import sample_digests
 
-    def digest(audio: dict) -> dict:
-        utterance = Utterance("1-2-0000", 1, 2, "HELLO", 16000, 16000, 1, hf_row=0)
-        rows = [{"audio": audio}]  # what dataset[row] gives
-        return sample_digests(SplitData("test", "test", "huggingface", {utterance.id: utterance}, [], CorpusInfo(),
-                                        16000, rows))
+    tone = np.sin(np.arange(16000) / 5).astype(np.float32) * 0.5
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
 
-    assert digest({"bytes": b"a" * 100, "path": "x.flac"}) == digest({"bytes": b"b" * 100, "path": "x.flac"})
-    assert digest({"bytes": b"a" * 100, "path": "x.flac"}) != digest({"bytes": b"a" * 40, "path": "x.flac"})
-    audio_file = tmp_path / "1-2-0000.flac"
-    audio_file.write_bytes(b"a" * 100)
+    def wav(samples: np.ndarray, subtype: str) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, samples, 16000, format="WAV", subtype=subtype)
+        return buffer.getvalue()
+
+    def digest(audio: dict) -> dict:
+        folder = tmp_path / f"copy-{len(list(tmp_path.glob('copy-*')))}"
+        features = datasets.Features({"file": datasets.Value("string"),
+                                      "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                      "text": datasets.Value("string"), "speaker_id": datasets.Value("int64"),
+                                      "chapter_id": datasets.Value("int64"), "id": datasets.Value("string")})
+        row = {"file": "1-2-0000.wav", "audio": audio, "text": "HELLO", "speaker_id": 1, "chapter_id": 2,
+               "id": "1-2-0000"}
+        datasets.DatasetDict({"test": datasets.Dataset.from_list([row], features=features)}).save_to_disk(str(folder))
+        config = make_config(None, data__source="huggingface", data__hf_dataset=str(folder))
+        return sample_digests(data.load_split("test", config))
+
+    assert digest({"bytes": wav(tone, "PCM_16"), "path": "x.wav"}) == digest({"bytes": wav(noise, "PCM_16"),
+                                                                           "path": "x.wav"})
+    assert digest({"bytes": wav(tone, "PCM_16"), "path": "x.wav"}) != digest({"bytes": wav(tone, "PCM_24"),
+                                                                           "path": "x.wav"})
+    audio_file = tmp_path / "1-2-0000.wav"
+    audio_file.write_bytes(wav(tone, "PCM_16"))
     before = digest({"bytes": None, "path": str(audio_file)})
-    audio_file.write_bytes(b"a" * 40)
+    audio_file.write_bytes(wav(tone, "PCM_24"))
     assert digest({"bytes": None, "path": str(audio_file)}) != before
 
 

@@ -228,7 +228,7 @@ def test_transcripts_encode_exactly_or_are_excluded(transcript, num_samples):
     # preprocess decides from the transcript and the header alone
     candidate = data._Candidate("1-2-0000", normalized, 1, 2, audio_path="unused.flac")
     header = SimpleNamespace(frames=num_samples, samplerate=SAMPLE_RATE, channels=1)
-    utterance, excluded = data._audio_header(lambda: header, candidate, CONFIG)
+    utterance, excluded = data._audio_header(lambda: (header, None), candidate, CONFIG)
     reason = expected_exclusion(transcript, num_samples)
     assert (excluded.reason if excluded else None) == reason
     assert (utterance is None) == (reason is not None)
